@@ -1,0 +1,1 @@
+"""Engine modes, one module each."""

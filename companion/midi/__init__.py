@@ -1,0 +1,1 @@
+"""Adapters at the edge: MIDI ports and clocks."""

@@ -1,0 +1,1 @@
+"""Shared fixtures; JACK fixtures live in tests/integration/conftest.py."""
