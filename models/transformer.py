@@ -1,0 +1,282 @@
+"""A small decoder-only Transformer (nanoGPT-style) with rotary positions and a KV cache; no I/O."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class GPTConfig:
+    """Model shape; stored in every checkpoint (``asdict``) and rebuilt with ``GPTConfig.from_dict``."""
+
+    vocab_size: int
+    block_size: int = 1024  # longest context the model attends to (tokens)
+    n_layer: int = 6
+    n_head: int = 8
+    n_embd: int = 256
+    dropout: float = 0.1
+    bias: bool = False
+    rope_base: float = 10000.0
+    # Sizes of optional extra per-token embedding tables (e.g. voice index, position in the beat,
+    # style tag). ``extra[..., i]`` indexes table ``i``; the embeddings are added to the token embedding.
+    n_extra: tuple[int, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        self.n_extra = tuple(int(n) for n in self.n_extra)
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if (self.n_embd // self.n_head) % 2 != 0:
+            raise ValueError("head size (n_embd / n_head) must be even for rotary positions")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["n_extra"] = list(self.n_extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class Rotary(nn.Module):
+    """Rotary position tables; ``rotate`` turns the (q, k) pairs of each head by their position."""
+
+    def __init__(self, head_size: int, max_positions: int, base: float) -> None:
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._build(max_positions)
+
+    def _build(self, n: int) -> None:
+        t = torch.arange(n, dtype=torch.float32, device=self.inv_freq.device)
+        freqs = torch.outer(t, self.inv_freq)  # (n, hs/2)
+        self.register_buffer("cos", freqs.cos(), persistent=False)
+        self.register_buffer("sin", freqs.sin(), persistent=False)
+
+    def tables(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin for positions start..start+length-1, each (length, hs/2)."""
+        if start + length > self.cos.shape[0]:
+            self._build(max(2 * self.cos.shape[0], start + length))
+        return self.cos[start : start + length], self.sin[start : start + length]
+
+    @staticmethod
+    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        # x: (..., T, hs) with the two halves of hs as (real, imaginary); cos/sin: (T, hs/2)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
+
+
+class KVCache:
+    """Keys and values of every layer for incremental decoding: (n_layer, 2, B, n_head, capacity, hs).
+
+    ``length`` tokens are cached; rotary positions continue from ``length``. ``truncate(n)`` rolls back and
+    ``copy()`` forks. The token ids (and extra indices) are kept too, so that ``GPT.slide`` can rebuild the
+    cache over the most recent tokens exactly when it is full.
+    """
+
+    def __init__(self, n_layer: int, batch: int, n_head: int, head_size: int, capacity: int, n_extra: int,
+                 device: torch.device, dtype: torch.dtype) -> None:
+        self.kv = torch.zeros(n_layer, 2, batch, n_head, capacity, head_size, device=device, dtype=dtype)
+        self.tokens = torch.zeros(batch, capacity, dtype=torch.long, device=device)  # (B, capacity)
+        self.extra = torch.zeros(batch, capacity, n_extra, dtype=torch.long, device=device)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.kv.shape[4]
+
+    def truncate(self, n: int) -> None:
+        if not 0 <= n <= self.length:
+            raise ValueError(f"cannot truncate a cache of {self.length} tokens to {n}")
+        self.length = n
+
+    def copy(self) -> KVCache:
+        other = KVCache.__new__(KVCache)
+        other.kv = self.kv.clone()
+        other.tokens = self.tokens.clone()
+        other.extra = self.extra.clone()
+        other.length = self.length
+        return other
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with rotary q/k and an optional KV cache."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                layer_cache: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+        B, T, C = x.shape  # (B, T, C)
+        hs = C // self.n_head
+        qkv = self.c_attn(x).view(B, T, 3, self.n_head, hs).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        qk = Rotary.rotate(qkv[:2], cos, sin)  # (2, B, nh, T, hs)
+        q, k, v = qk[0], qk[1], qkv[2]
+        if layer_cache is None:
+            p = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, nh, T, hs)
+        else:
+            # layer_cache: (2, B, nh, capacity, hs); append, then attend to everything cached so far
+            layer_cache[0, :, :, start : start + T] = k
+            layer_cache[1, :, :, start : start + T] = v
+            keys = layer_cache[0, :, :, : start + T]
+            values = layer_cache[1, :, :, : start + T]
+            if T == 1:
+                y = F.scaled_dot_product_attention(q, keys, values)
+            else:
+                # query i (absolute start+i) may see keys 0..start+i
+                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+                y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward block (4x expansion, GELU)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                layer_cache: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cos, sin, layer_cache, start)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only Transformer: token (+ extra) embeddings -> blocks -> tied LM head."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.extra_emb = nn.ModuleList(nn.Embedding(n, config.n_embd) for n in config.n_extra)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying
+        self.rotary = Rotary(config.n_embd // config.n_head, config.block_size, config.rope_base)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):  # scaled init of residual projections (GPT-2)
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _embed(self, idx: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        x = self.wte(idx)  # (B, T, C)
+        if len(self.extra_emb):
+            if extra is None or extra.shape[-1] != len(self.extra_emb):
+                raise ValueError(f"this model needs extra indices of shape (B, T, {len(self.extra_emb)})")
+            for i, emb in enumerate(self.extra_emb):
+                x = x + emb(extra[..., i])
+        return x
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) token ids; targets (B, T) with -1 = ignore; extra (B, T, len(n_extra)).
+
+        Returns logits (B, T, vocab) and the mean cross-entropy over non-ignored targets (or None).
+        """
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens exceeds block_size {self.config.block_size}")
+        cos, sin = self.rotary.tables(0, T)
+        x = self.drop(self._embed(idx, extra))
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
+                                   ignore_index=-1)
+        return logits, loss
+
+    def new_cache(self, batch: int = 1, capacity: int | None = None) -> KVCache:
+        """An empty KV cache for ``step``; capacity defaults to block_size."""
+        c = self.config
+        p = self.wte.weight
+        return KVCache(c.n_layer, batch, c.n_head, c.n_embd // c.n_head, capacity or c.block_size,
+                       len(c.n_extra), p.device, p.dtype)
+
+    def slide(self, cache: KVCache, keep: int) -> None:
+        """Rebuild the cache from its last ``keep`` tokens (positions restart at 0); exact, costs a prefill."""
+        keep = max(0, min(keep, cache.length))
+        tokens = cache.tokens[:, cache.length - keep : cache.length].clone()
+        extra = cache.extra[:, cache.length - keep : cache.length].clone()
+        cache.length = 0
+        if keep:
+            self.step(tokens, cache, extra if len(self.extra_emb) else None)
+
+    def step(self, idx: torch.Tensor, cache: KVCache, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Append tokens idx (B, T) to the cache and return the logits after the last one, (B, vocab).
+
+        When the cache is full it slides: the oldest quarter is dropped and the rest re-encoded (a prefill,
+        so a caller with a deadline should call ``slide`` itself at a quiet moment).
+        """
+        B, T = idx.shape
+        if T > cache.capacity:
+            raise ValueError(f"cannot append {T} tokens to a cache of capacity {cache.capacity}")
+        if cache.length + T > cache.capacity:
+            self.slide(cache, cache.capacity - T - cache.capacity // 4)
+        start = cache.length
+        cache.tokens[:, start : start + T] = idx
+        if extra is not None and len(self.extra_emb):
+            cache.extra[:, start : start + T] = extra
+        cos, sin = self.rotary.tables(start, T)
+        x = self._embed(idx, extra)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache.kv[i], start)
+        cache.length = start + T
+        return self.lm_head(self.ln_f(x[:, -1, :]))  # (B, vocab)
+
+    def configure_optimizer(self, weight_decay: float, lr: float, betas: tuple[float, float] = (0.9, 0.95),
+                            fused: bool = False) -> torch.optim.AdamW:
+        """AdamW with decay on matrices only (not on norms, biases)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
