@@ -1,0 +1,329 @@
+"""The pure engine: routes the player's MIDI and the user's intents to phrase capture and the current mode."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from companion.core import modes as modes_package
+from companion.core.capture import CaptureSettings, PhraseCapture
+from companion.core.events import (
+    CC_ALL_NOTES_OFF,
+    CC_ALL_SOUND_OFF,
+    PPQ,
+    Cancel,
+    ClockStop,
+    Command,
+    ControlChange,
+    Log,
+    Message,
+    NoteOff,
+    NoteOn,
+    Panic,
+    Phrase,
+    PitchBend,
+    ProgramChange,
+    SendNow,
+)
+from companion.core.modes.base import Mode, ModeContext
+from companion.core.theory import Key, estimate_key
+
+_NOT_MODES = {"base"}
+# Settings that only shape what comes in, not what is playing: changing them keeps the current answer.
+_INPUT_ONLY_SETTINGS = {
+    "input_channel", "thru", "thru_channel", "silence_beats", "max_bars", "trigger_cc", "trigger_note",
+    "on_player_resume",
+}
+_KEY_MEMORY_NOTES = 256  # the key estimate follows the last few phrases, not the whole night
+
+
+def available_modes() -> list[str]:
+    """Names of the mode modules under `companion.core.modes` (each one file with `MODE = TheClass`)."""
+    names = [m.name for m in pkgutil.iter_modules(modes_package.__path__) if not m.name.startswith("_")]
+    return sorted(name for name in names if name not in _NOT_MODES)
+
+
+def create_mode(name: str) -> Mode:
+    """Instantiate the mode `name`; ValueError listing the modes that exist."""
+    if name not in available_modes():
+        raise ValueError(f"unknown mode {name!r}; available: {', '.join(available_modes())}")
+    module = importlib.import_module(f"{modes_package.__name__}.{name}")
+    return module.MODE()
+
+
+def _check_channel(name: str, value: int | None, allow_none: bool) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or not (0 <= value <= 15):
+        raise ValueError(f"{name} must be a MIDI channel 0..15{' or none' if allow_none else ''}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Everything the engine's behaviour depends on. Channels are 0..15 as on the wire (shown as 1..16)."""
+
+    mode: str = "call_response"
+    """Which mode runs: a module name under companion/core/modes (see `available_modes()`)."""
+    input_channel: int | None = None
+    """Listen to this channel only; None listens to all 16 (omni)."""
+    output_channel: int = 0
+    """Channel the answers are played on."""
+    thru: bool = False
+    """Echo the player's notes to the output (off by default: the DAW usually monitors the player itself)."""
+    thru_channel: int | None = None
+    """Channel for the echoed notes; None uses `output_channel`."""
+    silence_beats: float = 1.5
+    """The phrase ends after this many beats with every key and the pedal up."""
+    max_bars: int | None = 4
+    """The phrase also ends after this many bars (None: no limit); keys still held are cut there."""
+    trigger_cc: int | None = None
+    """A controller (e.g. a foot switch) whose value >= 64 ends the phrase at once."""
+    trigger_note: int | None = None
+    """A note whose note-on ends the phrase at once; it is neither captured nor echoed."""
+    response_start: str = "bar"
+    """Start the answer on the next "bar" line (trading bars) or the next "beat" (snappier)."""
+    response_bars: int = 2
+    """Length of each answer in bars."""
+    lead_ticks: int = PPQ // 4
+    """At least this long (a 16th) between the phrase end and the answer's start, for the generator."""
+    on_player_resume: str = "stop"
+    """When the player plays during an answer: "stop" it (note-offs at once) or "duck" it (softer)."""
+    seed: int = 0
+    """Base random seed; answer n uses seed + n, so a session replays identically."""
+    temperature: float = 1.0
+    """Generator randomness: below 1 closer to what you played, above 1 more adventurous."""
+    key_lock: bool = True
+    """Keep answers in the key estimated from your playing."""
+    beats_per_bar: int = 4
+    """Meter numerator."""
+    beat_unit: int = 4
+    """Meter denominator (4: the beat is a quarter note, 8: an eighth)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in available_modes():
+            raise ValueError(f"mode must be one of {', '.join(available_modes())}; got {self.mode!r}")
+        _check_channel("input_channel", self.input_channel, allow_none=True)
+        _check_channel("output_channel", self.output_channel, allow_none=False)
+        _check_channel("thru_channel", self.thru_channel, allow_none=True)
+        if self.response_start not in ("beat", "bar"):
+            raise ValueError(f"response_start must be 'beat' or 'bar', got {self.response_start!r}")
+        if self.on_player_resume not in ("stop", "duck"):
+            raise ValueError(f"on_player_resume must be 'stop' or 'duck', got {self.on_player_resume!r}")
+        if not isinstance(self.response_bars, int) or not (1 <= self.response_bars <= 64):
+            raise ValueError(f"response_bars must be a whole number 1..64, got {self.response_bars!r}")
+        if not isinstance(self.lead_ticks, int) or self.lead_ticks < 0:
+            raise ValueError(f"lead_ticks must be a whole number >= 0, got {self.lead_ticks!r}")
+        if not (0.0 < self.temperature <= 5.0):
+            raise ValueError(f"temperature must be above 0 and at most 5, got {self.temperature!r}")
+        if not isinstance(self.seed, int):
+            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+        if self.beat_unit not in (2, 4, 8, 16):
+            raise ValueError(f"beat_unit must be 2, 4, 8 or 16, got {self.beat_unit!r}")
+        # The capture settings validate the rest (silence, bars, triggers, meter) with their own messages.
+        self.capture_settings()
+
+    @property
+    def beat_ticks(self) -> int:
+        return PPQ * 4 // self.beat_unit
+
+    @property
+    def bar_ticks(self) -> int:
+        return self.beat_ticks * self.beats_per_bar
+
+    def capture_settings(self) -> CaptureSettings:
+        return CaptureSettings(
+            input_channel=self.input_channel,
+            silence_beats=self.silence_beats,
+            max_bars=self.max_bars,
+            trigger_cc=self.trigger_cc,
+            trigger_note=self.trigger_note,
+            beats_per_bar=self.beats_per_bar,
+            beat_ticks=self.beat_ticks,
+        )
+
+    def replace(self, **changes: Any) -> EngineSettings:
+        """A copy with `changes`; ValueError naming the field for unknown names or bad values."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **changes)
+
+
+# --- intents from the UI or from MIDI control --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SetMode:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSettings:
+    changes: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PanicIntent:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Regenerate:
+    new_seed: bool = True
+
+
+Intent = SetMode | ChangeSettings | PanicIntent | Regenerate
+
+
+class Engine:
+    """Pure and single-threaded: messages, ticks and intents in, commands out."""
+
+    def __init__(self, settings: EngineSettings | None = None) -> None:
+        self.settings = settings or EngineSettings()
+        self.capture = PhraseCapture(self.settings.capture_settings())
+        self.mode: Mode = create_mode(self.settings.mode)
+        self.key: Key | None = None
+        self.last_phrase: Phrase | None = None
+        self._key_notes: deque[tuple[int, float]] = deque(maxlen=_KEY_MEMORY_NOTES)
+        self._answer_count = 0
+        self._now_ticks = 0
+        self._last_panic_ticks: int | None = None
+        self.counters: dict[str, int] = {"messages": 0, "phrases": 0, "panics": 0, "program_changes": 0}
+
+    def _next_answer_index(self) -> int:
+        self._answer_count += 1
+        return self._answer_count
+
+    def _context(self) -> ModeContext:
+        s = self.settings
+        return ModeContext(s, self.key, s.beat_ticks, s.bar_ticks, self._next_answer_index)
+
+    # --- MIDI from the player ----------------------------------------------------------------------
+
+    def handle(self, message: Message, now_ticks: int) -> list[Command]:
+        """One message from the wire, stamped with the tick it arrived at."""
+        self._now_ticks = max(self._now_ticks, now_ticks)
+        self.counters["messages"] += 1
+        if isinstance(message, ClockStop):
+            # Transport stopped: nothing should keep playing, and a half phrase is not a call.
+            self.capture.reset()
+            return self.mode.cancel(now_ticks, "stop")
+        if isinstance(message, ProgramChange):
+            self.counters["program_changes"] += 1  # presets will map these later; ignored for now
+            return self._poll(now_ticks)
+        if not isinstance(message, NoteOn | NoteOff | ControlChange | PitchBend):
+            return []  # pulses, start, continue, song position: the clock's business
+        settings = self.settings
+        accepted = settings.input_channel is None or message.channel == settings.input_channel
+        if accepted and isinstance(message, ControlChange) and message.control in (
+            CC_ALL_SOUND_OFF, CC_ALL_NOTES_OFF,
+        ) and message.control != settings.trigger_cc:
+            self.capture.feed(message, now_ticks)
+            return self._panic(now_ticks, f"the player sent CC{message.control}")
+        commands: list[Command] = []
+        if accepted and settings.thru and not self._is_trigger(message):
+            channel = settings.thru_channel if settings.thru_channel is not None else settings.output_channel
+            commands.append(SendNow(dataclasses.replace(message, channel=channel)))
+        note_ons_before = self.capture.note_ons
+        phrase = self.capture.feed(message, now_ticks)
+        if phrase is not None:
+            commands += self._phrase_ended(phrase, now_ticks, self._context())
+        if accepted:
+            played = self.capture.note_ons > note_ons_before
+            commands += self.mode.handle(message, now_ticks, self._context(), played)
+        return commands
+
+    def _is_trigger(self, message: NoteOn | NoteOff | ControlChange | PitchBend) -> bool:
+        if isinstance(message, NoteOn | NoteOff):
+            return message.note == self.settings.trigger_note
+        if isinstance(message, ControlChange):
+            return message.control == self.settings.trigger_cc
+        return False
+
+    def tick(self, now_ticks: int) -> list[Command]:
+        """Called often by the engine thread: ends phrases on silence or bar count, lets the mode keep time."""
+        self._now_ticks = max(self._now_ticks, now_ticks)
+        return self._poll(now_ticks)
+
+    def _poll(self, now_ticks: int) -> list[Command]:
+        ctx = self._context()
+        commands: list[Command] = []
+        phrase = self.capture.poll(now_ticks)
+        if phrase is not None:
+            commands += self._phrase_ended(phrase, now_ticks, ctx)
+        commands += self.mode.tick(now_ticks, self._context())
+        return commands
+
+    def _phrase_ended(self, phrase: Phrase, now_ticks: int, ctx: ModeContext) -> list[Command]:
+        self.counters["phrases"] += 1
+        self.last_phrase = phrase
+        self._key_notes.extend((n.pitch, float(n.duration_ticks)) for n in phrase.notes)
+        self.key = estimate_key(self._key_notes)
+        # The context was built before the estimate; the mode must see the key this phrase gives.
+        return self.mode.phrase_ended(phrase, now_ticks, dataclasses.replace(ctx, key=self.key))
+
+    def _panic(self, now_ticks: int, reason: str) -> list[Command]:
+        commands = self.mode.cancel(now_ticks, "stop")
+        if self._last_panic_ticks != now_ticks:  # a DAW sends CC123 on all 16 channels at once
+            self._last_panic_ticks = now_ticks
+            self.counters["panics"] += 1
+            commands.append(Panic(reason))
+        return commands
+
+    # --- intents from the UI or MIDI control -------------------------------------------------------
+
+    def intent(self, obj: Intent) -> list[Command]:
+        """Apply a user intent; bad values come back as a warning Log, never an exception."""
+        now = self._now_ticks
+        if isinstance(obj, SetMode):
+            return self._change({"mode": obj.name})
+        if isinstance(obj, ChangeSettings):
+            return self._change(dict(obj.changes))
+        if isinstance(obj, PanicIntent):
+            self._last_panic_ticks = None
+            return self._panic(now, "panic requested")
+        if isinstance(obj, Regenerate):
+            return self.mode.regenerate(now, self._context(), obj.new_seed)
+        return [Log("warning", f"ignored an unknown intent: {obj!r}")]
+
+    def _change(self, changes: dict[str, Any]) -> list[Command]:
+        try:
+            new = self.settings.replace(**changes)
+        except (TypeError, ValueError) as err:
+            return [Log("warning", f"settings not changed: {err}")]
+        old = self.settings
+        changed = {f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)}
+        if not changed:
+            return []
+        commands: list[Command] = []
+        if changed - _INPUT_ONLY_SETTINGS:
+            commands += self.mode.cancel(self._now_ticks, "stop")
+        self.settings = new
+        self.capture.settings = new.capture_settings()
+        if "mode" in changed:
+            self.mode = create_mode(new.mode)
+            commands.append(Log("info", f"mode: {new.mode}"))
+        return commands
+
+    def snapshot(self) -> dict[str, Any]:
+        """A small, copyable picture of the engine for the UI."""
+        return {
+            "mode": self.settings.mode,
+            "phrases": self.counters["phrases"],
+            "capturing": self.capture.in_progress,
+            "player_active": self.capture.player_active,
+            "key": self.key.name if self.key is not None else None,
+            "now_ticks": self._now_ticks,
+            "counters": {
+                **self.counters,
+                "answers": self._answer_count,
+                "ignored_note_offs": self.capture.ignored,
+                "filtered": self.capture.filtered,
+            },
+            **self.mode.snapshot(self._now_ticks),
+        }

@@ -1,0 +1,88 @@
+"""The note ledger: which (channel, pitch) keys are sounding, so that every note-on gets its note-off."""
+
+from __future__ import annotations
+
+from companion.core.events import NoteOff
+
+
+def _check(channel: int, pitch: int) -> None:
+    if not (0 <= channel <= 15):
+        raise ValueError(f"MIDI channel must be 0..15 (as on the wire), got {channel!r}")
+    if not (0 <= pitch <= 127):
+        raise ValueError(f"MIDI note number must be 0..127, got {pitch!r}")
+
+
+class NoteLedger:
+    """Counts outstanding note-ons per (channel, pitch).
+
+    Policy: two note-ons of one key without a note-off in between need two `off()` calls before the key
+    counts as silent (so overlapping voices that share a pitch are tracked honestly). On the wire, though,
+    one note-off releases a key on nearly every synth, so `release_all()` and `release_channel()` send
+    exactly one NoteOff per sounding key. A caller that prefers re-triggering (the scheduler does) checks
+    the return value of `on()` and sends a note-off first.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[int, int], int] = {}
+
+    def on(self, channel: int, pitch: int) -> bool:
+        """Record a note-on; returns True if the key was already sounding (a re-trigger)."""
+        _check(channel, pitch)
+        key = (channel, pitch)
+        count = self._counts.get(key, 0)
+        self._counts[key] = count + 1
+        return count > 0
+
+    def off(self, channel: int, pitch: int) -> bool:
+        """Record a note-off; returns False for a note-off with no note-on (the caller counts it)."""
+        key = (channel, pitch)
+        count = self._counts.get(key, 0)
+        if count == 0:
+            return False
+        if count == 1:
+            del self._counts[key]
+        else:
+            self._counts[key] = count - 1
+        return True
+
+    def off_all_voices(self, channel: int, pitch: int) -> bool:
+        """Forget every outstanding note-on of one key (we sent a note-off for it); False if none."""
+        return self._counts.pop((channel, pitch), 0) > 0
+
+    def is_sounding(self, channel: int, pitch: int) -> bool:
+        return (channel, pitch) in self._counts
+
+    def count(self, channel: int, pitch: int) -> int:
+        """How many note-ons of this key are outstanding."""
+        return self._counts.get((channel, pitch), 0)
+
+    def sounding(self) -> list[tuple[int, int]]:
+        """The sounding keys as (channel, pitch), sorted."""
+        return sorted(self._counts)
+
+    def channels(self) -> list[int]:
+        """The channels with at least one sounding key, sorted."""
+        return sorted({channel for channel, _ in self._counts})
+
+    def release_all(self) -> list[NoteOff]:
+        """Forget everything and return one NoteOff per sounding key (send them)."""
+        offs = [NoteOff(channel, pitch) for channel, pitch in sorted(self._counts)]
+        self._counts.clear()
+        return offs
+
+    def release_channel(self, channel: int) -> list[NoteOff]:
+        """Like `release_all`, for one channel."""
+        keys = sorted(key for key in self._counts if key[0] == channel)
+        for key in keys:
+            del self._counts[key]
+        return [NoteOff(channel, pitch) for channel, pitch in keys]
+
+    def __len__(self) -> int:
+        """The number of sounding keys."""
+        return len(self._counts)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._counts
+
+    def __bool__(self) -> bool:
+        return bool(self._counts)
