@@ -1,0 +1,134 @@
+"""The one checkpoint saver and loader for every model: plain types + tensors, fp16 on disk, safe to load."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT_VERSION = 1
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class CheckpointFileError(ValueError):
+    """A checkpoint is missing, corrupt, of the wrong kind or of an incompatible version (message names the file)."""
+
+
+def _check_plain(value: Any, where: str) -> Any:
+    """Return ``value`` as plain types (dict/list/str/int/float/bool/None); tuples become lists."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_check_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"checkpoint metadata key {where}.{k!r} must be a string")
+            out[k] = _check_plain(v, f"{where}.{k}")
+        return out
+    raise TypeError(f"checkpoint metadata {where} has a {type(value).__name__}; only plain types are stored")
+
+
+def _state_dict_of(model: nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if isinstance(model, dict):
+        return model
+    inner = getattr(model, "module", model)  # DistributedDataParallel
+    inner = getattr(inner, "_orig_mod", inner)  # torch.compile
+    return inner.state_dict()
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module | dict[str, torch.Tensor], *, kind: str,
+                    model_config: dict[str, Any], tokenizer_config: dict[str, Any], data: dict[str, Any],
+                    metrics: dict[str, Any], extra: dict[str, Any] | None = None, half: bool = True) -> Path:
+    """Write a checkpoint atomically (temp file + os.replace); floating weights stored as fp16 when ``half``."""
+    path = Path(path)
+    state: dict[str, torch.Tensor] = {}
+    seen: dict[int, str] = {}
+    for name, tensor in _state_dict_of(model).items():
+        # tied weights appear twice in a state dict; store each storage once under its first name
+        key = tensor.data_ptr()
+        if key in seen and tensor.numel() and seen[key] != name:
+            continue
+        seen[key] = name
+        t = tensor.detach().to("cpu")
+        if half and t.is_floating_point():
+            t = t.to(torch.float16)
+        state[name] = t.contiguous().clone()
+    meta = _check_plain({
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "model_config": model_config,
+        "tokenizer_config": tokenizer_config,
+        "data": data,
+        "metrics": metrics,
+        "extra": extra or {},
+        "weights_dtype": "float16" if half else "float32",
+    }, "meta")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save({"meta": meta, "state_dict": state}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load (state_dict in fp32, meta); raise CheckpointFileError naming the file and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointFileError(f"checkpoint {path} does not exist: train one (companion train ...) "
+                                  "or give the path of an existing file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
+            AttributeError, KeyError, IndexError) as err:
+        raise CheckpointFileError(f"checkpoint {path} is corrupt or not a checkpoint ({err.__class__.__name__}: "
+                                  f"{str(err)[:200]}); re-download or re-train it") from err
+    if not isinstance(obj, dict) or not isinstance(obj.get("meta"), dict) or not isinstance(
+            obj.get("state_dict"), dict):
+        raise CheckpointFileError(f"checkpoint {path} is not a Companion checkpoint (no meta/state_dict)")
+    meta = obj["meta"]
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointFileError(f"checkpoint {path} has format version {version!r}, this Companion reads up "
+                                  f"to {FORMAT_VERSION}: update Companion or re-train the model")
+    if meta.get("kind") != kind:
+        raise CheckpointFileError(f"checkpoint {path} holds a {meta.get('kind')!r} model, not a {kind!r} model: "
+                                  "give the checkpoint made for this model")
+    state = {}
+    for name, t in obj["state_dict"].items():
+        if not isinstance(t, torch.Tensor):
+            raise CheckpointFileError(f"checkpoint {path} is corrupt: weight {name!r} is not a tensor")
+        state[name] = t.float() if t.is_floating_point() else t
+    return state, meta
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
+    """Load weights saved by ``save_checkpoint`` (tied copies omitted) into ``model``; clear error on mismatch."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    # a missing name is fine only when it shares storage with a loaded one (weight tying)
+    ptr_to_name = {}
+    for k, t in own.items():
+        ptr_to_name.setdefault(t.data_ptr(), k)
+    really_missing = [k for k in missing if ptr_to_name[own[k].data_ptr()] == k or
+                      ptr_to_name[own[k].data_ptr()] not in state]
+    unexpected = [k for k in state if k not in own]
+    if really_missing or unexpected:
+        raise CheckpointFileError(f"checkpoint {path} does not fit this model (missing {really_missing[:3]}, "
+                                  f"unexpected {unexpected[:3]}): it was made by another version")
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise CheckpointFileError(f"checkpoint {path} does not fit this model: {str(err)[:300]}") from err
