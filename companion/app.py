@@ -1,0 +1,124 @@
+"""Builds a Runtime from the command line (ports, clock, model) and runs it headless or under the terminal UI."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+
+from companion.core.engine import EngineSettings
+from companion.generators import make_generator
+from companion.midi.clock import InternalClock, MidiClockFollower
+from companion.midi.ports import PortWatcher, open_input, open_output, pick_backend
+from companion.runtime import Runtime, RuntimeConfig
+
+log = logging.getLogger("companion")
+
+
+def config_from_args(args: argparse.Namespace) -> RuntimeConfig:
+    return RuntimeConfig(
+        backend=args.backend,
+        in_port=args.in_port,
+        out_port=args.out_port,
+        connect_in=args.connect_in,
+        connect_out=args.connect_out,
+        clock=args.clock or "internal",
+        bpm=args.bpm or 120.0,
+        send_clock=args.send_clock,
+    )
+
+
+def settings_from_args(args: argparse.Namespace, base: EngineSettings | None = None) -> EngineSettings:
+    settings = base or EngineSettings()
+    if args.seed is not None:
+        settings = settings.replace(seed=args.seed)
+    return settings
+
+
+def make_clock(config: RuntimeConfig, beats_per_bar: int) -> InternalClock | MidiClockFollower:
+    if config.clock == "external":
+        return MidiClockFollower(beats_per_bar=beats_per_bar, initial_bpm=config.bpm)
+    return InternalClock(config.bpm, beats_per_bar=beats_per_bar)
+
+
+def build_runtime(config: RuntimeConfig, settings: EngineSettings) -> Runtime:
+    """Open the ports and the model the config names; every failure is a CompanionError that says what to do."""
+    backend = pick_backend(config.backend)
+    watcher = PortWatcher(on_event=lambda event: None)
+    with ExitStack() as opened:
+        outputs = [open_output(backend, port=config.out_port)]
+        opened.callback(outputs[0].close)
+        if config.connect_out:
+            outputs.append(open_output(backend, port=config.connect_out, virtual_name="Companion Out link"))
+            opened.callback(outputs[-1].close)
+        for port in outputs:
+            watcher.watch(port)
+
+        def input_factory(query: str | None, name: str) -> Callable:
+            def open_with(callback: Callable[[list[int], int], None]):  # noqa: ANN202
+                port = open_input(backend, port=query, callback=callback, virtual_name=name)
+                watcher.watch(port)
+                return port
+
+            return open_with
+
+        inputs = [input_factory(config.in_port, "Companion In")]
+        if config.connect_in:
+            inputs.append(input_factory(config.connect_in, "Companion In link"))
+        generator, warning = make_generator(config.model)
+        runtime = Runtime(
+            settings,
+            inputs=inputs,
+            outputs=outputs,
+            generator=generator,
+            clock=make_clock(config, settings.beats_per_bar),
+            on_port_check=lambda: [(event.kind, event.port, event.text) for event in watcher.check()],
+            port_names={"backend": backend, "in": config.in_port or "Companion In (virtual)",
+                        "out": config.out_port or "Companion Out (virtual)"},
+        )
+        opened.pop_all()  # the runtime owns the ports now
+    if warning:
+        runtime.log("warning", warning)
+    log.info("MIDI backend %s: listening on %s, playing to %s", backend,
+             config.in_port or "'Companion In' (virtual)", config.out_port or "'Companion Out' (virtual)")
+    return runtime
+
+
+def run_headless(runtime: Runtime) -> int:
+    """Run until SIGINT or SIGTERM, then all notes off and exit 0 (1 if a thread failed)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        runtime.start()
+        log.info("running headless; press Ctrl-C to stop")
+        while not stop.wait(0.2):
+            if runtime.closed:
+                break
+    finally:
+        runtime.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("stopped; all notes off")
+    return 0 if runtime.error is None else 1
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """`companion run`: the terminal UI, or headless with --headless."""
+    config = config_from_args(args)
+    settings = settings_from_args(args)
+    runtime = build_runtime(config, settings)
+    if args.headless:
+        return run_headless(runtime)
+    try:
+        from companion.tui.app import run_tui
+    except ImportError:
+        log.warning("the terminal UI is not available in this build; running headless")
+        return run_headless(runtime)
+    return run_tui(runtime)

@@ -1,0 +1,199 @@
+"""`companion bench`: measures scheduler lateness, input-to-output latency and model speed; prints a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import platform
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from companion.core.engine import EngineSettings
+from companion.core.events import PPQ, Note
+from companion.midi.clock import InternalClock
+from companion.midi.ports import LoopbackPorts
+from companion.scheduler import Scheduler
+
+Row = dict[str, Any]
+
+
+def percentiles(samples_ns: list[int]) -> dict[str, float]:
+    """p50, p99 and max in milliseconds (nearest-rank)."""
+    if not samples_ns:
+        return {"n": 0, "p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
+    ordered = sorted(samples_ns)
+
+    def rank(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] / 1e6
+
+    return {"n": len(ordered), "p50_ms": rank(0.50), "p99_ms": rank(0.99), "max_ms": ordered[-1] / 1e6}
+
+
+def bench_scheduler(seconds: float) -> Row:
+    """Notes every 16th at 160 BPM through the real scheduler thread to a null port: how late is each send?"""
+    clock = InternalClock(160.0)
+    sends: list[int] = []
+    scheduler = Scheduler(lambda data: sends.append(time.monotonic_ns()), clock)
+    scheduler.start()
+    timebase = clock.timebase()
+    start = timebase.next_beat(timebase.ticks_at(time.monotonic_ns()) + PPQ)
+    step = PPQ // 4
+    count = int(seconds * 160 / 60 * 4)
+    scheduler.submit([Note(60 + i % 12, 80, start + i * step, step // 2) for i in range(count)], "bench")
+    end_ns = timebase.ns_at(start + count * step + PPQ)
+    while time.monotonic_ns() < end_ns:
+        time.sleep(0.05)
+    stats = scheduler.lateness_stats()
+    scheduler.close()
+    return {"measure": "scheduler lateness (160 BPM, 16ths, note-on and note-off)", "target": "p99 <= 1 ms",
+            "n": stats["count"], "p50_ms": stats["p50_ns"] / 1e6, "p99_ms": stats["p99_ns"] / 1e6,
+            "max_ms": stats["max_ns"] / 1e6}
+
+
+def _thru_roundtrip(open_ports: Callable[[Callable[[list[int], int], None]], tuple[Callable[[list[int]], None], Callable[[], None]]],
+                    count: int, gap_s: float) -> list[int]:
+    """Send note-on/off pairs with thru on and time each from send to arrival at the receiver."""
+    arrivals: dict[int, int] = {}
+    got = threading.Condition()
+
+    def on_receive(data: list[int], time_ns: int) -> None:
+        if data[0] & 0xF0 == 0x90 and data[2] > 0:
+            with got:
+                arrivals[data[1]] = time_ns
+                got.notify()
+
+    send, close = open_ports(on_receive)
+    samples: list[int] = []
+    try:
+        for i in range(count):
+            pitch = 36 + i % 48
+            with got:
+                arrivals.pop(pitch, None)
+            sent_ns = time.monotonic_ns()
+            send([0x90, pitch, 100])
+            with got:
+                got.wait_for(lambda p=pitch: p in arrivals, timeout=0.5)
+                if pitch in arrivals:
+                    samples.append(arrivals[pitch] - sent_ns)
+            send([0x80, pitch, 0])
+            time.sleep(gap_s)
+    finally:
+        close()
+    return samples
+
+
+def _thru_runtime(inputs: list, outputs: list) -> Any:
+    from companion.generators import MarkovGenerator
+    from companion.runtime import Runtime
+
+    settings = EngineSettings(thru=True, silence_beats=64.0, max_bars=None)
+    return Runtime(settings, inputs=inputs, outputs=outputs, generator=MarkovGenerator(),
+                   clock=InternalClock(120.0)).start()
+
+
+def bench_inprocess(seconds: float) -> Row:
+    """A note into the engine's input callback until it leaves the scheduler (loopback ports, thru)."""
+
+    def open_ports(on_receive: Callable[[list[int], int], None]) -> tuple[Callable, Callable]:
+        to_engine, from_engine = LoopbackPorts("Companion In"), LoopbackPorts("Companion Out")
+        receiver = from_engine.open_input(on_receive)
+        runtime = _thru_runtime([to_engine.open_input], [from_engine.open_output()])
+        player = to_engine.open_output()
+        return player.send, lambda: (runtime.close(), receiver.close())
+
+    samples = _thru_roundtrip(open_ports, count=int(seconds * 50), gap_s=0.02)
+    return {"measure": "input -> output in-process (engine + scheduler, thru)", "target": "-",
+            **percentiles(samples)}
+
+
+def bench_jack(seconds: float) -> Row:
+    """A test client's note into `Companion In` until it arrives back from `Companion Out`, over JACK."""
+    from companion.midi.ports import open_input, open_output
+
+    def open_ports(on_receive: Callable[[list[int], int], None]) -> tuple[Callable, Callable]:
+        runtime = _thru_runtime(
+            [lambda cb: open_input("jack", port=None, callback=cb)], [open_output("jack", port=None)])
+        receiver = open_input("jack", port="companion:Companion Out", callback=on_receive,
+                              client_name="bench", virtual_name="bench in")
+        player = open_output("jack", port="companion:Companion In", client_name="bench", virtual_name="bench out")
+        time.sleep(0.2)  # let JACK finish the connections before timing
+        return player.send, lambda: (runtime.close(), receiver.close(), player.close())
+
+    samples = _thru_roundtrip(open_ports, count=int(seconds * 50), gap_s=0.02)
+    period_ms = _jack_period_ms()
+    return {"measure": f"input -> output over JACK (period {period_ms:.2f} ms)",
+            "target": f"p99 <= {period_ms + 2:.2f} ms (one period + 2 ms)", **percentiles(samples)}
+
+
+def _jack_period_ms() -> float:
+    import subprocess
+
+    try:
+        frames = int(subprocess.run(["jack_bufsize"], capture_output=True, text=True, timeout=5).stdout.split()[-1])
+        rate = int(subprocess.run(["jack_samplerate"], capture_output=True, text=True, timeout=5).stdout.split()[-1])
+        return 1000.0 * frames / rate
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return 64 * 1000.0 / 48000
+
+
+def bench_answers(seconds: float) -> Row:
+    """Call and response end to end in-process: the answer's first note against the beat it was planned on."""
+    from companion.demo import play_phrase
+    from companion.generators import MarkovGenerator
+
+    settings = EngineSettings(response_bars=1, silence_beats=1.0, response_start="beat")
+    errors_ns: list[int] = []
+    generator = MarkovGenerator()
+    deadline = time.monotonic() + max(seconds, 1.0)
+    while time.monotonic() < deadline or not errors_ns:
+        result = play_phrase(settings, 200.0, generator)
+        if result.first_note_error_ms is not None:
+            errors_ns.append(abs(round(result.first_note_error_ms * 1e6)))
+    return {"measure": "answer's first note vs its beat (|error|, 200 BPM)", "target": "p99 <= 2 ms",
+            **percentiles(errors_ns)}
+
+
+SECTIONS: dict[str, list[Callable[[float], Row]]] = {
+    "latency": [bench_scheduler, bench_inprocess, bench_jack, bench_answers],
+}
+
+
+def _machine() -> str:
+    import os
+
+    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def _format(rows: list[Row]) -> str:
+    lines = [f"machine: {_machine()}", "",
+             f"{'measure':64} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  target"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"{row['measure']:64} skipped: {row['error']}")
+            continue
+        extra = row.get("value")
+        if extra is not None:
+            lines.append(f"{row['measure']:64} {extra}  {row.get('target', '')}")
+            continue
+        lines.append(f"{row['measure']:64} {row['n']:>6} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
+                     f"{row['max_ms']:>8.3f}  {row.get('target', '')}")
+    return "\n".join(lines)
+
+
+def bench_command(what: list[str], *, as_json: bool, seconds: float) -> int:
+    from companion.errors import CompanionError, InputFileError
+
+    names = list(SECTIONS) if "all" in what else what
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        raise InputFileError(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(SECTIONS)} or all")
+    rows: list[Row] = []
+    for name in names:
+        for bench in SECTIONS[name]:
+            try:
+                rows.append(bench(seconds))
+            except CompanionError as err:  # e.g. no JACK server: report it, measure the rest
+                rows.append({"measure": bench.__doc__.splitlines()[0], "error": err.message})
+    print(json.dumps({"machine": _machine(), "results": rows}, indent=2) if as_json else _format(rows))
+    return 0

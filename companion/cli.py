@@ -1,0 +1,153 @@
+"""The `companion` command line: run, ports, presets, generate, train, eval, bench, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from companion.errors import CompanionError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+# `companion train/eval KIND ...` hand their arguments to the model's own entry point.
+MODEL_ENTRY_POINTS = {
+    "transformer": "models.continuation",
+    "harmonizer": "models.harmonizer",
+    "vae": "models.phrase_vae",
+}
+GENERATE_MODES = ("continue", "harmonize", "vary", "interpolate", "generate")
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", metavar="NAME|PATH", help="session preset to start with")
+    p.add_argument("--headless", action="store_true", help="no terminal UI; log to stderr; stop with Ctrl-C")
+    p.add_argument("--backend", default="auto", choices=["auto", "alsa", "jack", "coremidi", "winmm"])
+    p.add_argument("--in-port", metavar="NAME", help="listen on an existing port (substring) instead of 'Companion In'")
+    p.add_argument("--out-port", metavar="NAME", help="play to an existing port (substring) instead of 'Companion Out'")
+    p.add_argument("--connect-in", metavar="PORT", help="also connect this existing output port to 'Companion In'")
+    p.add_argument("--connect-out", metavar="PORT", help="also connect 'Companion Out' to this existing input port")
+    p.add_argument("--bpm", type=_positive_float("--bpm", 20, 400), help="tempo of the internal clock")
+    p.add_argument("--clock", choices=["internal", "external"], help="internal clock, or follow the DAW's MIDI clock")
+    p.add_argument("--send-clock", action="store_true", help="send MIDI clock as master (internal clock only)")
+    p.add_argument("--record", metavar="DIR", help="save every take as MIDI + JSON in DIR")
+    p.add_argument("--seed", type=int, help="seed for the answers (deterministic)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _positive_float(flag: str, low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} wants a number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{flag} must be between {low:g} and {high:g}, got {value:g}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="companion", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+
+    _add_run_arguments(sub.add_parser("run", help="run the live companion (default)"))
+    sub.add_parser("ports", help="list MIDI backends and ports")
+
+    p = sub.add_parser("presets", help="list presets, or validate preset files")
+    p.add_argument("--check", nargs="+", metavar="PATH", help="validate these preset files; exit 2 on any error")
+
+    p = sub.add_parser("generate", help="file -> file generation")
+    p.add_argument("mode", choices=GENERATE_MODES)
+    p.add_argument("inputs", nargs="+", metavar="INPUT.mid")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT.mid")
+    p.add_argument("--bars", type=int, default=4, help="length of the generated part in bars")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", metavar="NAME|PATH")
+    p.add_argument("--temperature", type=_positive_float("--temperature", 0.05, 5.0))
+    p.add_argument("--distance", type=float, help="vary: how far from the input (0..1)")
+    p.add_argument("--count", type=int, default=1, help="vary: how many variations")
+    p.add_argument("--steps", type=int, default=4, help="interpolate: number of steps")
+    p.add_argument("--style", help="generate: style tag (folk, chorale, renaissance, ...)")
+    p.add_argument("--model", choices=["auto", "markov", "transformer"], default="auto")
+    p.add_argument("--replay", metavar="SIDECAR.json", help="reuse the settings recorded with a take")
+
+    for name in ("train", "eval"):
+        p = sub.add_parser(name, help=f"{name} a model ({', '.join(MODEL_ENTRY_POINTS)})")
+        p.add_argument("model", choices=sorted(MODEL_ENTRY_POINTS))
+        p.add_argument("args", nargs=argparse.REMAINDER, help="options passed to the model's own command")
+
+    p = sub.add_parser("bench", help="measure latency and speed; prints a table")
+    p.add_argument("what", nargs="*", default=["latency"], help="latency, harmonizer, transformer, vae, ui or all")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--seconds", type=float, default=10.0, help="how long each timing run lasts")
+
+    p = sub.add_parser("demo", help="play a built-in phrase through the real engine, write the answer to a MIDI file")
+    p.add_argument("-o", "--output", default="companion-demo.mid")
+    p.add_argument("--bpm", type=_positive_float("--bpm", 20, 400), default=120.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", default="call_response")
+    return parser
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    command = args.command or "run"
+    if command == "run":
+        from companion.app import run_app
+
+        return run_app(args)
+    if command == "ports":
+        from companion.midi.ports import format_backends
+
+        print(format_backends())
+        return EXIT_OK
+    if command == "presets":
+        from companion.presets import presets_command
+
+        return presets_command(args.check)
+    if command == "generate":
+        from companion.offline import generate_command
+
+        return generate_command(args)
+    if command in ("train", "eval"):
+        import importlib
+
+        module = importlib.import_module(MODEL_ENTRY_POINTS[args.model])
+        entry = getattr(module, f"{command}_main")
+        return int(entry(list(args.args)))
+    if command == "bench":
+        from companion.bench import bench_command
+
+        return bench_command(args.what, as_json=args.json, seconds=args.seconds)
+    if command == "demo":
+        from companion.demo import demo_command
+
+        return demo_command(args)
+    parser.error(f"unknown command {command!r}")
+    return EXIT_BAD_INPUT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["run", *argv]  # `companion --headless` means `companion run --headless`
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return _dispatch(args, parser)
+    except CompanionError as err:
+        print(f"companion: {err.title}: {err.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

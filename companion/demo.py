@@ -1,0 +1,124 @@
+"""`companion demo`: a built-in phrase played through the real engine over an in-process loopback, answer saved."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from companion.core.engine import EngineSettings
+from companion.core.events import PPQ, Note
+from companion.core.timebase import Timebase
+from companion.generators import Generator, make_generator
+from companion.midi.clock import InternalClock
+from companion.midi.ports import LoopbackPorts
+from companion.midifile import write_take
+from companion.runtime import Runtime
+
+_E, _Q, _DQ, _H = PPQ // 2, PPQ, PPQ * 3 // 2, PPQ * 2
+# A two-bar D-major folk phrase (pitch, onset, duration in ticks from its first bar line), slightly humanized.
+DEMO_PHRASE: tuple[tuple[int, int, int], ...] = (
+    (62, 0, _E), (66, _E + 4, _E), (69, _Q, _Q - 10), (71, 2 * _Q - 6, _E), (69, 2 * _Q + _E, _E),
+    (66, 3 * _Q + 3, _Q - 20), (64, 4 * _Q, _E), (66, 4 * _Q + _E - 5, _E), (67, 5 * _Q, _DQ - 30),
+    (64, 6 * _Q + _E, _E), (62, 7 * _Q, _Q),
+)
+
+
+@dataclass
+class DemoResult:
+    """What was played and what came back, in ticks of the session's clock, plus timing figures."""
+
+    phrase: list[Note]
+    answer: list[Note]
+    timebase: Timebase
+    answer_start_ticks: int | None  # the beat the answer was planned on
+    first_note_error_ms: float | None  # first answer note's arrival minus its beat
+    sounding_at_end: int  # notes left on at the end: must be 0
+    generator: str
+
+
+def _wait_until(deadline_ns: int, stop: threading.Event) -> None:
+    """Absolute-deadline wait for the demo's player: sleep most of the way, spin the last half millisecond."""
+    while (left := deadline_ns - time.monotonic_ns()) > 500_000:
+        if stop.wait((left - 500_000) / 1e9):
+            return
+    while time.monotonic_ns() < deadline_ns:
+        pass
+
+
+def _notes_from_wire(received: Sequence[tuple[int, list[int]]], timebase: Timebase) -> tuple[list[Note], int]:
+    """Pair note-ons and note-offs seen on a port into notes; also count notes never closed."""
+    open_at: dict[tuple[int, int], tuple[int, int]] = {}
+    notes: list[Note] = []
+    for time_ns, data in received:
+        status, kind = data[0] & 0x0F, data[0] & 0xF0
+        if kind == 0x90 and data[2] > 0:
+            open_at[(status, data[1])] = (timebase.ticks_at(time_ns), data[2])
+        elif kind in (0x80, 0x90) and (status, data[1]) in open_at:
+            start, velocity = open_at.pop((status, data[1]))
+            notes.append(Note(data[1], velocity, start, max(1, timebase.ticks_at(time_ns) - start), status))
+    return notes, len(open_at)
+
+
+def play_phrase(settings: EngineSettings, bpm: float, generator: Generator,
+                phrase: Sequence[tuple[int, int, int]] = DEMO_PHRASE) -> DemoResult:
+    """Run the real runtime on loopback ports: play `phrase` in, record everything that comes out."""
+    to_engine, from_engine = LoopbackPorts("Companion In"), LoopbackPorts("Companion Out")
+    received: list[tuple[int, list[int]]] = []
+    lock = threading.Lock()
+
+    def record(data: list[int], time_ns: int) -> None:
+        with lock:
+            received.append((time_ns, data))
+
+    recorder = from_engine.open_input(record)
+    clock = InternalClock(bpm, beats_per_bar=settings.beats_per_bar)
+    runtime = Runtime(settings, inputs=[to_engine.open_input], outputs=[from_engine.open_output()],
+                      generator=generator, clock=clock)
+    player = to_engine.open_output()
+    stop = threading.Event()
+    with runtime:
+        timebase = clock.timebase()
+        first_bar = timebase.next_bar(timebase.ticks_at(time.monotonic_ns()) + timebase.beat_ticks)
+        events = sorted(
+            [(first_bar + onset, 1, [0x90, pitch, 90]) for pitch, onset, _ in phrase]
+            + [(first_bar + onset + duration, 0, [0x80, pitch, 0]) for pitch, onset, duration in phrase]
+        )
+        played = [Note(p, 90, first_bar + on, d) for p, on, d in phrase]
+        for ticks, _, data in events:
+            _wait_until(timebase.ns_at(ticks), stop)
+            player.send(data)
+        phrase_end = max(n.end_ticks for n in played)
+        silence_end = phrase_end + round(settings.silence_beats * settings.beat_ticks)
+        start = timebase.next_bar(silence_end) if settings.response_start == "bar" else timebase.next_beat(silence_end)
+        answer_end = start + settings.response_bars * settings.bar_ticks
+        _wait_until(timebase.ns_at(answer_end) + 300_000_000, stop)
+    recorder.close()
+    answer, sounding = _notes_from_wire(received, timebase)
+    first_error = None
+    if answer:
+        first_ns = min(t for t, d in received if d[0] & 0xF0 == 0x90 and d[2] > 0)
+        first_error = (first_ns - timebase.ns_at(start)) / 1e6
+    return DemoResult(played, answer, timebase, start, first_error, sounding, generator.name)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    settings = EngineSettings(mode=args.mode, seed=args.seed)
+    generator, warning = make_generator("auto")
+    if warning:
+        print(f"note: {warning}")
+    bar_s = settings.beats_per_bar * 60.0 / args.bpm
+    print(f"playing a 2-bar phrase at {args.bpm:g} BPM into the engine ({generator.name} model); "
+          f"the answer follows (about {4 + settings.response_bars + 1} bars, {bar_s * 7:.0f} s)...")
+    result = play_phrase(settings, args.bpm, generator)
+    origin = min(n.start_ticks for n in result.phrase) - result.timebase.bar_ticks
+    shift = [(name, [Note(n.pitch, n.velocity, n.start_ticks - origin, n.duration_ticks, n.channel) for n in notes])
+             for name, notes in (("player", result.phrase), ("companion", result.answer))]
+    path = write_take(args.output, shift, args.bpm, settings.beats_per_bar, settings.beat_unit)
+    print(f"answered {len(result.answer)} notes; first note {result.first_note_error_ms:+.2f} ms from its bar line"
+          if result.first_note_error_ms is not None else "no answer came back")
+    print(f"notes left sounding: {result.sounding_at_end}")
+    print(f"wrote {path} (tracks: player, companion)")
+    return 0 if result.answer and result.sounding_at_end == 0 else 1

@@ -1,0 +1,151 @@
+"""Standard MIDI files: read notes, tempo and meter from an input; write type-1 files with a `companion` track."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import mido
+
+from companion.core.events import PPQ, Note
+from companion.errors import InputFileError
+
+COMPANION_TRACK = "companion"
+DEFAULT_TEMPO_US = 500_000  # 120 BPM
+
+
+@dataclass(frozen=True)
+class MidiInput:
+    """What a file holds, in our PPQ: its notes (sorted), tempo, meter, and the file itself for copying tracks."""
+
+    path: Path
+    source: mido.MidiFile
+    notes: tuple[Note, ...]
+    tempo_us: int
+    beats_per_bar: int
+    beat_unit: int
+    end_ticks: int  # end of the last note, in our PPQ
+
+    @property
+    def bpm(self) -> float:
+        return mido.tempo2bpm(self.tempo_us)
+
+    @property
+    def bar_ticks(self) -> int:
+        return self.beats_per_bar * PPQ * 4 // self.beat_unit
+
+
+def _scale(ticks: int, file_ppq: int) -> int:
+    return round(ticks * PPQ / file_ppq)
+
+
+def read_midi(path: str | Path) -> MidiInput:
+    """Read a MIDI file; a missing, corrupt or note-less file is an InputFileError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+    try:
+        source = mido.MidiFile(path, clip=True)
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as err:
+        raise InputFileError(f"{path}: not a readable MIDI file ({err}); export it again as a standard MIDI file") from None
+    if source.type == 2:
+        raise InputFileError(f"{path}: type-2 MIDI files (independent patterns) are not supported; export type 0 or 1")
+    file_ppq = source.ticks_per_beat or PPQ
+    tempo_us, meter = None, None
+    notes: list[Note] = []
+    for track in source.tracks:
+        now = 0
+        open_notes: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for msg in track:
+            now += msg.time
+            if msg.type == "set_tempo" and tempo_us is None:
+                tempo_us = msg.tempo
+            elif msg.type == "time_signature" and meter is None:
+                meter = (msg.numerator, msg.denominator)
+            elif msg.type == "note_on" and msg.velocity > 0:
+                open_notes.setdefault((msg.channel, msg.note), []).append((now, msg.velocity))
+            elif msg.type in ("note_off", "note_on"):
+                starts = open_notes.get((msg.channel, msg.note))
+                if starts:
+                    start, velocity = starts.pop(0)
+                    if now > start:
+                        notes.append(Note(msg.note, velocity, _scale(start, file_ppq),
+                                          max(1, _scale(now - start, file_ppq)), msg.channel))
+        for (channel, pitch), starts in open_notes.items():  # notes never closed end with their track
+            for start, velocity in starts:
+                if now > start:
+                    notes.append(Note(pitch, velocity, _scale(start, file_ppq), _scale(now - start, file_ppq), channel))
+    if not notes:
+        raise InputFileError(f"{path}: the file holds no notes; give a MIDI file with at least one note")
+    notes.sort(key=lambda n: (n.start_ticks, n.pitch))
+    beats_per_bar, beat_unit = meter or (4, 4)
+    return MidiInput(path, source, tuple(notes), tempo_us or DEFAULT_TEMPO_US, beats_per_bar, beat_unit,
+                     max(n.end_ticks for n in notes))
+
+
+def _note_track(name: str, notes: Iterable[Note], file_ppq: int, program: int | None = None) -> mido.MidiTrack:
+    """A track of note events from absolute-tick notes (our PPQ), converted to the file's resolution."""
+    events: list[tuple[int, int, mido.Message]] = []
+    for n in notes:
+        start = round(n.start_ticks * file_ppq / PPQ)
+        end = max(start + 1, round(n.end_ticks * file_ppq / PPQ))
+        events.append((start, 1, mido.Message("note_on", channel=n.channel, note=n.pitch, velocity=n.velocity)))
+        events.append((end, 0, mido.Message("note_off", channel=n.channel, note=n.pitch, velocity=0)))
+    events.sort(key=lambda e: (e[0], e[1]))  # at one tick, note-offs before note-ons
+    track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])
+    if program is not None:
+        channels = sorted({e[2].channel for e in events}) or [0]
+        track.extend(mido.Message("program_change", channel=c, program=program, time=0) for c in channels)
+    now = 0
+    for tick, _, msg in events:
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    return track
+
+
+def conductor_track(bpm: float, beats_per_bar: int = 4, beat_unit: int = 4,
+                    tempo_changes: Sequence[tuple[int, float]] = (), file_ppq: int = PPQ) -> mido.MidiTrack:
+    """Tempo map and meter; `tempo_changes` are (ticks in our PPQ, bpm) after the first."""
+    track = mido.MidiTrack([
+        mido.MetaMessage("track_name", name="tempo", time=0),
+        mido.MetaMessage("time_signature", numerator=beats_per_bar, denominator=beat_unit, time=0),
+        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0),
+    ])
+    now = 0
+    for ticks, change_bpm in sorted(tempo_changes):
+        at = round(ticks * file_ppq / PPQ)
+        track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(change_bpm), time=max(0, at - now)))
+        now = max(now, at)
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    return track
+
+
+def save_atomically(midi: mido.MidiFile, path: str | Path) -> Path:
+    """Write to a temporary file beside the target, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise InputFileError(f"{path}: the folder {path.parent} does not exist; create it or choose another output")
+    tmp = path.with_name(f".{path.name}.tmp")
+    midi.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def write_with_answer(source: MidiInput, generated: Sequence[Note], path: str | Path) -> Path:
+    """Type-1 file: the input's tracks unchanged (tempo and meter with them), then one `companion` track."""
+    out = mido.MidiFile(type=1, ticks_per_beat=source.source.ticks_per_beat or PPQ)
+    out.tracks.extend(track.copy() for track in source.source.tracks)
+    out.tracks.append(_note_track(COMPANION_TRACK, generated, out.ticks_per_beat))
+    return save_atomically(out, path)
+
+
+def write_take(path: str | Path, tracks: Sequence[tuple[str, Sequence[Note]]], bpm: float,
+               beats_per_bar: int = 4, beat_unit: int = 4,
+               tempo_changes: Sequence[tuple[int, float]] = ()) -> Path:
+    """A recorded take or a demo: a tempo track, then one named track per part."""
+    out = mido.MidiFile(type=1, ticks_per_beat=PPQ)
+    out.tracks.append(conductor_track(bpm, beats_per_bar, beat_unit, tempo_changes))
+    out.tracks.extend(_note_track(name, notes, PPQ) for name, notes in tracks)
+    return save_atomically(out, path)

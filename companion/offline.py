@@ -1,0 +1,72 @@
+"""File -> file generation (`companion generate MODE ...`), through the same generators the live engine uses."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from companion.core.events import Note, Phrase, RequestAnswer
+from companion.core.theory import estimate_key
+from companion.errors import InputFileError
+from companion.generators import make_generator
+from companion.midifile import MidiInput, read_midi, write_with_answer
+
+log = logging.getLogger("companion")
+
+PROMPT_BARS = 4  # the continuation listens to the last bars of the input, as the live engine hears a phrase
+
+
+def _prompt(source: MidiInput, bars: int = PROMPT_BARS) -> Phrase:
+    """The input's last `bars` bars as a phrase starting on a bar line; the answer starts on the next bar line."""
+    bar = source.bar_ticks
+    end_bar = -(-source.end_ticks // bar) * bar  # the bar line at or after the input's end
+    start = max(0, end_bar - bars * bar)
+    notes = tuple(n for n in source.notes if n.start_ticks >= start)
+    return Phrase(notes, start, end_bar, bar)
+
+
+def continue_file(source: MidiInput, *, bars: int, seed: int, model: str = "auto",
+                  settings: dict | None = None) -> list[Note]:
+    """The continuation notes, placed after the input's end on a channel of their own."""
+    phrase = _prompt(source)
+    key = estimate_key((n.pitch, n.duration_ticks) for n in source.notes)
+    generator, warning = make_generator(model)
+    if warning:
+        log.warning(warning)
+    used_channels = {n.channel for n in source.notes}
+    channel = next((c for c in range(16) if c not in used_channels and c != 9), 0)
+    request = RequestAnswer(
+        phrase=phrase,
+        start_ticks=phrase.end_ticks,
+        end_ticks=phrase.end_ticks + bars * source.bar_ticks,
+        tag="offline",
+        seed=seed,
+        key=key.as_pair() if key else None,
+        settings={"output_channel": channel, **(settings or {})},
+    )
+    return list(generator.stream(request))
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    """Dispatch `companion generate MODE`; bad input raises InputFileError (exit 2)."""
+    if args.bars is not None and args.bars < 1:
+        raise InputFileError(f"--bars must be at least 1, got {args.bars}")
+    wanted_inputs = 2 if args.mode == "interpolate" else 1
+    if len(args.inputs) != wanted_inputs:
+        raise InputFileError(f"`companion generate {args.mode}` takes {wanted_inputs} input file(s), "
+                             f"got {len(args.inputs)}: {' '.join(args.inputs)}")
+    output = Path(args.output)
+    source = read_midi(args.inputs[0])
+    settings = {"temperature": args.temperature} if args.temperature else {}
+    if args.mode == "continue":
+        notes = continue_file(source, bars=args.bars, seed=args.seed, model=args.model, settings=settings)
+    else:
+        from companion import offline_modes
+
+        notes = offline_modes.run(args, source, settings)
+    if not notes:
+        log.warning("the model produced no notes; the output holds the input only")
+    write_with_answer(source, notes, output)
+    print(f"wrote {output}: {len(notes)} generated notes on the 'companion' track")
+    return 0

@@ -1,0 +1,335 @@
+"""The only module that starts threads: MIDI input -> engine -> scheduler, with the generator worker beside it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from companion.core.engine import Engine, EngineSettings
+from companion.core.events import (
+    Cancel,
+    ClockMessage,
+    Command,
+    Log,
+    NoteOff,
+    NoteOn,
+    Panic,
+    RequestAnswer,
+    ScheduleNotes,
+    SendNow,
+)
+from companion.generators import Generator
+from companion.midi.clock import InternalClock, MidiClockFollower
+from companion.midi.codec import DecodeStats, decode
+from companion.midi.ports import InputPort, OutputPort
+from companion.scheduler import Scheduler
+
+log = logging.getLogger("companion")
+
+ENGINE_TICK_NS = 2_000_000  # the engine polls phrase ends and answer starts every 2 ms
+SNAPSHOT_NS = 33_000_000  # the UI's picture is rebuilt about 30 times a second
+_STOP = object()
+_CLOCK_TYPES = ClockMessage.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How the runtime meets the outside world; musical behaviour lives in EngineSettings."""
+
+    backend: str = "auto"
+    in_port: str | None = None  # None: open the virtual port 'Companion In'
+    out_port: str | None = None  # None: open the virtual port 'Companion Out'
+    connect_in: str | None = None
+    connect_out: str | None = None
+    clock: str = "internal"  # "internal" | "external" (follow the DAW's MIDI Beat Clock)
+    bpm: float = 120.0
+    send_clock: bool = False
+    model: str = "auto"  # "auto" | "markov" | "transformer"
+
+
+class Runtime:
+    """Owns the threads; the UI and the CLI talk to it through `post_intent`, `snapshot` and `close`."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        *,
+        inputs: Sequence[Callable[[Callable[[list[int], int], None]], InputPort]],
+        outputs: Sequence[OutputPort],
+        generator: Generator,
+        clock: InternalClock | MidiClockFollower,
+        on_port_check: Callable[[], list[tuple[str, str, str]]] | None = None,
+        port_names: dict[str, str] | None = None,
+        preset_name: str | None = None,
+    ) -> None:
+        self.engine = Engine(settings)
+        self.clock = clock
+        self.generator = generator
+        self.decode_stats = DecodeStats()
+        self._outputs = list(outputs)
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._cancelled: set[str] = set()
+        self._requested: deque[str] = deque(maxlen=64)  # recent answer tags, so a panic can stop their generation
+        self._lock = threading.Lock()
+        self._log_lines: deque[tuple[str, str]] = deque(maxlen=200)
+        self._listeners: list[Callable[[str, str], None]] = []
+        self._counters = {"notes_in": 0, "notes_out": 0, "answers": 0}
+        self._last_generation_ms: float | None = None
+        self._snapshot: dict[str, Any] = {}
+        self._on_port_check = on_port_check
+        self._port_names = port_names or {}
+        self._lost_ports: set[str] = set()
+        self._preset_name = preset_name
+        # Recent note traffic for the piano roll: (time_ns, bytes); appends are atomic and cheap on every thread.
+        self._wire_in: deque[tuple[int, list[int]]] = deque(maxlen=512)
+        self._wire_out: deque[tuple[int, Sequence[int]]] = deque(maxlen=512)
+        self._closed = threading.Event()
+        self._error: BaseException | None = None
+        self.scheduler = Scheduler(self._send_bytes, clock, on_error=self._thread_failed)
+        self._inputs = [factory(self._on_midi) for factory in inputs]
+        self._threads = [
+            threading.Thread(target=self._guard(self._engine_loop), name="companion-engine", daemon=True),
+            threading.Thread(target=self._guard(self._generator_loop), name="companion-generator", daemon=True),
+            threading.Thread(target=self._guard(self._supervise), name="companion-supervisor", daemon=True),
+        ]
+
+    # --- life cycle ----------------------------------------------------------------------------------
+
+    def start(self) -> Runtime:
+        self.scheduler.start()
+        for thread in self._threads:
+            thread.start()
+        self.log("info", f"answering with the {self.generator.name} model")
+        return self
+
+    def close(self) -> None:
+        """All notes off, threads stopped, ports closed; idempotent and safe to call from any thread."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._inbox.put(_STOP)
+        self._requests.put(_STOP)
+        for thread in self._threads:
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(timeout=2.0)
+        self.scheduler.close()
+        for port in self._inputs:
+            port.close()
+        for port in self._outputs:
+            port.close()
+
+    def __enter__(self) -> Runtime:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    # --- what the outside calls ------------------------------------------------------------------------
+
+    def post_intent(self, intent: object) -> None:
+        """Queue a user intent (from the UI, a key, a CC mapping) for the engine thread."""
+        self._inbox.put(("intent", intent))
+
+    def inject(self, data: list[int]) -> None:
+        """Raw MIDI from inside the process (the UI's computer-keyboard piano), treated exactly like port input."""
+        self._inbox.put((list(data), time.monotonic_ns()))
+
+    def add_log_listener(self, listener: Callable[[str, str], None]) -> None:
+        self._listeners.append(listener)
+
+    def log(self, level: str, text: str) -> None:
+        self._log_lines.append((level, text))
+        getattr(log, level if level in ("info", "warning", "error", "debug") else "info")(text)
+        for listener in self._listeners:
+            listener(level, text)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A compact picture for the UI; built by the engine thread, read without blocking."""
+        with self._lock:
+            snap = dict(self._snapshot)
+        snap["log"] = list(self._log_lines)[-20:]
+        snap["lateness"] = self.scheduler.lateness_stats()
+        return snap
+
+    # --- threads -----------------------------------------------------------------------------------------
+
+    def _guard(self, body: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                body()
+            except BaseException as err:  # any thread's failure ends in note-offs, then the runtime stops
+                self._thread_failed(err)
+
+        return run
+
+    def _thread_failed(self, err: BaseException) -> None:
+        self._error = err
+        log.exception("thread %s failed: %s", threading.current_thread().name, err)
+        self.scheduler.panic()
+        threading.Thread(target=self.close, name="companion-close", daemon=True).start()
+
+    def _on_midi(self, data: list[int], time_ns: int) -> None:
+        """rtmidi's thread: stamp and enqueue, nothing else."""
+        self._inbox.put((data, time_ns))
+
+    def _engine_loop(self) -> None:
+        next_tick_ns = next_snapshot_ns = time.monotonic_ns()
+        while True:
+            timeout_s = max(0, next_tick_ns - time.monotonic_ns()) / 1e9
+            try:
+                item = self._inbox.get(timeout=timeout_s)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                return
+            if item is not None:
+                self._handle_item(item)
+            now_ns = time.monotonic_ns()
+            if now_ns >= next_tick_ns:
+                self._apply(self.engine.tick(self.clock.timebase().ticks_at(now_ns)))
+                next_tick_ns = now_ns + ENGINE_TICK_NS
+            if now_ns >= next_snapshot_ns:
+                self._publish(now_ns)
+                next_snapshot_ns = now_ns + SNAPSHOT_NS
+
+    def _handle_item(self, item: Any) -> None:
+        if isinstance(item, tuple) and item and item[0] == "intent":
+            self._apply(self.engine.intent(item[1]))
+            return
+        data, time_ns = item
+        message = decode(data, self.decode_stats)
+        if message is None:
+            return
+        if isinstance(message, _CLOCK_TYPES):
+            if isinstance(self.clock, MidiClockFollower):
+                self.clock.feed(message, time_ns)
+            return
+        if isinstance(message, NoteOn | NoteOff):
+            self._wire_in.append((time_ns, data))
+            if isinstance(message, NoteOn):
+                self._counters["notes_in"] += 1
+        self._apply(self.engine.handle(message, self.clock.timebase().ticks_at(time_ns)))
+
+    def _apply(self, commands: list[Command]) -> None:
+        for command in commands:
+            if isinstance(command, SendNow):
+                self.scheduler.send_now(command.message)
+            elif isinstance(command, ScheduleNotes):
+                self.scheduler.submit(command.notes, command.tag)
+            elif isinstance(command, RequestAnswer):
+                self._counters["answers"] += 1
+                with self._lock:
+                    self._requested.append(command.tag)
+                self._requests.put(command)
+            elif isinstance(command, Cancel):
+                if command.how == "stop":
+                    with self._lock:
+                        self._cancelled.add(command.tag)
+                self.scheduler.cancel(command.tag, command.from_ticks, command.how)
+            elif isinstance(command, Panic):
+                with self._lock:
+                    self._cancelled.update(self._requested)
+                self.scheduler.panic()
+                self.log("info", f"all notes off ({command.reason})")
+            elif isinstance(command, Log):
+                self.log(command.level, command.text)
+
+    def _generator_loop(self) -> None:
+        while True:
+            request = self._requests.get()
+            if request is _STOP:
+                return
+            started_ns = time.monotonic_ns()
+            first = True
+            try:
+                for note in self.generator.stream(request):
+                    with self._lock:
+                        if request.tag in self._cancelled or self._closed.is_set():
+                            break
+                    self.scheduler.submit((note,), request.tag)
+                    if first:
+                        self._last_generation_ms = (time.monotonic_ns() - started_ns) / 1e6
+                        first = False
+            except Exception as err:  # a model failure loses this answer, never the session
+                self.log("error", f"the {self.generator.name} model failed on an answer: {err}")
+            self._last_total_generation_ms = (time.monotonic_ns() - started_ns) / 1e6
+
+    def _supervise(self) -> None:
+        while not self._closed.wait(1.0):
+            if self._on_port_check is not None:
+                for kind, port, text in self._on_port_check():
+                    if kind == "lost":
+                        self._lost_ports.add(port)
+                    else:
+                        self._lost_ports.discard(port)
+                    self.log("warning" if kind == "lost" else "info", text)
+
+    def _send_bytes(self, data: Sequence[int]) -> None:
+        """The scheduler's only output path (its own thread): every output port gets the bytes."""
+        kind = data[0] & 0xF0
+        if kind in (0x80, 0x90):
+            self._wire_out.append((time.monotonic_ns(), data))
+            if kind == 0x90 and data[2] > 0:
+                self._counters["notes_out"] += 1
+        for port in self._outputs:
+            if not port.closed:
+                port.send(data)
+
+    def _publish(self, now_ns: int) -> None:
+        timebase = self.clock.timebase()
+        ticks = timebase.ticks_at(now_ns)
+        bar, beat, _ = timebase.bar_beat(max(0, ticks))
+        snap = {
+            "engine": self.engine.snapshot(),
+            "settings": dataclasses.asdict(self.engine.settings),
+            "beats_per_bar": timebase.beats_per_bar,
+            "ports": {**self._port_names, "lost": list(self._lost_ports)},
+            "preset": self._preset_name,
+            "notes": _piano_roll(self._wire_in, "player", timebase)
+            + _piano_roll(self._wire_out, "companion", timebase),
+            "planned": self.scheduler.planned(),
+            "bpm": round(timebase.bpm, 2),
+            "ticks": ticks,
+            "bar": bar,
+            "beat": beat,
+            "clock": "external" if isinstance(self.clock, MidiClockFollower) else "internal",
+            "clock_running": self.clock.running,
+            "generator": self.generator.name,
+            "generation_ms": self._last_generation_ms,
+            "counters": dict(self._counters),
+            "dropped": self.decode_stats.as_dict(),
+        }
+        with self._lock:
+            self._snapshot = snap
+
+
+def _piano_roll(wire: deque, source: str, timebase: Any) -> list[tuple[str, int, int, int | None]]:
+    """Pair the recent note-ons and note-offs of one direction into (source, pitch, start, end or None) in ticks."""
+    notes: list[tuple[str, int, int, int | None]] = []
+    sounding: dict[tuple[int, int], int] = {}
+    for time_ns, data in list(wire):
+        key = (data[0] & 0x0F, data[1])
+        if data[0] & 0xF0 == 0x90 and data[2] > 0:
+            if key in sounding:
+                notes.append((source, key[1], sounding.pop(key), timebase.ticks_at(time_ns)))
+            sounding[key] = timebase.ticks_at(time_ns)
+        elif key in sounding:
+            notes.append((source, key[1], sounding.pop(key), timebase.ticks_at(time_ns)))
+    notes.extend((source, pitch, start, None) for (_, pitch), start in sounding.items())
+    return notes
