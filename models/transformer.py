@@ -213,12 +213,8 @@ class GPT(nn.Module):
                 x = x + emb(extra[..., i])
         return x
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """idx (B, T) token ids; targets (B, T) with -1 = ignore; extra (B, T, len(n_extra)).
-
-        Returns logits (B, T, vocab) and the mean cross-entropy over non-ignored targets (or None).
-        """
+    def hidden(self, idx: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Final normalized hidden states (B, T, C) for idx (B, T); for models that bring their own head."""
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens exceeds block_size {self.config.block_size}")
@@ -226,7 +222,15 @@ class GPT(nn.Module):
         x = self.drop(self._embed(idx, extra))
         for block in self.blocks:
             x = block(x, cos, sin)
-        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab)
+        return self.ln_f(x)  # (B, T, C)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) token ids; targets (B, T) with -1 = ignore; extra (B, T, len(n_extra)).
+
+        Returns logits (B, T, vocab) and the mean cross-entropy over non-ignored targets (or None).
+        """
+        logits = self.lm_head(self.hidden(idx, extra))  # (B, T, vocab)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
@@ -247,10 +251,10 @@ class GPT(nn.Module):
         extra = cache.extra[:, cache.length - keep : cache.length].clone()
         cache.length = 0
         if keep:
-            self.step(tokens, cache, extra if len(self.extra_emb) else None)
+            self.step_hidden(tokens, cache, extra if len(self.extra_emb) else None)
 
-    def step(self, idx: torch.Tensor, cache: KVCache, extra: torch.Tensor | None = None) -> torch.Tensor:
-        """Append tokens idx (B, T) to the cache and return the logits after the last one, (B, vocab).
+    def step_hidden(self, idx: torch.Tensor, cache: KVCache, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Append tokens idx (B, T) to the cache; return their final hidden states (B, T, C).
 
         When the cache is full it slides: the oldest quarter is dropped and the rest re-encoded (a prefill,
         so a caller with a deadline should call ``slide`` itself at a quiet moment).
@@ -269,7 +273,11 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, cache.kv[i], start)
         cache.length = start + T
-        return self.lm_head(self.ln_f(x[:, -1, :]))  # (B, vocab)
+        return self.ln_f(x)  # (B, T, C)
+
+    def step(self, idx: torch.Tensor, cache: KVCache, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Append tokens idx (B, T) to the cache and return the logits after the last one, (B, vocab)."""
+        return self.lm_head(self.step_hidden(idx, cache, extra)[:, -1, :])  # (B, vocab)
 
     def configure_optimizer(self, weight_decay: float, lr: float, betas: tuple[float, float] = (0.9, 0.95),
                             fused: bool = False) -> torch.optim.AdamW:
