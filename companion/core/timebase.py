@@ -63,9 +63,12 @@ class Timebase:
     def with_tempo(self, bpm: float, at_ns: int) -> Timebase:
         """The same position, from `at_ns` on, at a new tempo.
 
-        The new origin is the start of the tick current at `at_ns`, so both segments agree exactly there
-        and re-anchoring on every clock pulse cannot drift.
+        The new origin is the start of the tick current at `at_ns`, so both segments agree there to the
+        nanosecond (the tick's start is rounded up to a whole ns: at most 1 ns per real tempo change; an
+        unchanged tempo returns the same segment, so re-anchoring on every clock pulse cannot drift).
         """
+        if round(_NS_PER_MINUTE / bpm) == self.quarter_ns:
+            return self
         anchor_ticks = self.ticks_at(at_ns)
         return Timebase(bpm, self.ns_at(anchor_ticks), anchor_ticks, self.beats_per_bar, self.beat_unit)
 
