@@ -76,6 +76,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module | dict[str, t
     os.close(fd)
     try:
         torch.save({"meta": meta, "state_dict": state}, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is a shareable file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -111,8 +111,11 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def plot_losses(history: list[dict[str, float]], path: Path, title: str) -> None:
     """Write the train/valid loss curves as a PNG (matplotlib, Agg)."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:  # training must not fail at the end for want of a plot; the log has the numbers
+        print(f"matplotlib is not installed: {path} not written (train_log.jsonl has the losses)")
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
