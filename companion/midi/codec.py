@@ -52,7 +52,7 @@ class DecodeStats:
     def dropped(self) -> int:
         return sum(self.counts.values())
 
-    def snapshot(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, int]:
         """A copy for the UI/log: only reasons seen, plus the number decoded."""
         out = {reason: n for reason, n in self.counts.items() if n}
         out["decoded"] = self.decoded

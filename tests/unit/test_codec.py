@@ -84,7 +84,7 @@ def test_malformed_is_counted_by_reason(wire: list[int], reason: str) -> None:
     assert decode(wire, stats) is None
     assert stats.counts[reason] == 1
     assert stats.dropped == 1
-    assert stats.snapshot() == {reason: 1, "decoded": 0}
+    assert stats.as_dict() == {reason: 1, "decoded": 0}
 
 
 @given(st.lists(st.integers(min_value=-5, max_value=300), max_size=8))

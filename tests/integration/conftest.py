@@ -1,0 +1,180 @@
+"""JACK fixtures: a running (or started) dummy-driver server, and a test client that plays and listens."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+JACKD_ARGS = ["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "64"]
+START_TIMEOUT_S = 10.0
+
+
+def poll_until(predicate: Callable[[], Any], timeout_s: float = 5.0, interval_s: float = 0.005) -> Any:
+    """The predicate's first truthy value, or its last value once the deadline passes (no fixed sleeps)."""
+    deadline_ns = time.monotonic_ns() + int(timeout_s * 1e9)
+    while True:
+        value = predicate()
+        if value or time.monotonic_ns() >= deadline_ns:
+            return value
+        time.sleep(interval_s)
+
+
+def _jack_running() -> bool:
+    if shutil.which("jack_lsp"):
+        return subprocess.run(["jack_lsp"], capture_output=True, timeout=10).returncode == 0
+    import rtmidi
+
+    try:
+        rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "companion-test-probe").delete()
+    except rtmidi.RtMidiError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def jack_server() -> Iterator[None]:
+    """A JACK server for the session: the one running, or `jackd -d dummy` started (and stopped) here."""
+    required = os.environ.get("COMPANION_REQUIRE_JACK") == "1"
+    if _jack_running():
+        yield
+        return
+    if shutil.which("jackd") is None:
+        message = "jackd is not installed (apt-get install jackd2); JACK integration tests need it"
+        if required:
+            pytest.fail(f"COMPANION_REQUIRE_JACK=1 but {message}")
+        pytest.skip(message)
+    process = subprocess.Popen(JACKD_ARGS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        if not poll_until(lambda: process.poll() is not None or _jack_running(), START_TIMEOUT_S, 0.1) \
+                or process.poll() is not None:
+            output = process.stdout.read() if process.poll() is not None and process.stdout else ""
+            message = f"jackd did not start within {START_TIMEOUT_S} s: {' '.join(JACKD_ARGS)}\n{output}"
+            if required:
+                pytest.fail(message)
+            pytest.skip(message)
+        yield
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test marked `jack` gets the server fixture: a missing server skips (or fails in CI) cleanly."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if item.get_closest_marker("jack") is not None and "jack_server" not in names:
+            item.fixturenames.insert(0, "jack_server")  # type: ignore[attr-defined]
+
+
+class JackTestClient:
+    """Plays into and listens to the companion's JACK ports, as a DAW would.
+
+    `send(data)` goes to the port matching `to_port` (default "Companion In"); everything arriving from the
+    port matching `from_port` (default "Companion Out") is kept in `received` as (data, time_ns) pairs,
+    stamped with `time.monotonic_ns()` in the rtmidi callback, to compare with the scheduler's deadlines.
+    """
+
+    def __init__(self, name: str = "tester") -> None:
+        import rtmidi
+
+        self._rtmidi = rtmidi
+        self.name = name
+        self.received: list[tuple[list[int], int]] = []
+        self._lock = threading.Lock()
+        self._out: Any = None
+        self._in: Any = None
+
+    def connect_out(self, to_port: str = "Companion In") -> JackTestClient:
+        """Connect our output to the first port whose name contains `to_port`."""
+        self._out = self._rtmidi.MidiOut(self._rtmidi.API_UNIX_JACK, self.name)
+        names = poll_until(lambda: [n for n in self._out.get_ports() if to_port.lower() in n.lower()], 5.0)
+        assert names, f"no JACK port matching {to_port!r}: {self._out.get_ports()}"
+        self._out.open_port(self._out.get_ports().index(names[0]), "out")
+        return self
+
+    def open_virtual_out(self, port_name: str) -> JackTestClient:
+        """Expose a named output of our own (a DAW's port the companion connects to by name)."""
+        self._out = self._rtmidi.MidiOut(self._rtmidi.API_UNIX_JACK, self.name)
+        self._out.open_virtual_port(port_name)
+        return self
+
+    def connect_in(self, from_port: str = "Companion Out") -> JackTestClient:
+        """Listen to the first port whose name contains `from_port`."""
+        self._in = self._rtmidi.MidiIn(self._rtmidi.API_UNIX_JACK, self.name)
+        self._in.ignore_types(sysex=True, timing=False, active_sense=True)
+        names = poll_until(lambda: [n for n in self._in.get_ports() if from_port.lower() in n.lower()], 5.0)
+        assert names, f"no JACK port matching {from_port!r}: {self._in.get_ports()}"
+        self._in.set_callback(self._on_message)
+        self._in.open_port(self._in.get_ports().index(names[0]), "in")
+        return self
+
+    def _on_message(self, event: tuple[list[int], float], _data: object = None) -> None:
+        now_ns = time.monotonic_ns()
+        with self._lock:
+            self.received.append((event[0], now_ns))
+
+    def send(self, data: list[int]) -> int:
+        """Send one message now; returns the monotonic_ns it was handed to JACK."""
+        now_ns = time.monotonic_ns()
+        self._out.send_message(data)
+        return now_ns
+
+    def send_until(self, data: list[int], arrived: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+        """Send `data` again every 50 ms until `arrived()` holds: the first cycles after a connection (or
+        an xrun on a busy machine) can drop a message, which a test of something else should not trip on."""
+        deadline_ns = time.monotonic_ns() + int(timeout_s * 1e9)
+        while time.monotonic_ns() < deadline_ns:
+            self.send(data)
+            if poll_until(arrived, 0.05):
+                return True
+        return False
+
+    def messages(self) -> list[tuple[list[int], int]]:
+        with self._lock:
+            return list(self.received)
+
+    def wait_for(self, predicate: Callable[[list[tuple[list[int], int]]], bool],
+                 timeout_s: float = 5.0) -> bool:
+        """Poll until `predicate(messages)` holds or the deadline passes."""
+        return bool(poll_until(lambda: predicate(self.messages()), timeout_s))
+
+    def close(self) -> None:
+        """Close both ends and leave the JACK graph (the client disappears)."""
+        for midi in (self._in, self._out):
+            if midi is not None:
+                midi.close_port()
+                midi.delete()
+        self._in = self._out = None
+
+
+@pytest.fixture
+def jack_client(jack_server: None) -> Iterator[Callable[..., JackTestClient]]:
+    """A factory of JackTestClient; every client made is closed after the test."""
+    made: list[JackTestClient] = []
+
+    def make(name: str = "tester") -> JackTestClient:
+        client = JackTestClient(name)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def poll() -> Callable[..., Any]:
+    """`poll(predicate, timeout_s)`: the predicate's first truthy value, or its last one at the deadline."""
+    return poll_until
