@@ -1,11 +1,11 @@
-"""A Continuator-style variable-order Markov responder over the session's phrases (pure Python, stdlib only)."""
+"""A Continuator-style variable-order Markov responder over the session's phrases (stdlib only)."""
 
 from __future__ import annotations
 
 import math
 import random
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 NoteTuple = tuple[int, int, int, int]  # (pitch, velocity, onset_ticks, duration_ticks)
@@ -23,7 +23,8 @@ class _Event:
     pitch: int
     below: tuple[int, ...]  # negative semitone offsets of the other chord tones
     velocity: int
-    ioi_q: float  # quarters from this onset to the next one in the phrase (rests included)
+    onset_q: float  # quarters from the phrase start (a bar line), for the metric grid
+    ioi_q: float | None  # quarters from this onset to the next one (rests included); None: the phrase's last
     duration_q: float  # quarters the top voice sounds
 
 
@@ -37,16 +38,16 @@ def _events(notes: Sequence[NoteTuple], ppq: int, chord_window_ticks: int) -> li
         else:
             groups.append([note])
     onsets = [g[0][2] for g in groups]
-    iois = [b - a for a, b in zip(onsets, onsets[1:])]
-    typical_ioi = sorted(iois)[len(iois) // 2] if iois else ppq
+    iois: list[int | None] = [b - a for a, b in zip(onsets, onsets[1:], strict=False)]
+    iois.append(None)
     events: list[_Event] = []
     for i, group in enumerate(groups):
         top = max(group, key=lambda n: n[0])
         below = tuple(sorted({n[0] - top[0] for n in group if n[0] != top[0]}))
-        # The last onset has no successor: it rests for its own length or a typical step, whichever is longer.
-        ioi = iois[i] if i < len(iois) else max(top[3], typical_ioi)
+        ioi = iois[i]
         velocity = max(n[1] for n in group)
-        events.append(_Event(top[0], below, velocity, ioi / ppq, max(top[3], 1) / ppq))
+        ioi_q = None if ioi is None else ioi / ppq
+        events.append(_Event(top[0], below, velocity, onsets[i] / ppq, ioi_q, max(top[3], 1) / ppq))
     return events
 
 
@@ -67,17 +68,22 @@ class MarkovResponder:
     The model is a set of prefix indexes over top-voice pitch sequences, orders 1..`max_order`: each
     context maps to the events that followed it. An answer extends the prompt's ending by the longest
     context that has continuations, backing off to shorter ones, then to a transposed interval seen after
-    the same pitch class, then to a step in the key's scale. To sound like an answer and not a copy, no
-    more than `max_copy` consecutive events are taken from one place in memory: a longer literal run is
-    broken by a shorter context. Memory holds the last `max_phrases` phrases.
+    the same pitch class, then to a step in the key's scale. To sound like an answer and not a copy, a
+    continuation that would make the answer repeat more than `max_copy` pitches in a row of anything in
+    memory (the prompt included) is refused, so the longest contexts serve to stay in style while the
+    answer keeps recombining. Rhythm: each event brings its inter-onset interval measured on the
+    player's metric grid, so answers stay on the beat. Memory holds the last `max_phrases` phrases.
     """
 
-    def __init__(self, max_order: int = 4, max_phrases: int = 64, max_copy: int = 3) -> None:
+    def __init__(self, max_order: int = 4, max_phrases: int = 64, max_copy: int = 4) -> None:
         if max_order < 1:
             raise ValueError(f"max_order must be at least 1, got {max_order!r}")
+        if max_copy < 1:
+            raise ValueError(f"max_copy must be at least 1, got {max_copy!r}")
         self.max_order = max_order
         self.max_phrases = max_phrases
         self.max_copy = max_copy
+        self._index_order = max(max_order, max_copy)
         self._phrases: deque[list[_Event]] = deque()
         self._index: list[dict[tuple[int, ...], list[tuple[int, int]]]] = []
         self._by_pitch_class: dict[int, list[tuple[int, int]]] = {}
@@ -105,7 +111,7 @@ class MarkovResponder:
             self._add_to_index(len(self._phrases) - 1, events)
 
     def _rebuild(self) -> None:
-        self._index = [{} for _ in range(self.max_order + 1)]  # slot 0 unused
+        self._index = [{} for _ in range(self._index_order + 1)]  # slot 0 unused
         self._by_pitch_class = {}
         for number, events in enumerate(self._phrases):
             self._add_to_index(number, events)
@@ -114,7 +120,7 @@ class MarkovResponder:
         pitches = [e.pitch for e in events]
         for j in range(1, len(events)):
             self._by_pitch_class.setdefault(pitches[j - 1] % 12, []).append((number, j))
-            for order in range(1, min(self.max_order, j) + 1):
+            for order in range(1, min(self._index_order, j) + 1):
                 self._index[order].setdefault(tuple(pitches[j - order : j]), []).append((number, j))
 
     # --- answering ---------------------------------------------------------------------------------
@@ -142,48 +148,67 @@ class MarkovResponder:
         temperature = min(max(temperature, 0.05), 5.0)
         allowed = sorted({pc % 12 for pc in key_pcs}) if key_pcs else []
         prompt_events = _events(prompt, ppq, max(1, ppq // 12)) if prompt else []
-        context = [e.pitch for e in prompt_events][-self.max_order :]
+        context = [e.pitch for e in prompt_events][-self._index_order :]
         low, high = self._pitch_range()
         grid_ticks = self._grid_ticks(prompt, ppq)
         slots = max(1, ppq // grid_ticks)  # grid positions per quarter
         groove = self._groove(prompt, grid_ticks, slots)
+        steps_from_slot: dict[int, list[int]] = {}
+        for events in self._phrases:
+            for e in events:
+                e_step = self._grid_step(e, ppq, grid_ticks)
+                if e_step is not None:
+                    e_slot = round(e.onset_q * ppq / grid_ticks) % slots
+                    steps_from_slot.setdefault(e_slot, []).append(e_step)
         if not context:
             first = rng.choice(self._phrases)[0]
             context = [first.pitch]
 
         answer: list[NoteTuple] = []
-        source: tuple[int, int] | None = None  # where the previous event came from, to limit copying
-        run = 0
         position_ticks = 0  # on the grid; the player's groove is added per onset
         while True:
             onset = max(0, position_ticks + groove.get((position_ticks // grid_ticks) % slots, 0))
             if length_ticks - onset < max(1, ppq // 16):
                 break
-            event, pitch, picked = self._choose(context, source, run, rng, temperature, allowed, low, high)
-            run = run + 1 if (source is not None and picked == (source[0], source[1] + 1)) else 0
-            source = picked
+            slot = (position_ticks // grid_ticks) % slots
+
+            def weigh(candidate: _Event, slot: int = slot) -> float:
+                # An event played at the same place in the beat fits here best (its step, its accent).
+                return 4.0 if round(candidate.onset_q * ppq / grid_ticks) % slots == slot else 1.0
+
+            event, pitch = self._choose(context, weigh, rng, temperature, allowed, low, high)
             velocity = min(127, max(1, event.velocity + round(rng.gauss(0.0, 3.0 * temperature))))
             duration = min(max(1, round(event.duration_q * ppq)), length_ticks - onset)
-            chord = {pitch} | {_snap(pitch + offset, allowed) for offset in event.below if 0 <= pitch + offset}
+            chord = {pitch} | {
+                _snap(pitch + offset, allowed) for offset in event.below if 0 <= pitch + offset
+            }
             for p in sorted(chord):
                 if 0 <= p <= 127:
                     answer.append((p, velocity, onset, duration))
-            context = (context + [pitch])[-self.max_order :]
-            position_ticks += max(1, round(event.ioi_q * ppq / grid_ticks)) * grid_ticks
+            context = (context + [pitch])[-self._index_order :]
+            # The step as the player played it on the grid (quantized onsets, differenced: no drift); an
+            # event borrowed from another place in the beat takes a step the player took from this place.
+            own_step = self._grid_step(event, ppq, grid_ticks)
+            if own_step is not None and (weigh(event) > 1.0 or not steps_from_slot.get(slot)):
+                step = own_step
+            elif steps_from_slot.get(slot):
+                step = rng.choice(steps_from_slot[slot])
+            else:  # the phrase's last note, from a place in the beat the player never left: its own length
+                step = max(1, round(event.duration_q * ppq / grid_ticks))
+            position_ticks += step * grid_ticks
         return _untangle(answer)
 
     def _choose(
         self,
         context: list[int],
-        source: tuple[int, int] | None,
-        run: int,
+        weigh: Callable[[_Event], float],
         rng: random.Random,
         temperature: float,
         allowed: Sequence[int],
         low: int,
         high: int,
-    ) -> tuple[_Event, int, tuple[int, int] | None]:
-        """Pick the next event: (event, its pitch here, where in memory it came from)."""
+    ) -> tuple[_Event, int]:
+        """Pick the next event and the pitch it takes here."""
         levels = []
         for order in range(min(self.max_order, len(context)), 0, -1):
             found = self._index[order].get(tuple(context[-order:]))
@@ -192,20 +217,24 @@ class MarkovResponder:
         # Now and then take a shorter context on purpose: more surprise, less recitation.
         if len(levels) > 1 and rng.random() < min(0.6, 0.2 * temperature):
             levels = levels[1:]
-        banned = (source[0], source[1] + 1) if (source is not None and run >= self.max_copy - 1) else None
+        banned = self._copying_pitches(context)
         for candidates in levels:
-            usable = [c for c in candidates if c != banned]
+            usable = [(n, j) for n, j in candidates if self._phrases[n][j].pitch not in banned]
             if usable:
-                number, j = self._sample(usable, rng, temperature)
+                number, j = self._sample(usable, weigh, rng, temperature)
                 event = self._phrases[number][j]
-                return event, self._fit(event.pitch, allowed, low, high), (number, j)
+                return event, self._fit(event.pitch, allowed, low, high)
         last = context[-1]
-        transposable = [c for c in self._by_pitch_class.get(last % 12, []) if c != banned]
+        transposable = [
+            (n, j)
+            for n, j in self._by_pitch_class.get(last % 12, [])
+            if last + self._phrases[n][j].pitch - self._phrases[n][j - 1].pitch not in banned
+        ]
         if transposable:
-            number, j = self._sample(transposable, rng, temperature)
+            number, j = self._sample(transposable, weigh, rng, temperature)
             events = self._phrases[number]
             pitch = last + events[j].pitch - events[j - 1].pitch
-            return events[j], self._fit(pitch, allowed, low, high), (number, j)
+            return events[j], self._fit(pitch, allowed, low, high)
         # Nothing to go on: borrow a rhythm from memory and step through the scale toward the middle.
         events = rng.choice(self._phrases)
         event = rng.choice(events)
@@ -214,22 +243,47 @@ class MarkovResponder:
         if rng.random() < 0.3:
             direction = -direction
         step = rng.choice((1, 1, 2))
-        pitch = last
-        for _ in range(step):
-            pitch += direction
-            while scale and pitch % 12 not in scale:
-                pitch += direction
-        return event, self._fit(pitch, allowed, low, high), None
+        for turn in (direction, -direction):
+            pitch = last
+            for _ in range(step):
+                pitch += turn
+                while scale and pitch % 12 not in scale:
+                    pitch += turn
+            if pitch not in banned:
+                break
+        return event, self._fit(pitch, allowed, low, high)
 
-    def _sample(self, candidates: list[tuple[int, int]], rng: random.Random, temperature: float) -> tuple[int, int]:
-        """Choose a continuation pitch with weight count^(1/T), then one of its occurrences uniformly."""
+    @staticmethod
+    def _grid_step(event: _Event, ppq: int, grid_ticks: int) -> int | None:
+        """Grid units from this event's onset to the next, both quantized (at least one); None if last."""
+        if event.ioi_q is None:
+            return None
+        start = round(event.onset_q * ppq / grid_ticks)
+        return max(1, round((event.onset_q + event.ioi_q) * ppq / grid_ticks) - start)
+
+    def _copying_pitches(self, context: list[int]) -> set[int]:
+        """Pitches that would make the last `max_copy` + 1 pitches a literal copy of something in memory."""
+        if len(context) < self.max_copy:
+            return set()
+        found = self._index[self.max_copy].get(tuple(context[-self.max_copy :]), [])
+        return {self._phrases[n][j].pitch for n, j in found}
+
+    def _sample(
+        self,
+        candidates: list[tuple[int, int]],
+        weigh: Callable[[_Event], float],
+        rng: random.Random,
+        temperature: float,
+    ) -> tuple[int, int]:
+        """Choose a pitch with weight (summed occurrence weights)^(1/T), then one of its occurrences."""
         by_pitch: dict[int, list[tuple[int, int]]] = {}
         for number, j in candidates:
             by_pitch.setdefault(self._phrases[number][j].pitch, []).append((number, j))
         pitches = list(by_pitch)
-        weights = [len(by_pitch[p]) ** (1.0 / temperature) for p in pitches]
+        occurrence_weights = {p: [weigh(self._phrases[n][j]) for n, j in by_pitch[p]] for p in pitches}
+        weights = [sum(occurrence_weights[p]) ** (1.0 / temperature) for p in pitches]
         chosen = rng.choices(pitches, weights=weights)[0]
-        return rng.choice(by_pitch[chosen])
+        return rng.choices(by_pitch[chosen], weights=occurrence_weights[chosen])[0]
 
     def _fit(self, pitch: int, allowed: Sequence[int], low: int, high: int) -> int:
         """Fold into the player's range (an octave of leeway) and snap into the key."""
@@ -256,7 +310,9 @@ class MarkovResponder:
         return min((ppq // 4, ppq // 3), key=misfit)
 
     @staticmethod
-    def _groove(prompt: Sequence[Sequence[int]], grid_ticks: int, slots: int, keep: float = 0.6) -> dict[int, int]:
+    def _groove(
+        prompt: Sequence[Sequence[int]], grid_ticks: int, slots: int, keep: float = 0.6
+    ) -> dict[int, int]:
         """The player's feel: mean offset from the grid per grid position in the beat (swing, laid back).
 
         Answers sit on the grid plus `keep` of this offset: lightly quantized, the player's feel kept.
@@ -294,7 +350,7 @@ class MarkovResponder:
 
 
 def _as_tuples(notes: Iterable[Sequence[int]]) -> tuple[NoteTuple, ...]:
-    """Normalise note-like sequences to (pitch, velocity, onset, duration) int tuples; ValueError if malformed."""
+    """Normalise notes to (pitch, velocity, onset, duration) int tuples; ValueError if malformed."""
     result = []
     for note in notes:
         if len(note) != 4:

@@ -15,7 +15,6 @@ from companion.core.events import (
     CC_ALL_NOTES_OFF,
     CC_ALL_SOUND_OFF,
     PPQ,
-    Cancel,
     ClockStop,
     Command,
     ControlChange,
@@ -35,7 +34,13 @@ from companion.core.theory import Key, estimate_key
 _NOT_MODES = {"base"}
 # Settings that only shape what comes in, not what is playing: changing them keeps the current answer.
 _INPUT_ONLY_SETTINGS = {
-    "input_channel", "thru", "thru_channel", "silence_beats", "max_bars", "trigger_cc", "trigger_note",
+    "input_channel",
+    "thru",
+    "thru_channel",
+    "silence_beats",
+    "max_bars",
+    "trigger_cc",
+    "trigger_note",
     "on_player_resume",
 }
 _KEY_MEMORY_NOTES = 256  # the key estimate follows the last few phrases, not the whole night
@@ -59,7 +64,9 @@ def _check_channel(name: str, value: int | None, allow_none: bool) -> None:
     if value is None and allow_none:
         return
     if not isinstance(value, int) or not (0 <= value <= 15):
-        raise ValueError(f"{name} must be a MIDI channel 0..15{' or none' if allow_none else ''}, got {value!r}")
+        raise ValueError(
+            f"{name} must be a MIDI channel 0..15{' or none' if allow_none else ''}, got {value!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,9 +227,16 @@ class Engine:
             return []  # pulses, start, continue, song position: the clock's business
         settings = self.settings
         accepted = settings.input_channel is None or message.channel == settings.input_channel
-        if accepted and isinstance(message, ControlChange) and message.control in (
-            CC_ALL_SOUND_OFF, CC_ALL_NOTES_OFF,
-        ) and message.control != settings.trigger_cc:
+        if (
+            accepted
+            and isinstance(message, ControlChange)
+            and message.control
+            in (
+                CC_ALL_SOUND_OFF,
+                CC_ALL_NOTES_OFF,
+            )
+            and message.control != settings.trigger_cc
+        ):
             self.capture.feed(message, now_ticks)
             return self._panic(now_ticks, f"the player sent CC{message.control}")
         commands: list[Command] = []
@@ -246,7 +260,7 @@ class Engine:
         return False
 
     def tick(self, now_ticks: int) -> list[Command]:
-        """Called often by the engine thread: ends phrases on silence or bar count, lets the mode keep time."""
+        """Called often by the engine thread: ends phrases on silence or bar count; the mode keeps time."""
         self._now_ticks = max(self._now_ticks, now_ticks)
         return self._poll(now_ticks)
 

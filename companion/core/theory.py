@@ -27,8 +27,16 @@ SCALES: dict[str, tuple[int, ...]] = {
     "chromatic": tuple(range(12)),
 }
 _ALIASES = {"ionian": "major", "aeolian": "minor", "natural_minor": "minor"}
-_MINOR_LIKE = {"minor", "harmonic_minor", "melodic_minor", "dorian", "phrygian", "locrian", "minor_pentatonic",
-               "blues"}
+_MINOR_LIKE = {
+    "minor",
+    "harmonic_minor",
+    "melodic_minor",
+    "dorian",
+    "phrygian",
+    "locrian",
+    "minor_pentatonic",
+    "blues",
+}
 
 # Krumhansl-Kessler key profiles (probe-tone ratings), index 0 = tonic.
 _MAJOR_PROFILE = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
@@ -103,7 +111,9 @@ class Key:
         elif tonic in SHARP_NAMES:
             tonic_pc = SHARP_NAMES.index(tonic)
         else:
-            raise ValueError(f"unknown key tonic {parts[0]!r} in {text!r}; write it like 'D minor' or 'Bb major'")
+            raise ValueError(
+                f"unknown key tonic {parts[0]!r} in {text!r}; write it like 'D minor' or 'Bb major'"
+            )
         return cls(tonic_pc, parts[1] if len(parts) > 1 else "major")
 
 
@@ -113,7 +123,9 @@ def snap_to_pitch_classes(pitch: int, pitch_classes: Iterable[int], prefer_up: b
     if not allowed or pitch % 12 in allowed:
         return pitch
     for distance in range(1, 12):
-        candidates = (pitch + distance, pitch - distance) if prefer_up else (pitch - distance, pitch + distance)
+        candidates = (
+            (pitch + distance, pitch - distance) if prefer_up else (pitch - distance, pitch + distance)
+        )
         for candidate in candidates:
             if 0 <= candidate <= 127 and candidate % 12 in allowed:
                 return candidate
@@ -126,7 +138,7 @@ def snap_to_pitch_classes(pitch: int, pitch_classes: Iterable[int], prefer_up: b
 def _correlation(xs: Sequence[float], ys: Sequence[float]) -> float:
     mean_x = sum(xs) / len(xs)
     mean_y = sum(ys) / len(ys)
-    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
     sxx = sum((x - mean_x) ** 2 for x in xs)
     syy = sum((y - mean_y) ** 2 for y in ys)
     if sxx == 0 or syy == 0:

@@ -1,4 +1,4 @@
-"""Musical time: a tempo map from wall-clock nanoseconds to integer ticks, and a MIDI-clock tempo estimator."""
+"""Musical time: a tempo map from wall-clock ns to integer ticks, and a MIDI-clock tempo estimator."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ class TempoEstimator:
         self.outliers = 0
 
     def reset(self, next_pulse_ticks: int = 0) -> None:
-        """Forget every pulse (transport Start after a pause, a new source); the next pulse is at this tick."""
+        """Forget every pulse (Start after a pause, a new source); the next pulse is at this tick."""
         self._window.clear()
         self._suspects.clear()
         self._next_index = 0

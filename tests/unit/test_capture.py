@@ -45,8 +45,10 @@ def poll_until(capture: PhraseCapture, start: int, stop: int, step: int = 10) ->
 def test_exact_offsets_kept_and_phrase_starts_on_the_bar_line() -> None:
     capture = PhraseCapture(CaptureSettings(silence_beats=2.0))
     events = [
-        (BAR + 13, NoteOn(0, 60, 100)), (BAR + 400, NoteOff(0, 60)),
-        (BAR + 487, NoteOn(0, 62, 90)), (BAR + 953, NoteOff(0, 62, 64)),
+        (BAR + 13, NoteOn(0, 60, 100)),
+        (BAR + 400, NoteOff(0, 60)),
+        (BAR + 487, NoteOn(0, 62, 90)),
+        (BAR + 953, NoteOff(0, 62, 64)),
     ]
     assert play(capture, events) == []
     assert capture.in_progress
@@ -92,8 +94,10 @@ def test_sustain_pedal_extends_notes_until_pedal_up() -> None:
     capture = PhraseCapture(CaptureSettings(silence_beats=1.0))
     events = [
         (0, ControlChange(0, CC_SUSTAIN, 127)),
-        (10, NoteOn(0, 60, 70)), (200, NoteOff(0, 60)),
-        (480, NoteOn(0, 64, 70)), (600, NoteOff(0, 64)),
+        (10, NoteOn(0, 60, 70)),
+        (200, NoteOff(0, 60)),
+        (480, NoteOn(0, 64, 70)),
+        (600, NoteOff(0, 64)),
     ]
     play(capture, events)
     # Keys up, pedal down: still sounding, not silent.
@@ -117,10 +121,17 @@ def test_pedal_down_without_notes_holds_the_silence() -> None:
 
 def test_restruck_key_under_the_pedal_ends_the_old_note() -> None:
     capture = PhraseCapture(CaptureSettings(silence_beats=1.0))
-    play(capture, [
-        (0, ControlChange(0, CC_SUSTAIN, 127)), (0, NoteOn(0, 60, 70)), (100, NoteOff(0, 60)),
-        (300, NoteOn(0, 60, 90)), (400, NoteOff(0, 60)), (500, ControlChange(0, CC_SUSTAIN, 0)),
-    ])
+    play(
+        capture,
+        [
+            (0, ControlChange(0, CC_SUSTAIN, 127)),
+            (0, NoteOn(0, 60, 70)),
+            (100, NoteOff(0, 60)),
+            (300, NoteOn(0, 60, 90)),
+            (400, NoteOff(0, 60)),
+            (500, ControlChange(0, CC_SUSTAIN, 0)),
+        ],
+    )
     found = poll_until(capture, 500, 2000)
     assert found is not None
     assert found[1].notes == (Note(60, 70, 0, 300, 0), Note(60, 90, 300, 200, 0))
@@ -128,9 +139,15 @@ def test_restruck_key_under_the_pedal_ends_the_old_note() -> None:
 
 def test_channel_filter() -> None:
     capture = PhraseCapture(CaptureSettings(input_channel=2, silence_beats=1.0))
-    play(capture, [
-        (0, NoteOn(0, 50, 80)), (0, NoteOn(2, 60, 80)), (100, NoteOff(2, 60)), (120, NoteOff(0, 50)),
-    ])
+    play(
+        capture,
+        [
+            (0, NoteOn(0, 50, 80)),
+            (0, NoteOn(2, 60, 80)),
+            (100, NoteOff(2, 60)),
+            (120, NoteOff(0, 50)),
+        ],
+    )
     assert capture.filtered == 2
     found = poll_until(capture, 120, 2000)
     assert found is not None and [n.pitch for n in found[1].notes] == [60]
@@ -139,7 +156,9 @@ def test_channel_filter() -> None:
 
 def test_omni_keeps_each_notes_channel() -> None:
     capture = PhraseCapture(CaptureSettings(silence_beats=1.0))
-    play(capture, [(0, NoteOn(3, 60, 80)), (0, NoteOn(5, 64, 80)), (50, NoteOff(3, 60)), (60, NoteOff(5, 64))])
+    play(
+        capture, [(0, NoteOn(3, 60, 80)), (0, NoteOn(5, 64, 80)), (50, NoteOff(3, 60)), (60, NoteOff(5, 64))]
+    )
     found = poll_until(capture, 60, 2000)
     assert found is not None and [(n.channel, n.pitch) for n in found[1].notes] == [(3, 60), (5, 64)]
 
@@ -242,7 +261,9 @@ messages = st.lists(
 def test_property_every_note_closed_and_inside_its_phrase(
     stream: list[tuple[int, object]], max_bars: int | None, input_channel: int | None
 ) -> None:
-    capture = PhraseCapture(CaptureSettings(silence_beats=1.0, max_bars=max_bars, input_channel=input_channel))
+    capture = PhraseCapture(
+        CaptureSettings(silence_beats=1.0, max_bars=max_bars, input_channel=input_channel)
+    )
     phrases: list[Phrase] = []
     now = 0
     for delta, message in stream:

@@ -37,7 +37,9 @@ BAR = 4 * PPQ
 C_MAJOR_RUN = [60, 62, 64, 65, 67, 69, 71, 72]
 
 
-def play_phrase(engine: Engine, start: int = 0, pitches: list[int] = C_MAJOR_RUN, channel: int = 0) -> list[Command]:
+def play_phrase(
+    engine: Engine, start: int = 0, pitches: list[int] = C_MAJOR_RUN, channel: int = 0
+) -> list[Command]:
     """Eighth notes from `start`, then tick every 10 ticks until an answer is requested (or 4 bars pass)."""
     commands: list[Command] = []
     for i, pitch in enumerate(pitches):
@@ -132,7 +134,9 @@ def test_program_change_and_clock_messages_do_not_crash() -> None:
 def test_clock_stop_cancels_the_answer_and_the_half_phrase() -> None:
     engine = Engine(EngineSettings(silence_beats=1.0))
     [request] = requests(play_phrase(engine))
-    assert engine.handle(ClockStop(), request.start_ticks + 10) == [Cancel(request.tag, request.start_ticks + 10)]
+    assert engine.handle(ClockStop(), request.start_ticks + 10) == [
+        Cancel(request.tag, request.start_ticks + 10)
+    ]
     assert not engine.snapshot()["answering"]
     engine.handle(NoteOn(0, 50, 90), 8 * BAR)  # half a phrase in progress
     assert engine.capture.in_progress
@@ -244,7 +248,16 @@ def test_regenerate_with_and_without_a_new_seed() -> None:
 def test_snapshot_shape() -> None:
     engine = Engine()
     snapshot = engine.snapshot()
-    for key in ("mode", "phrases", "capturing", "player_active", "key", "counters", "answering", "answer_due"):
+    for key in (
+        "mode",
+        "phrases",
+        "capturing",
+        "player_active",
+        "key",
+        "counters",
+        "answering",
+        "answer_due",
+    ):
         assert key in snapshot
     assert snapshot["mode"] == "call_response" and snapshot["key"] is None
 
@@ -258,9 +271,19 @@ def test_stray_note_offs_are_counted_not_raised() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("output_channel", 16), ("input_channel", -1), ("thru_channel", 99), ("response_start", "soon"),
-        ("on_player_resume", "fade"), ("response_bars", 0), ("temperature", 0.0), ("silence_beats", 0),
-        ("max_bars", 0), ("trigger_note", 128), ("mode", "karaoke"), ("beat_unit", 3), ("lead_ticks", -1),
+        ("output_channel", 16),
+        ("input_channel", -1),
+        ("thru_channel", 99),
+        ("response_start", "soon"),
+        ("on_player_resume", "fade"),
+        ("response_bars", 0),
+        ("temperature", 0.0),
+        ("silence_beats", 0),
+        ("max_bars", 0),
+        ("trigger_note", 128),
+        ("mode", "karaoke"),
+        ("beat_unit", 3),
+        ("lead_ticks", -1),
     ],
 )
 def test_settings_validation_names_the_field(field: str, value: object) -> None:

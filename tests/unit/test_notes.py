@@ -111,7 +111,9 @@ def test_property_release_all_covers_exactly_what_was_on(sequence: list[tuple[st
                 model[key] = 0
         else:
             released = ledger.release_all()
-            assert [(off.channel, off.note) for off in released] == sorted(k for k, n in model.items() if n > 0)
+            assert [(off.channel, off.note) for off in released] == sorted(
+                k for k, n in model.items() if n > 0
+            )
             model.clear()
         assert len(ledger) == sum(1 for n in model.values() if n > 0)
     sounding = sorted(k for k, n in model.items() if n > 0)

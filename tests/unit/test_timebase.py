@@ -7,13 +7,20 @@ import random
 import pytest
 
 from companion.core.events import PPQ
-from companion.core.timebase import Timebase, TempoEstimator
+from companion.core.timebase import TempoEstimator, Timebase
 
 PULSES_PER_BAR = 96
 
 
-def pulse_times(bpm: float, count: int, rng: random.Random, jitter: float = 0.05, start_ns: int = 10**9,
-                first_index: int = 0, gaussian: bool = False) -> list[int]:
+def pulse_times(
+    bpm: float,
+    count: int,
+    rng: random.Random,
+    jitter: float = 0.05,
+    start_ns: int = 10**9,
+    first_index: int = 0,
+    gaussian: bool = False,
+) -> list[int]:
     """Pulse times of a 24 ppqn clock at `bpm`, each moved by noise of `jitter` of the pulse period."""
     period_ns = 60e9 / (bpm * 24)
     times = []

@@ -33,7 +33,7 @@ class ModeContext:
 
 
 class Mode:
-    """Base of the modes; each lives in its own module under `companion.core.modes` and sets `MODE = TheClass`.
+    """Base of the modes; each lives in its own module under `companion.core.modes` with `MODE = TheClass`.
 
     Every method returns commands for the runtime and must not block. The defaults do nothing, so a mode
     overrides only what it reacts to. The engine has already applied the input-channel filter and the

@@ -39,7 +39,9 @@ class CallResponseMode(Mode):
         index = ctx.next_answer_index()
         return self._request(phrase, max(phrase.end_ticks, now_ticks), ctx, index, settings.seed + index)
 
-    def _request(self, phrase: Phrase, after_ticks: int, ctx: ModeContext, index: int, seed: int) -> list[Command]:
+    def _request(
+        self, phrase: Phrase, after_ticks: int, ctx: ModeContext, index: int, seed: int
+    ) -> list[Command]:
         settings = ctx.settings
         # The lead gives the generator time to work before the first note is due.
         earliest = after_ticks + settings.lead_ticks
@@ -84,7 +86,9 @@ class CallResponseMode(Mode):
         return []
 
     def cancel(self, now_ticks: int, how: str = "stop") -> list[Command]:
-        commands: list[Command] = [Cancel(a.tag, now_ticks, how) for a in self._answers if a.end_ticks > now_ticks]
+        commands: list[Command] = [
+            Cancel(a.tag, now_ticks, how) for a in self._answers if a.end_ticks > now_ticks
+        ]
         self.cancelled += len(commands)
         self._answers = []
         return commands

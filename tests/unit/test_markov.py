@@ -1,0 +1,144 @@
+"""The Markov responder: deterministic, in key, inside its length, the player's rhythm, not a copy."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from models.markov import MarkovResponder
+
+PPQ = 480
+C_MAJOR = {0, 2, 4, 5, 7, 9, 11}
+
+
+def melody(pitches: list[int], step_ticks: int = 240, velocity: int = 90) -> list[tuple[int, int, int, int]]:
+    return [(p, velocity, i * step_ticks, step_ticks - 40) for i, p in enumerate(pitches)]
+
+
+FOLK = melody([60, 62, 64, 65, 67, 65, 64, 62, 64, 65, 67, 69, 67, 65, 64, 60])
+
+
+def longest_common_run(a: list[int], b: list[int]) -> int:
+    best = 0
+    for i in range(len(a)):
+        for j in range(len(b)):
+            k = 0
+            while i + k < len(a) and j + k < len(b) and a[i + k] == b[j + k]:
+                k += 1
+            best = max(best, k)
+    return best
+
+
+def test_deterministic_for_a_seed() -> None:
+    first = MarkovResponder().respond(FOLK, 2 * 4 * PPQ, PPQ, C_MAJOR, seed=7, temperature=1.0)
+    second = MarkovResponder().respond(FOLK, 2 * 4 * PPQ, PPQ, C_MAJOR, seed=7, temperature=1.0)
+    assert first == second and first
+    others = {tuple(MarkovResponder().respond(FOLK, 8 * PPQ, PPQ, C_MAJOR, seed=s)) for s in range(8)}
+    assert len(others) > 1  # the seed matters
+
+
+def test_respects_the_key() -> None:
+    chromatic = melody([60, 61, 63, 66, 68, 70, 61, 66, 63, 60, 68, 70])
+    model = MarkovResponder()
+    for seed in range(20):
+        answer = model.respond(chromatic, 4 * PPQ * 2, PPQ, C_MAJOR, seed=seed, temperature=1.5)
+        assert answer and all(p % 12 in C_MAJOR for p, *_ in answer)
+
+
+@pytest.mark.parametrize("length_ticks", [1, 100, PPQ, 4 * PPQ + 7, 8 * 4 * PPQ])
+def test_no_note_past_the_end(length_ticks: int) -> None:
+    model = MarkovResponder()
+    long_notes = [(p, v, o, 1500) for p, v, o, _ in FOLK]  # durations far longer than the steps
+    for seed in range(10):
+        answer = model.respond(long_notes, length_ticks, PPQ, None, seed=seed, temperature=1.2)
+        for pitch, velocity, onset, duration in answer:
+            assert 0 <= onset < length_ticks and duration >= 1
+            assert onset + duration <= length_ticks
+            assert 0 <= pitch <= 127 and 1 <= velocity <= 127
+
+
+def test_no_overlapping_notes_of_one_pitch() -> None:
+    answer = MarkovResponder().respond([(p, v, o, 2000) for p, v, o, _ in FOLK], 4 * 4 * PPQ, PPQ, C_MAJOR, 3)
+    ends: dict[int, int] = {}
+    for pitch, _, onset, duration in sorted(answer, key=lambda n: n[2]):
+        assert onset >= ends.get(pitch, 0)
+        ends[pitch] = onset + duration
+
+
+def test_an_answer_not_a_copy() -> None:
+    # All pitches distinct: any literal copy is visible; the model copies at most max_copy (4) in a row.
+    prompt_pitches = [60, 67, 64, 72, 69, 62, 71, 65, 74, 57, 63, 70]
+    prompt = melody(prompt_pitches)
+    for seed in range(20):
+        answer = MarkovResponder().respond(prompt, 2 * 4 * PPQ, PPQ, None, seed=seed, temperature=1.0)
+        pitches = [p for p, *_ in answer]
+        assert pitches[:4] != prompt_pitches[:4], "an answer must not restart the prompt"
+        assert longest_common_run(pitches, prompt_pitches) <= 4
+
+
+def test_rhythm_and_velocity_come_from_the_player() -> None:
+    quarters = [(p, 70 + 10 * (i % 2), i * PPQ, 400) for i, p in enumerate([60, 64, 67, 64, 62, 65, 69, 65])]
+    answer = MarkovResponder().respond(quarters, 2 * 4 * PPQ, PPQ, C_MAJOR, seed=1, temperature=0.5)
+    onsets = [o for _, _, o, _ in answer]
+    assert onsets == [i * PPQ for i in range(len(onsets))]  # the player's quarter-note pulse, on the grid
+    assert all(d == 400 for *_, d in answer)
+    assert {v for _, v, _, _ in answer} <= set(range(60, 91))
+
+
+def test_swing_feel_is_kept_lightly() -> None:
+    swung = [
+        (p, 80, i * 240 + (40 if i % 2 else 0), 150) for i, p in enumerate([60, 62, 64, 62, 60, 64, 67, 64])
+    ]
+    answer = MarkovResponder().respond(swung, 4 * PPQ, PPQ, None, seed=2, temperature=0.5)
+    offbeats = [o % PPQ for _, _, o, _ in answer if o % PPQ != 0]
+    # A late eighth (280) reads as swing: the answer's offbeats all sit at one place, near the player's.
+    assert len(offbeats) >= 2 and len(set(offbeats)) == 1
+    assert 270 <= offbeats[0] <= 300
+    assert all(o % PPQ in (0, offbeats[0]) for _, _, o, _ in answer)
+
+
+def test_chords_come_back_as_chords() -> None:
+    chords = []
+    for i, root in enumerate([60, 65, 67, 60, 65, 67]):
+        for interval in (0, 4, 7):
+            chords.append((root + interval, 80, i * PPQ + interval, 400))  # a slightly rolled chord
+    answer = MarkovResponder().respond(chords, 4 * PPQ, PPQ, C_MAJOR, seed=0)
+    by_onset: dict[int, int] = {}
+    for _, _, onset, _ in answer:
+        by_onset[onset] = by_onset.get(onset, 0) + 1
+    assert by_onset and all(count == 3 for count in by_onset.values())
+
+
+def test_learns_across_the_session_with_bounded_memory() -> None:
+    model = MarkovResponder(max_phrases=8)
+    model.learn(FOLK)
+    model.respond(FOLK, PPQ, PPQ)  # the phrase learned last is not learned twice
+    assert model.phrase_count == 1
+    rng = random.Random(0)
+    for _ in range(30):
+        model.learn(melody([rng.randrange(55, 80) for _ in range(12)]))
+    assert model.phrase_count == 8
+    assert model.respond([], 4 * PPQ, PPQ, None, seed=1)  # no prompt: still answers from memory
+
+
+def test_empty_everything() -> None:
+    assert MarkovResponder().respond([], 4 * PPQ, PPQ) == []
+    assert MarkovResponder().respond(FOLK, 0, PPQ) == []
+
+
+def test_bad_notes_are_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="pitch, velocity, onset_ticks, duration_ticks"):
+        MarkovResponder().learn([(60, 90, 0)])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="max_order"):
+        MarkovResponder(max_order=0)
+
+
+def test_nll_prefers_what_it_heard() -> None:
+    model = MarkovResponder()
+    for _ in range(3):
+        model.learn(FOLK)
+    rng = random.Random(1)
+    noise = melody([rng.randrange(40, 90) for _ in range(16)])
+    assert model.nll(FOLK) < model.nll(noise)
+    assert model.nll([]) == 0.0
