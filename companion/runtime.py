@@ -303,7 +303,7 @@ class Runtime:
             "preset": self._preset_name,
             "notes": _piano_roll(self._wire_in, "player", timebase)
             + _piano_roll(self._wire_out, "companion", timebase),
-            "planned": self.scheduler.planned(),
+            "planned": self.scheduler.planned() if hasattr(self.scheduler, "planned") else [],
             "bpm": round(timebase.bpm, 2),
             "ticks": ticks,
             "bar": bar,

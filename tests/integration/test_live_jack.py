@@ -1,0 +1,165 @@
+"""End to end over real JACK virtual ports: a phrase into `Companion In`, the answer out of `Companion Out`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from companion.app import build_runtime
+from companion.core.engine import EngineSettings
+from companion.core.events import PPQ
+from companion.runtime import RuntimeConfig
+
+pytestmark = pytest.mark.jack
+
+# (pitch, onset, duration) in ticks from the phrase's first bar line: a one-bar D-major phrase.
+PHRASE = [(62, 0, 200), (66, 240, 200), (69, 480, 400), (71, 960, 200), (69, 1200, 200), (66, 1440, 400)]
+
+
+def _sent_notes_closed(messages: list[tuple[list[int], int]]) -> tuple[int, int]:
+    """(note-ons seen, notes left sounding) in a received stream."""
+    sounding: dict[tuple[int, int], int] = {}
+    ons = 0
+    for data, _ in messages:
+        kind, key = data[0] & 0xF0, (data[0] & 0x0F, data[1] if len(data) > 1 else -1)
+        if kind == 0x90 and data[2] > 0:
+            ons += 1
+            sounding[key] = sounding.get(key, 0) + 1
+        elif kind in (0x80, 0x90) and sounding.get(key):
+            sounding[key] -= 1
+        elif kind == 0xB0 and data[1] in (120, 123):
+            sounding = {k: v for k, v in sounding.items() if k[0] != (data[0] & 0x0F)}
+    return ons, sum(sounding.values())
+
+
+def _play_at(send: Callable[[list[int]], int], events: list[tuple[int, list[int]]]) -> None:
+    """Send each (deadline_ns, bytes) at its absolute deadline."""
+    for deadline_ns, data in sorted(events, key=lambda e: e[0]):
+        while (left := deadline_ns - time.monotonic_ns()) > 1_000_000:
+            time.sleep((left - 1_000_000) / 1e9)
+        while time.monotonic_ns() < deadline_ns:
+            pass
+        send(data)
+
+
+def test_phrase_in_answer_out_on_the_bar(jack_client, poll) -> None:
+    settings = EngineSettings(seed=3, silence_beats=1.0, response_bars=1, response_start="bar")
+    runtime = build_runtime(RuntimeConfig(backend="jack", bpm=180.0, model="markov"), settings).start()
+    try:
+        client = jack_client("daw").connect_out("Companion In").connect_in("Companion Out")
+        timebase = runtime.clock.timebase()
+        first_bar = timebase.next_bar(timebase.ticks_at(time.monotonic_ns()) + PPQ)
+        events = [(timebase.ns_at(first_bar + on), [0x90, p, 96]) for p, on, _ in PHRASE]
+        events += [(timebase.ns_at(first_bar + on + d), [0x80, p, 0]) for p, on, d in PHRASE]
+        _play_at(client.send, events)
+        phrase_end = first_bar + max(on + d for _, on, d in PHRASE)
+        answer_bar = timebase.next_bar(phrase_end + PPQ)  # 1 beat of silence ends the phrase
+        answer_end_ns = timebase.ns_at(answer_bar + timebase.bar_ticks)
+        assert client.wait_for(lambda m: time.monotonic_ns() > answer_end_ns + 200_000_000, timeout_s=10)
+        messages = client.messages()
+        note_ons = [(d, t) for d, t in messages if d[0] & 0xF0 == 0x90 and d[2] > 0]
+        assert note_ons, "no answer came back from Companion Out"
+        first_ns = note_ons[0][1]
+        error_ms = (first_ns - timebase.ns_at(answer_bar)) / 1e6
+        # On the planned bar line: JACK adds up to one period (1.3 ms) plus scheduling jitter on a busy CI box.
+        assert -1.0 <= error_ms <= 15.0, f"answer's first note {error_ms:.2f} ms from its bar line"
+        assert all(timebase.ns_at(answer_bar) - 2e6 <= t <= answer_end_ns + 2e7 for _, t in note_ons)
+        ons, left = _sent_notes_closed(messages)
+        assert ons >= 2 and left == 0
+    finally:
+        runtime.close()
+
+
+def test_player_resuming_stops_the_answer_with_note_offs(jack_client) -> None:
+    settings = EngineSettings(seed=1, silence_beats=0.5, response_bars=4, response_start="beat",
+                              on_player_resume="stop")
+    runtime = build_runtime(RuntimeConfig(backend="jack", bpm=200.0, model="markov"), settings).start()
+    try:
+        client = jack_client("daw").connect_out("Companion In").connect_in("Companion Out")
+        timebase = runtime.clock.timebase()
+        start = timebase.next_beat(timebase.ticks_at(time.monotonic_ns()) + PPQ)
+        _play_at(client.send, [(timebase.ns_at(start + on), [0x90, p, 96]) for p, on, _ in PHRASE]
+                 + [(timebase.ns_at(start + on + d), [0x80, p, 0]) for p, on, d in PHRASE])
+        assert client.wait_for(lambda m: any(d[0] & 0xF0 == 0x90 and d[2] for d, _ in m), timeout_s=5)
+        client.send([0x90, 74, 100])  # the player comes back in and holds a note: the answer must stop
+        resumed_ns = time.monotonic_ns()
+        client.wait_for(lambda m: time.monotonic_ns() > resumed_ns + 600_000_000, timeout_s=2)
+        after = [t for d, t in client.messages() if d[0] & 0xF0 == 0x90 and d[2] and t > resumed_ns + 5_000_000]
+        client.send([0x80, 74, 0])
+        assert not after, "the answer kept playing after the player came back in"
+        assert _sent_notes_closed(client.messages())[1] == 0
+    finally:
+        runtime.close()
+
+
+def _start_headless(*extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "companion", "run", "--headless", "--backend", "jack", "--seed", "2", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_sigterm_during_an_answer_leaves_no_stuck_note(jack_client) -> None:
+    process = _start_headless("--bpm", "200")
+    try:
+        client = jack_client("daw")
+        client.connect_out("Companion In").connect_in("Companion Out")
+        beat_ns = int(60e9 / 200)
+        t0 = time.monotonic_ns() + beat_ns
+        held = [(t0 + i * beat_ns // 2, p) for i, p in enumerate([60, 64, 67, 72, 71, 67, 64, 62])]
+        _play_at(client.send, [(t, [0x90, p, 90]) for t, p in held]
+                 + [(t + beat_ns // 2 - 2_000_000, [0x80, p, 0]) for t, p in held])
+        assert client.wait_for(lambda m: any(d[0] & 0xF0 == 0x90 and d[2] for d, _ in m), timeout_s=10), \
+            "no answer before SIGTERM"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        ons, left = _sent_notes_closed(client.messages())
+        assert ons >= 1 and left == 0, f"{left} notes left sounding after SIGTERM"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.communicate(timeout=5)[0]
+        assert "Traceback" not in output, output
+
+
+def test_answers_follow_the_daws_clock(jack_client) -> None:
+    """With --clock external the answer lands on the beat grid of the MIDI clock the 'DAW' sends."""
+    process = _start_headless("--clock", "external")
+    stop = threading.Event()
+    try:
+        client = jack_client("daw").connect_out("Companion In").connect_in("Companion Out")
+        bpm = 150.0
+        pulse_ns = int(60e9 / bpm / 24)
+        origin_ns = time.monotonic_ns() + 200_000_000
+
+        def send_clock() -> None:
+            client.send([0xFA])
+            pulse = 0
+            while not stop.is_set():
+                _play_at(client.send, [(origin_ns + pulse * pulse_ns, [0xF8])])
+                pulse += 1
+
+        clock_thread = threading.Thread(target=send_clock, daemon=True)
+        clock_thread.start()
+        beat_ns = 24 * pulse_ns
+        phrase_start = origin_ns + 8 * beat_ns  # bar 3: the follower has two bars to lock
+        _play_at(client.send, [(phrase_start + on * beat_ns // PPQ, [0x90, p, 90]) for p, on, _ in PHRASE]
+                 + [(phrase_start + (on + d) * beat_ns // PPQ, [0x80, p, 0]) for p, on, d in PHRASE])
+        assert client.wait_for(lambda m: any(d[0] & 0xF0 == 0x90 and d[2] for d, _ in m), timeout_s=10)
+        first_ns = next(t for d, t in client.messages() if d[0] & 0xF0 == 0x90 and d[2])
+        beats = (first_ns - origin_ns) / beat_ns
+        off_ms = (beats - round(beats)) * beat_ns / 1e6
+        assert abs(off_ms) <= 15.0, f"answer {off_ms:.2f} ms off the DAW's beat"
+        assert round(beats) % 4 == 0, f"answer started on beat {beats:.2f}, not a bar line"
+    finally:
+        stop.set()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert _sent_notes_closed(client.messages())[1] == 0
