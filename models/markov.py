@@ -97,10 +97,14 @@ class MarkovResponder:
         return len(self._phrases)
 
     def learn(self, phrase: Iterable[NoteTuple], ppq: int = 480) -> None:
-        """Add a phrase: (pitch, velocity, onset_ticks, duration_ticks) with onsets from the phrase start."""
+        """Add a phrase: (pitch, velocity, onset_ticks, duration_ticks) with onsets from the phrase start.
+
+        Onsets should count from the bar line the phrase starts on, so the model hears where in the beat
+        each note fell. The phrase learned last is not learned again if it comes back unchanged.
+        """
         notes = _as_tuples(phrase)
-        if not notes:
-            return
+        if not notes or notes == self._last_learned:
+            return  # the same phrase back to back (a regenerate): learning it twice skews the counts
         self._last_learned = notes
         events = _events(notes, ppq, chord_window_ticks=max(1, ppq // 12))[:1024]
         self._phrases.append(events)
@@ -136,7 +140,8 @@ class MarkovResponder:
     ) -> list[NoteTuple]:
         """An answer to `prompt_notes` lasting at most `length_ticks`, onsets from the answer start.
 
-        The prompt is learned first unless it is the phrase learned last. Deterministic for a seed.
+        The prompt is learned first unless it is the phrase learned last. Deterministic for a seed. The
+        answer stops early on a phrase ending of the player's once it has about the call's note count.
         Pitches outside `key_pcs` are snapped into it; no note sounds past `length_ticks`.
         """
         prompt = _as_tuples(prompt_notes)
@@ -165,6 +170,10 @@ class MarkovResponder:
             context = [first.pitch]
 
         answer: list[NoteTuple] = []
+        # Like the Continuator, an answer may end where a phrase of the player's ended, once it has said
+        # about as much as the call did; otherwise it runs to `length_ticks`.
+        min_events = max(3, round(0.75 * len(prompt_events))) if prompt_events else 4
+        placed = 0
         position_ticks = 0  # on the grid; the player's groove is added per onset
         while True:
             onset = max(0, position_ticks + groove.get((position_ticks // grid_ticks) % slots, 0))
@@ -196,6 +205,9 @@ class MarkovResponder:
             else:  # the phrase's last note, from a place in the beat the player never left: its own length
                 step = max(1, round(event.duration_q * ppq / grid_ticks))
             position_ticks += step * grid_ticks
+            placed += 1
+            if event.ioi_q is None and placed >= min_events:
+                break
         return _untangle(answer)
 
     def _choose(

@@ -142,3 +142,22 @@ def test_nll_prefers_what_it_heard() -> None:
     noise = melody([rng.randrange(40, 90) for _ in range(16)])
     assert model.nll(FOLK) < model.nll(noise)
     assert model.nll([]) == 0.0
+
+
+def test_regenerating_with_the_same_seed_gives_the_same_answer() -> None:
+    model = MarkovResponder()
+    model.learn(FOLK)
+    first = model.respond(FOLK, 8 * PPQ, PPQ, C_MAJOR, seed=4)
+    model.learn(FOLK)  # a bridge that learns before every respond must not change the next answer
+    assert model.phrase_count == 1
+    assert model.respond(FOLK, 8 * PPQ, PPQ, C_MAJOR, seed=4) == first
+
+
+def test_an_answer_can_end_where_the_player_ended_a_phrase() -> None:
+    length_ticks = 16 * 4 * PPQ
+    for seed in range(5):
+        answer = MarkovResponder().respond(FOLK, length_ticks, PPQ, C_MAJOR, seed=seed)
+        last_onset = max(o for _, _, o, _ in answer)
+        assert last_onset < length_ticks // 2  # it said its piece and stopped, not 16 bars of noodling
+        assert max(answer, key=lambda n: n[2])[0] % 12 == FOLK[-1][0] % 12  # on the call's closing note
+        assert len({o for _, _, o, _ in answer}) >= 12  # about as much as the call said (16 notes)
