@@ -1,0 +1,381 @@
+"""Session recording: each take as a type-1 MIDI file (tempo, player, companion) plus a JSON sidecar, both atomic."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from companion.core.events import PPQ, Note, Phrase, RequestAnswer
+from companion.errors import CompanionError, InputFileError
+from companion.midifile import write_take
+
+SIDECAR_FORMAT = "companion-take"
+SIDECAR_VERSION = 1
+PARTS = ("player", "companion")
+_TEMPO_RESOLUTION_BPM = 0.01  # a followed clock wobbles; smaller changes are not worth a tempo event
+
+
+class RecordingError(CompanionError):
+    """The take folder cannot be used."""
+
+    title = "Recording error"
+
+
+@dataclass(frozen=True)
+class Take:
+    """One finished take, ready to write: notes and tempo changes in ticks from the take's first bar line."""
+
+    notes: Mapping[str, tuple[Note, ...]]
+    bpm: float
+    beats_per_bar: int
+    beat_unit: int
+    tempo_changes: tuple[tuple[int, float], ...]
+    sidecar: Mapping[str, Any]
+
+
+def _sha256(path: str | Path) -> str | None:
+    try:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    except OSError:
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class TakeRecorder:
+    """Collects a take while it is played; the hot-path calls (`note`, `tempo`) only append under a lock.
+
+    Feed it the wire: the player's note messages as the engine thread sees them, Companion's as the scheduler
+    sends them, each with the tick it happened at. `stop()` is cheap; `Take`'s files are written by `save()`,
+    which does file I/O and hashing: call it off the engine and scheduler threads.
+    """
+
+    def __init__(self, directory: str | Path, *, wall_clock: Callable[[], datetime] = datetime.now,
+                 monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
+        self.directory = Path(directory).expanduser()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RecordingError(f"{self.directory}: cannot create the take folder ({err.strerror}); "
+                                 f"choose a folder you can write to with --record DIR") from None
+        if not os.access(self.directory, os.W_OK):
+            raise RecordingError(f"{self.directory}: the take folder is not writable; choose another with --record")
+        self._wall_clock = wall_clock
+        self._monotonic_ns = monotonic_ns
+        self._lock = threading.Lock()
+        self._active = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._events: list[tuple[str, int, int, int, int]] = []  # (part, ticks, status, pitch, velocity)
+        self._tempo: list[tuple[int, float]] = []
+        self._answers: list[dict[str, Any]] = []
+        self._changes: list[dict[str, Any]] = []
+        self._info: dict[str, Any] = {}
+        self._start_ticks = 0
+        self._origin_ticks = 0
+        self._bar_ticks = 4 * PPQ
+        self._started_ns = 0
+        self._started_at = ""
+
+    @property
+    def recording(self) -> bool:
+        return self._active
+
+    def start(self, start_ticks: int, *, bpm: float, beats_per_bar: int = 4, beat_unit: int = 4,
+              settings: Mapping[str, Any] | None = None, extras: Mapping[str, Any] | None = None,
+              preset: Any = None, model: str = "", checkpoint: str | Path | None = None,
+              clock: str = "internal") -> None:
+        """Begin a take at `start_ticks` (it starts on the bar line at or before); a running take is dropped."""
+        bar_ticks = beats_per_bar * PPQ * 4 // beat_unit
+        with self._lock:
+            self._reset()
+            self._active = True
+            self._start_ticks = start_ticks
+            self._origin_ticks = max(0, start_ticks - start_ticks % bar_ticks)
+            self._bar_ticks = bar_ticks
+            self._started_ns = self._monotonic_ns()
+            self._started_at = self._wall_clock().isoformat(timespec="seconds")
+            self._tempo.append((start_ticks, round(float(bpm), 2)))
+            self._info = {
+                "meter": (beats_per_bar, beat_unit),
+                "clock": clock,
+                "settings": dict(settings or {}),
+                "extras": dict(extras or {}),
+                "preset": _preset_info(preset),
+                "model": model,
+                "checkpoint": str(checkpoint) if checkpoint else None,
+            }
+
+    # --- hot path -------------------------------------------------------------------------------------
+
+    def note(self, part: str, data: Sequence[int], ticks: int) -> None:
+        """A raw MIDI message of `part` ("player" or "companion"); anything but note on/off is ignored."""
+        if not self._active or len(data) < 3 or data[0] & 0xF0 not in (0x80, 0x90):
+            return
+        with self._lock:
+            if self._active:
+                self._events.append((part, ticks, data[0], data[1], data[2]))
+
+    def tempo(self, ticks: int, bpm: float) -> None:
+        """The clock's tempo at `ticks`; repeats and wobbles under 0.01 BPM are dropped."""
+        bpm = round(float(bpm), 2)
+        with self._lock:
+            if not self._active or (self._tempo and abs(self._tempo[-1][1] - bpm) < _TEMPO_RESOLUTION_BPM):
+                return
+            if self._tempo and self._tempo[-1][0] >= ticks:  # two changes at one tick: the later one holds
+                self._tempo[-1] = (self._tempo[-1][0], bpm)
+            else:
+                self._tempo.append((ticks, bpm))
+
+    # --- engine thread --------------------------------------------------------------------------------
+
+    def answer(self, request: RequestAnswer, generation_ms: float | None = None) -> None:
+        """An answer asked of the generator: kept with its phrase and seed so it can be generated again."""
+        phrase = request.phrase
+        with self._lock:
+            if not self._active:
+                return
+            self._answers.append({
+                "tag": request.tag, "seed": request.seed, "start_ticks": request.start_ticks,
+                "end_ticks": request.end_ticks, "key": list(request.key) if request.key else None,
+                "phrase": {"start_ticks": phrase.start_ticks, "end_ticks": phrase.end_ticks,
+                           "bar_ticks": phrase.bar_ticks,
+                           "notes": [[n.pitch, n.velocity, n.start_ticks, n.duration_ticks, n.channel]
+                                     for n in phrase.notes]},
+                "settings": _jsonable(request.settings),
+                "generation_ms": generation_ms,
+            })
+
+    def settings_changed(self, ticks: int, settings: Mapping[str, Any], extras: Mapping[str, Any] | None = None,
+                         preset: Any = None) -> None:
+        """Settings (or the preset) changed during the take."""
+        with self._lock:
+            if self._active:
+                self._changes.append({"ticks": ticks, "settings": dict(settings), "extras": dict(extras or {}),
+                                      "preset": _preset_info(preset)})
+
+    def stop(self, end_ticks: int, timings: Mapping[str, Any] | None = None) -> Take | None:
+        """End the take at `end_ticks` (notes still sounding end there); None if nothing was played."""
+        with self._lock:
+            if not self._active:
+                return None
+            self._active = False
+            events, tempo, answers, changes, info = self._events, self._tempo, self._answers, self._changes, self._info
+            origin, start, started_ns, started_at = (self._origin_ticks, self._start_ticks, self._started_ns,
+                                                     self._started_at)
+            self._reset()
+        if not events:
+            return None
+        end_ticks = max(end_ticks, max(e[1] for e in events))
+        notes = {part: tuple(_pair(events, part, end_ticks, origin)) for part in PARTS}
+        shift = [(max(0, t - origin), bpm) for t, bpm in tempo]
+        bpm, changes_rel = shift[0][1], tuple(shift[1:])
+        for answer in answers:
+            answer["start_ticks"] -= origin
+            answer["end_ticks"] -= origin
+            phrase = answer["phrase"]
+            phrase["start_ticks"] -= origin
+            phrase["end_ticks"] -= origin
+            for note in phrase["notes"]:
+                note[2] -= origin
+        sidecar = {
+            "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION,
+            "started_at": started_at, "duration_s": round((self._monotonic_ns() - started_ns) / 1e9, 3),
+            "ppq": PPQ, "origin_ticks": origin, "start_ticks": start - origin, "end_ticks": end_ticks - origin,
+            "tempo": {"bpm": bpm, "beats_per_bar": info["meter"][0], "beat_unit": info["meter"][1],
+                      "changes": [list(c) for c in changes_rel], "clock": info["clock"]},
+            "preset": info["preset"], "settings": info["settings"], "extras": info["extras"],
+            "seed": info["settings"].get("seed"),
+            "settings_changes": [{**c, "ticks": max(0, c["ticks"] - origin)} for c in changes],
+            "model": {"name": info["model"], "checkpoint": info["checkpoint"]},
+            "answers": answers,
+            "notes": {part: len(notes[part]) for part in PARTS},
+            "timings": dict(timings or {}),
+        }
+        return Take(notes, bpm, info["meter"][0], info["meter"][1], changes_rel, _jsonable(sidecar))
+
+    def save(self, end_ticks: int, timings: Mapping[str, Any] | None = None) -> tuple[Path, Path] | None:
+        """`stop()` and write the take's files; None if nothing was played. Does I/O: not on a timing thread."""
+        take = self.stop(end_ticks, timings)
+        return None if take is None else write_take_files(take, self.directory, self._wall_clock())
+
+
+def _preset_info(preset: Any) -> dict[str, Any] | None:
+    if preset is None:
+        return None
+    if isinstance(preset, str):
+        return {"id": preset}
+    return {"id": preset.id, "name": preset.name, "origin": preset.origin,
+            "path": str(preset.path) if preset.path else None, "sha256": preset.sha256}
+
+
+def _pair(events: Iterable[tuple[str, int, int, int, int]], part: str, end_ticks: int, origin: int) -> list[Note]:
+    """Note-ons and note-offs of one part into Notes (first on, first off); still sounding ones end at `end_ticks`."""
+    open_notes: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    notes: list[Note] = []
+    for who, ticks, status, pitch, velocity in events:
+        if who != part:
+            continue
+        channel = status & 0x0F
+        if status & 0xF0 == 0x90 and velocity > 0:
+            open_notes.setdefault((channel, pitch), []).append((ticks, velocity))
+            continue
+        starts = open_notes.get((channel, pitch))
+        if starts:
+            start, on_velocity = starts.pop(0)
+            notes.append(_note(pitch, on_velocity, start, ticks, channel, origin))
+    for (channel, pitch), starts in open_notes.items():
+        notes.extend(_note(pitch, velocity, start, end_ticks, channel, origin) for start, velocity in starts)
+    return sorted(notes, key=lambda n: (n.start_ticks, n.pitch))
+
+
+def _note(pitch: int, velocity: int, start: int, end: int, channel: int, origin: int) -> Note:
+    start_rel = max(0, start - origin)
+    return Note(pitch, velocity, start_rel, max(1, end - origin - start_rel), channel)
+
+
+def _free_stem(directory: Path, stamp: datetime) -> str:
+    base = f"take-{stamp:%Y%m%d-%H%M%S}"
+    stem, n = base, 1
+    while (directory / f"{stem}.mid").exists() or (directory / f"{stem}.json").exists():
+        n += 1
+        stem = f"{base}-{n}"
+    return stem
+
+
+def write_take_files(take: Take, directory: str | Path, stamp: datetime | None = None) -> tuple[Path, Path]:
+    """`take-YYYYmmdd-HHMMSS.mid` (tempo, player, companion tracks) and its `.json` sidecar, each atomically."""
+    directory = Path(directory)
+    stem = _free_stem(directory, stamp or datetime.now())
+    midi_path, json_path = directory / f"{stem}.mid", directory / f"{stem}.json"
+    write_take(midi_path, [(part, take.notes[part]) for part in PARTS], take.bpm, take.beats_per_bar,
+               take.beat_unit, take.tempo_changes)
+    sidecar = dict(take.sidecar)
+    checkpoint = sidecar["model"].get("checkpoint")
+    sidecar["model"] = {**sidecar["model"], "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None}
+    sidecar["midi_file"] = midi_path.name
+    sidecar["created"] = (stamp or datetime.now()).isoformat(timespec="seconds")
+    _atomic_write_text(json_path, json.dumps(sidecar, indent=2, sort_keys=False) + "\n")
+    return midi_path, json_path
+
+
+# --- replay (`companion generate --replay SIDECAR.json`) --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a sidecar says a take was played with, for `companion generate --replay`."""
+
+    path: Path
+    midi_file: Path
+    seed: int
+    temperature: float
+    model: str
+    checkpoint: str | None
+    checkpoint_sha256: str | None
+    style: str | None
+    response_bars: int | None
+    settings: Mapping[str, Any]
+    extras: Mapping[str, Any]
+    answers: tuple[Mapping[str, Any], ...] = field(default=())
+
+    def request_settings(self) -> dict[str, Any]:
+        """Generator settings as the live answers had them (engine settings over the preset's extras)."""
+        return {**self.extras, **self.settings}
+
+    def checkpoint_warning(self) -> str | None:
+        """A warning if the recorded checkpoint is gone or is not the same file any more."""
+        if not self.checkpoint:
+            return None
+        digest = _sha256(self.checkpoint)
+        if digest is None:
+            return f"{self.path}: the take used checkpoint {self.checkpoint}, which is not there any more"
+        if self.checkpoint_sha256 and digest != self.checkpoint_sha256:
+            return f"{self.path}: checkpoint {self.checkpoint} changed since the take; answers may differ"
+        return None
+
+    def requests(self) -> list[RequestAnswer]:
+        """Every recorded answer's request, in order: a fresh generator fed these plays the take's answers again."""
+        out: list[RequestAnswer] = []
+        for answer in self.answers:
+            phrase = answer["phrase"]
+            notes = tuple(Note(int(p), int(v), int(s), int(d), int(c)) for p, v, s, d, c in phrase["notes"])
+            key = tuple(answer["key"]) if answer.get("key") else None
+            out.append(RequestAnswer(
+                Phrase(notes, int(phrase["start_ticks"]), int(phrase["end_ticks"]), int(phrase["bar_ticks"])),
+                int(answer["start_ticks"]), int(answer["end_ticks"]), str(answer["tag"]), int(answer["seed"]),
+                key, dict(answer.get("settings") or self.request_settings())))
+        return out
+
+
+def read_sidecar(path: str | Path) -> Replay:
+    """Read a take's sidecar; InputFileError naming the file if it is missing, not JSON or not a take."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such sidecar file; give the .json written beside a take") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputFileError(f"{path}: not a readable take sidecar ({err})") from None
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+        raise InputFileError(f"{path}: not a Companion take sidecar (no \"format\": \"{SIDECAR_FORMAT}\")")
+    if data.get("version", 0) > SIDECAR_VERSION:
+        raise InputFileError(f"{path}: written by a newer Companion (version {data.get('version')}); update Companion")
+    settings = data.get("settings") or {}
+    extras = data.get("extras") or {}
+    model = data.get("model") or {}
+    try:
+        return Replay(
+            path=path, midi_file=path.with_name(str(data.get("midi_file", path.with_suffix(".mid").name))),
+            seed=int(settings.get("seed", data.get("seed") or 0)),
+            temperature=float(settings.get("temperature", 1.0)),
+            model=str(model.get("name") or extras.get("model") or "auto"),  # what played, not what was asked
+            checkpoint=model.get("checkpoint") or extras.get("checkpoint"),
+            checkpoint_sha256=model.get("checkpoint_sha256"),
+            style=extras.get("style"),
+            response_bars=settings.get("response_bars"),
+            settings=settings, extras=extras, answers=tuple(data.get("answers") or ()),
+        )
+    except (TypeError, ValueError) as err:
+        raise InputFileError(f"{path}: a value in the sidecar is damaged ({err})") from None
+
+
+def replay_overrides(path: str | Path) -> dict[str, Any]:
+    """The `companion generate` options a sidecar sets: seed, temperature, model, style, bars, settings."""
+    replay = read_sidecar(path)
+    model = replay.model if replay.model in ("auto", "markov", "transformer") else "auto"
+    return {"seed": replay.seed, "temperature": replay.temperature, "model": model, "style": replay.style,
+            "bars": replay.response_bars, "settings": replay.request_settings()}
