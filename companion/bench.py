@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +15,7 @@ from companion.core.engine import EngineSettings
 from companion.core.events import PPQ, Note
 from companion.midi.clock import InternalClock
 from companion.midi.ports import LoopbackPorts
+from companion.runtime import GIL_SWITCH_INTERVAL_S
 from companion.scheduler import Scheduler
 
 Row = dict[str, Any]
@@ -32,6 +35,7 @@ def percentiles(samples_ns: list[int]) -> dict[str, float]:
 
 def bench_scheduler(seconds: float) -> Row:
     """Notes every 16th at 160 BPM through the real scheduler thread to a null port: how late is each send?"""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     clock = InternalClock(160.0)
     sends: list[int] = []
     scheduler = Scheduler(lambda data: sends.append(time.monotonic_ns()), clock)
@@ -112,11 +116,12 @@ def bench_jack(seconds: float) -> Row:
     from companion.midi.ports import open_input, open_output
 
     def open_ports(on_receive: Callable[[list[int], int], None]) -> tuple[Callable, Callable]:
-        runtime = _thru_runtime(
-            [lambda cb: open_input("jack", port=None, callback=cb)], [open_output("jack", port=None)])
-        receiver = open_input("jack", port="companion:Companion Out", callback=on_receive,
+        client = f"companion-bench-{os.getpid()}"  # a name of its own: never another running companion's ports
+        runtime = _thru_runtime([lambda cb: open_input("jack", port=None, callback=cb, client_name=f"{client}-in")],
+                                [open_output("jack", port=None, client_name=f"{client}-out")])
+        receiver = open_input("jack", port=f"{client}-out:Companion Out", callback=on_receive,
                               client_name="bench", virtual_name="bench in")
-        player = open_output("jack", port="companion:Companion In", client_name="bench", virtual_name="bench out")
+        player = open_output("jack", port=f"{client}-in:Companion In", client_name="bench", virtual_name="bench out")
         time.sleep(0.2)  # let JACK finish the connections before timing
         return player.send, lambda: (runtime.close(), receiver.close(), player.close())
 
@@ -160,8 +165,6 @@ SECTIONS: dict[str, list[Callable[[float], Row]]] = {
 
 
 def _machine() -> str:
-    import os
-
     return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
 
 

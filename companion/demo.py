@@ -91,14 +91,18 @@ def play_phrase(settings: EngineSettings, bpm: float, generator: Generator,
             _wait_until(timebase.ns_at(ticks), stop)
             player.send(data)
         phrase_end = max(n.end_ticks for n in played)
-        silence_end = phrase_end + round(settings.silence_beats * settings.beat_ticks)
-        start = timebase.next_bar(silence_end) if settings.response_start == "bar" else timebase.next_beat(silence_end)
-        answer_end = start + settings.response_bars * settings.bar_ticks
+        # Wait for the engine's own plan (the answer's beat), then until the answer is over.
+        planned_deadline = timebase.ns_at(phrase_end + round(settings.silence_beats * settings.beat_ticks)
+                                          + 2 * settings.bar_ticks)
+        while not runtime.planned_answers and time.monotonic_ns() < planned_deadline:
+            stop.wait(0.005)
+        start = runtime.planned_answers[0][1] if runtime.planned_answers else None
+        answer_end = runtime.planned_answers[0][2] if start is not None else phrase_end
         _wait_until(timebase.ns_at(answer_end) + 300_000_000, stop)
     recorder.close()
     answer, sounding = _notes_from_wire(received, timebase)
     first_error = None
-    if answer:
+    if answer and start is not None:
         first_ns = min(t for t, d in received if d[0] & 0xF0 == 0x90 and d[2] > 0)
         first_error = (first_ns - timebase.ns_at(start)) / 1e6
     return DemoResult(played, answer, timebase, start, first_error, sounding, generator.name)

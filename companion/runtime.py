@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -34,6 +35,7 @@ from companion.scheduler import Scheduler
 log = logging.getLogger("companion")
 
 ENGINE_TICK_NS = 2_000_000  # the engine polls phrase ends and answer starts every 2 ms
+GIL_SWITCH_INTERVAL_S = 0.0002
 SNAPSHOT_NS = 33_000_000  # the UI's picture is rebuilt about 30 times a second
 _STOP = object()
 _CLOCK_TYPES = ClockMessage.__args__  # type: ignore[attr-defined]
@@ -78,6 +80,7 @@ class Runtime:
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._cancelled: set[str] = set()
         self._requested: deque[str] = deque(maxlen=64)  # recent answer tags, so a panic can stop their generation
+        self.planned_answers: deque[tuple[str, int, int]] = deque(maxlen=64)  # (tag, start_ticks, end_ticks)
         self._lock = threading.Lock()
         self._log_lines: deque[tuple[str, str]] = deque(maxlen=200)
         self._listeners: list[Callable[[str, str], None]] = []
@@ -104,6 +107,9 @@ class Runtime:
     # --- life cycle ----------------------------------------------------------------------------------
 
     def start(self) -> Runtime:
+        # A thread waiting for the GIL gets it within this interval: keeps the scheduler's sends on time
+        # while the engine, generator or UI threads run Python code (the default is 5 ms).
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.scheduler.start()
         for thread in self._threads:
             thread.start()
@@ -236,6 +242,7 @@ class Runtime:
                 self._counters["answers"] += 1
                 with self._lock:
                     self._requested.append(command.tag)
+                    self.planned_answers.append((command.tag, command.start_ticks, command.end_ticks))
                 self._requests.put(command)
             elif isinstance(command, Cancel):
                 if command.how == "stop":
