@@ -56,9 +56,10 @@ def play_clock(send: Callable[[list[int]], int], pulses: int, stop: threading.Ev
 def test_follower_locks_to_jittery_clock_over_jack(jack_client: Callable[..., Any],
                                                    poll: Callable[..., Any]) -> None:
     receiver = RecordingFollower()
-    with open_input("jack", port=None, callback=receiver):
-        daw = jack_client("fake-daw").connect_out("Companion In")
-        daw.send_until([0xFC], lambda: receiver.stats.decoded > 0)  # the connection carries messages
+    # A port name of its own, so a companion left running elsewhere on this server cannot be picked instead.
+    with open_input("jack", port=None, callback=receiver, virtual_name="Companion In clock-test"):
+        daw = jack_client("fake-daw").connect_out("Companion In clock-test")
+        assert daw.send_until([0xFC], lambda: receiver.stats.decoded > 0)  # the connection carries messages
         stop = threading.Event()
         pulses = 2 * 96  # two bars
         player = threading.Thread(target=play_clock, args=(daw.send, pulses, stop), daemon=True)

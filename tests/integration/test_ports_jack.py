@@ -41,10 +41,10 @@ def test_jack_is_listed_as_usable_with_virtual_ports() -> None:
 def test_virtual_ports_carry_messages_both_ways(jack_client: Callable[..., Any],
                                                 poll: Callable[..., Any]) -> None:
     received = RecordingCallback()
-    with open_input("jack", port=None, callback=received) as midi_in, \
-            open_output("jack", port=None) as midi_out:
+    with open_input("jack", port=None, callback=received, virtual_name="Companion In ports-test") as midi_in, \
+            open_output("jack", port=None, virtual_name="Companion Out ports-test") as midi_out:
         assert not midi_in.closed and not midi_out.closed
-        daw = jack_client("fake-daw").connect_out("Companion In").connect_in("Companion Out")
+        daw = jack_client("fake-daw").connect_out("Companion In ports-test").connect_in("Companion Out ports-test")
         assert daw.send_until([0xF8], lambda: [0xF8] in received.data())  # clock is not filtered out
         sent_ns = daw.send([0x90, 60, 100])
         assert poll(lambda: [0x90, 60, 100] in received.data(), 5.0), received.calls

@@ -33,8 +33,8 @@ def sounding(messages: list[tuple[list[int], int]]) -> set[tuple[int, int]]:
 
 def test_scheduled_notes_arrive_on_the_grid_and_close_silences(jack_client: Callable[..., Any],
                                                                poll: Callable[..., Any]) -> None:
-    with open_output("jack", port=None) as midi_out:
-        synth = jack_client("fake-synth").connect_in("Companion Out")
+    with open_output("jack", port=None, virtual_name="Companion Out grid-test") as midi_out:
+        synth = jack_client("fake-synth").connect_in("Companion Out grid-test")
         # Wait until the connection carries messages (the first JACK cycles after connecting may not).
         assert poll(lambda: (midi_out.send([0xB0, 119, 0]), synth.wait_for(lambda m: bool(m), 0.05))[1], 5.0)
         clock = InternalClock(120.0)
