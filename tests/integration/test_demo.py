@@ -19,5 +19,5 @@ def test_demo_answers_on_the_bar_and_writes_both_parts(tmp_path: Path) -> None:
     bar = 4 * midi.ticks_per_beat
     first = min(n.start for n in tracks["companion"])
     assert first > max(n.end for n in tracks["player"]), "the answer follows the phrase"
-    assert abs(first - round(first / bar) * bar) <= 4, "the answer starts on a bar line"
+    assert abs(first - round(first / bar) * bar) <= 10, "the answer starts on a bar line (within 5 ms)"
     assert abs(midi.tempo_changes[0].tempo - 240) < 0.01
