@@ -1,0 +1,152 @@
+"""The live controls (temperature, response length, density, key lock, variation distance, harmony style)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.widget import Widget
+
+CC_MAX = 127
+BAR_CELLS = 12
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """One control: the setting it changes (a key of ChangeSettings), its kind, range and step."""
+
+    key: str
+    label: str
+    kind: str  # "float" | "int" | "bool" | "choice"
+    default: Any
+    low: float = 0.0
+    high: float = 1.0
+    step: float = 1.0
+    choices: tuple[str, ...] = ()
+
+    def clamp(self, value: Any) -> Any:
+        if self.kind == "bool":
+            return bool(value)
+        if self.kind == "choice":
+            return value if value in self.choices else self.default
+        number = min(self.high, max(self.low, float(value)))
+        return int(round(number)) if self.kind == "int" else round(number, 4)
+
+    def step_value(self, value: Any, direction: int) -> Any:
+        """The value one step up (direction 1) or down (-1); on/off toggles, choices cycle."""
+        if self.kind == "bool":
+            return not bool(value)
+        if self.kind == "choice":
+            index = self.choices.index(value) if value in self.choices else 0
+            return self.choices[(index + direction) % len(self.choices)]
+        return self.clamp(float(value) + direction * self.step)
+
+    def from_cc(self, cc_value: int) -> Any:
+        """A CC value 0..127 scaled onto this control: a range, on/off at 64, or a choice per slice."""
+        cc_value = max(0, min(CC_MAX, int(cc_value)))
+        if self.kind == "bool":
+            return cc_value >= 64
+        if self.kind == "choice":
+            return self.choices[min(len(self.choices) - 1, cc_value * len(self.choices) // (CC_MAX + 1))]
+        value = self.low + (self.high - self.low) * cc_value / CC_MAX
+        if self.kind == "float":  # snap to the step so a knob lands on the values the keys reach
+            value = self.low + round((value - self.low) / self.step) * self.step
+        return self.clamp(value)
+
+    def fraction(self, value: Any) -> float:
+        """Where the value sits in the range, 0..1, for the bar."""
+        if self.kind == "bool":
+            return 1.0 if value else 0.0
+        if self.kind == "choice":
+            index = self.choices.index(value) if value in self.choices else 0
+            return index / max(1, len(self.choices) - 1)
+        return (float(value) - self.low) / (self.high - self.low)
+
+    def format(self, value: Any) -> str:
+        if self.kind == "bool":
+            return "on" if value else "off"
+        if self.kind == "float":
+            return f"{float(value):.2f}"
+        if self.kind == "int":
+            return f"{int(value)} bar{'s' if int(value) != 1 else ''}" if self.key == "response_bars" else str(value)
+        return str(value)
+
+
+# Settings not in EngineSettings (density, distance, harmony_style) go to the preset's extras; the runtime routes them.
+CONTROLS: tuple[ControlSpec, ...] = (
+    ControlSpec("temperature", "Temperature", "float", 1.0, 0.1, 2.0, 0.05),
+    ControlSpec("response_bars", "Response length", "int", 2, 1, 16, 1),
+    ControlSpec("density", "Density", "float", 0.5, 0.0, 1.0, 0.05),
+    ControlSpec("key_lock", "Key lock", "bool", True),
+    ControlSpec("distance", "Variation distance", "float", 0.5, 0.0, 1.0, 0.05),
+    ControlSpec("harmony_style", "Harmony style", "choice", "chorale", choices=("chorale", "block", "bass", "pad")),
+)
+CONTROLS_BY_KEY = {spec.key: spec for spec in CONTROLS}
+
+
+def setting_value(settings: Mapping[str, Any], spec: ControlSpec) -> Any:
+    """The control's value in a snapshot's settings dict (top level, or in the preset's extras), else its default."""
+    if spec.key in settings:
+        return spec.clamp(settings[spec.key])
+    extras = settings.get("extras")
+    if isinstance(extras, Mapping) and spec.key in extras:
+        return spec.clamp(extras[spec.key])
+    return spec.default
+
+
+class ControlsPanel(Widget):
+    """The controls with their values, the selected one marked, MIDI-learn state and CC mappings shown."""
+
+    can_focus = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.values: dict[str, Any] = {spec.key: spec.default for spec in CONTROLS}
+        self.selected = 0
+        self.learning: str | None = None
+        self.cc_map: dict[str, tuple[int | None, int]] = {}  # control key -> (channel or None, CC number)
+        self.detected_key: str | None = None
+
+    @property
+    def selected_spec(self) -> ControlSpec:
+        return CONTROLS[self.selected]
+
+    def select(self, step: int) -> ControlSpec:
+        self.selected = (self.selected + step) % len(CONTROLS)
+        self.refresh()
+        return self.selected_spec
+
+    def show(self, values: Mapping[str, Any], detected_key: str | None, cc_map: Mapping[str, tuple[int | None, int]],
+             learning: str | None) -> None:
+        """Take a new picture; redraws only if something the panel shows changed."""
+        state = (dict(values), detected_key, dict(cc_map), learning)
+        if state == (self.values, self.detected_key, self.cc_map, self.learning):
+            return
+        self.values, self.detected_key, self.cc_map, self.learning = state
+        self.refresh()
+
+    def render(self) -> Text:
+        text = Text()
+        text.append("CONTROLS", style="bold")
+        text.append("  ↑↓ select  ←→ change  c learn CC\n", style="dim")
+        for index, spec in enumerate(CONTROLS):
+            value = self.values.get(spec.key, spec.default)
+            chosen = index == self.selected
+            text.append("▶ " if chosen else "  ", style="bold yellow")
+            text.append(f"{spec.label:<19}", style="bold reverse" if chosen else "")
+            text.append(f"{spec.format(value):>8} ", style="bold")
+            filled = round(spec.fraction(value) * BAR_CELLS)
+            text.append("█" * filled, style="green")
+            text.append("░" * (BAR_CELLS - filled), style="grey35")
+            if spec.key == "key_lock":
+                text.append(f" {self.detected_key or 'no key yet'}", style="cyan")
+            if self.learning == spec.key:
+                text.append("  move a knob…", style="bold black on yellow")
+            elif spec.key in self.cc_map:
+                channel, control = self.cc_map[spec.key]
+                where = "" if channel is None else f"/ch{channel + 1}"
+                text.append(f"  CC{control}{where}", style="magenta")
+            text.append("\n")
+        return text

@@ -1,0 +1,1 @@
+"""Terminal UI tests (a package, so the tests can share the FakeRuntime from conftest)."""
