@@ -76,12 +76,15 @@ def build_runtime(config: RuntimeConfig, settings: EngineSettings) -> Runtime:
             generator=generator,
             clock=make_clock(config, settings.beats_per_bar),
             on_port_check=lambda: [(event.kind, event.port, event.text) for event in watcher.check()],
+            send_clock=config.send_clock and config.clock == "internal",
             port_names={"backend": backend, "in": config.in_port or "Companion In (virtual)",
                         "out": config.out_port or "Companion Out (virtual)"},
         )
         opened.pop_all()  # the runtime owns the ports now
     if warning:
         runtime.log("warning", warning)
+    if config.send_clock and config.clock == "external":
+        runtime.log("warning", "--send-clock is ignored with --clock external: the DAW is the clock master")
     log.info("MIDI backend %s: listening on %s, playing to %s", backend,
              config.in_port or "'Companion In' (virtual)", config.out_port or "'Companion Out' (virtual)")
     return runtime

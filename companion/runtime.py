@@ -27,7 +27,7 @@ from companion.core.events import (
     SendNow,
 )
 from companion.generators import Generator
-from companion.midi.clock import InternalClock, MidiClockFollower
+from companion.midi.clock import ClockSender, InternalClock, MidiClockFollower
 from companion.midi.codec import DecodeStats, decode
 from companion.midi.ports import InputPort, OutputPort
 from companion.scheduler import Scheduler
@@ -70,6 +70,7 @@ class Runtime:
         on_port_check: Callable[[], list[tuple[str, str, str]]] | None = None,
         port_names: dict[str, str] | None = None,
         preset_name: str | None = None,
+        send_clock: bool = False,
     ) -> None:
         self.engine = Engine(settings)
         self.clock = clock
@@ -97,6 +98,8 @@ class Runtime:
         self._closed = threading.Event()
         self._error: BaseException | None = None
         self.scheduler = Scheduler(self._send_bytes, clock, on_error=self._thread_failed)
+        # As clock master, F8 pulses go out from their own deadline thread through the same thread-safe ports.
+        self._clock_out = ClockSender(self._send_bytes, clock) if send_clock else None
         self._inputs = [factory(self._on_midi) for factory in inputs]
         self._threads = [
             threading.Thread(target=self._guard(self._engine_loop), name="companion-engine", daemon=True),
@@ -111,6 +114,8 @@ class Runtime:
         # while the engine, generator or UI threads run Python code (the default is 5 ms).
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.scheduler.start()
+        if self._clock_out is not None:
+            self._clock_out.start()
         for thread in self._threads:
             thread.start()
         self.log("info", f"answering with the {self.generator.name} model")
@@ -126,6 +131,8 @@ class Runtime:
         for thread in self._threads:
             if thread.is_alive() and thread is not threading.current_thread():
                 thread.join(timeout=2.0)
+        if self._clock_out is not None:
+            self._clock_out.stop()
         self.scheduler.close()
         for port in self._inputs:
             port.close()

@@ -163,3 +163,20 @@ def test_answers_follow_the_daws_clock(jack_client) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
         assert _sent_notes_closed(client.messages())[1] == 0
+
+
+def test_clock_master_sends_start_and_pulses_at_the_tempo(jack_client) -> None:
+    settings = EngineSettings()
+    runtime = build_runtime(RuntimeConfig(backend="jack", bpm=125.0, send_clock=True, model="markov"), settings)
+    client = jack_client("daw").connect_in("Companion Out")
+    runtime.start()
+    try:
+        assert client.wait_for(lambda m: sum(1 for d, _ in m if d == [0xF8]) >= 97, timeout_s=10)
+        messages = client.messages()
+        assert any(d in ([0xFA], [0xFB]) for d, _ in messages), "followers need Start or Continue"
+        pulses = [t for d, t in messages if d == [0xF8]][:97]
+        bpm = 60e9 / ((pulses[-1] - pulses[0]) / 96 * 24)
+        assert abs(bpm - 125.0) < 0.5, f"clock sent at {bpm:.2f} BPM"
+    finally:
+        runtime.close()
+    assert client.wait_for(lambda m: [0xFC] in [d for d, _ in m], timeout_s=2), "Stop sent on close"
