@@ -31,7 +31,6 @@ from companion.preset_schema import (
     coerce,
     did_you_mean,
     show,
-    to_toml_value,
     type_word,
 )
 
@@ -386,72 +385,6 @@ def preload(names: Iterable[str]) -> tuple[dict[str, Preset], list[str]]:
         except PresetError as err:
             errors.append(err.message)
     return loaded, errors
-
-
-# --- writing a preset (the UI's "save as preset") ---------------------------------------------------
-
-
-def _toml_scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_scalar(v) for v in value) + "]"
-    return str(value)
-
-
-def dump_preset(preset: Preset) -> str:
-    """The preset as a complete TOML file (every key written, defaults included), so it documents itself."""
-    targets = {f"engine.{k}": v for k, v in preset.engine.items()}
-    targets["engine.meter"] = (preset.engine["beats_per_bar"], preset.engine["beat_unit"])
-    targets.update({f"extra.{k}": v for k, v in preset.extras.items()})
-    targets.update({f"clock.{k}": v for k, v in dataclasses.asdict(preset.clock).items()})
-    out = [f"name = {_toml_scalar(preset.name)}", f"description = {_toml_scalar(preset.description)}"]
-    for table_name, fields in SCHEMA.items():
-        out += ["", f"[{table_name}]"]
-        for key, spec in fields.items():
-            value = to_toml_value(spec, targets.get(spec.target, spec.default))
-            if value == "" and spec.kind == "path":
-                continue
-            out.append(f"{key} = {_toml_scalar(value)}")
-    if preset.cc:
-        out += ["", "[cc]"]
-        for m in preset.cc:
-            parts = [f"control = {_toml_scalar(m.control)}"]
-            parts += [f"{k} = {_toml_scalar(v)}" for k, v in (("min", m.low), ("max", m.high)) if v is not None]
-            if m.channel is not None:
-                parts.append(f"channel = {m.channel + 1}")
-            out.append(f"{m.cc} = {{ {', '.join(parts)} }}")
-    if preset.bank is not None and preset.bank.programs:
-        out += ["", "[bank]", f"channel = {_toml_scalar(to_toml_value(BANK_CHANNEL, preset.bank.channel))}"]
-        out += [f"{p} = {_toml_scalar(n)}" for p, n in sorted(preset.bank.programs.items())]
-    return "\n".join(out) + "\n"
-
-
-def save_user_preset(preset: Preset, preset_id: str | None = None) -> Path:
-    """Write `preset` to the user presets folder as `<id>.toml` (atomically), after validating it round trip."""
-    preset_id = re.sub(r"[^a-z0-9_-]+", "-", (preset_id or preset.id).lower()).strip("-") or "my-preset"
-    text = dump_preset(dataclasses.replace(preset, id=preset_id))
-    target = user_presets_dir() / f"{preset_id}.toml"
-    parse_preset(text, source=str(target), preset_id=preset_id, path=target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
-
-
-def preset_from_settings(base: Preset, settings: EngineSettings, extras: Mapping[str, Any],
-                         cc: tuple[CCMapping, ...] | None = None, name: str | None = None,
-                         description: str | None = None) -> Preset:
-    """The live state (engine settings, extras changed by CC, learned mappings) as a preset to save."""
-    return dataclasses.replace(
-        base, name=name or base.name, description=base.description if description is None else description,
-        engine=MappingProxyType(dataclasses.asdict(settings)), extras=MappingProxyType({**base.extras, **extras}),
-        cc=base.cc if cc is None else cc)
 
 
 # --- `companion presets [--check PATH...]` ----------------------------------------------------------

@@ -258,6 +258,13 @@ def switch_commands(engine: Engine, settings: EngineSettings, at_ticks: int, rea
     return commands
 
 
+def split_changes(changes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(engine settings, extras): a UI or CC change of density/distance/harmony_style goes to the extras."""
+    fields = {f.name for f in dataclasses.fields(EngineSettings)}
+    engine = {k: v for k, v in changes.items() if k in fields}
+    return engine, {k: v for k, v in changes.items() if k not in fields}
+
+
 def with_extras(request: RequestAnswer, extras: Mapping[str, Any]) -> RequestAnswer:
     """The request with the preset's extras under its settings (engine settings win on a shared name)."""
     return dataclasses.replace(request, settings={**extras, **request.settings})

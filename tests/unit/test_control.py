@@ -14,6 +14,7 @@ from companion.core.control import (
     SwitchPreset,
     learn,
     next_bar_ticks,
+    split_changes,
     switch_commands,
     with_extras,
 )
@@ -186,3 +187,8 @@ def test_with_extras_lays_engine_settings_over_the_preset_extras() -> None:
     assert merged.settings["density"] == 4.0 and merged.settings["style"] == "chorale"
     assert merged.settings["temperature"] == request.settings["temperature"]
     assert (merged.tag, merged.seed, merged.start_ticks) == (request.tag, request.seed, request.start_ticks)
+
+
+def test_split_changes_sends_non_engine_settings_to_the_extras() -> None:
+    engine, extras = split_changes({"temperature": 0.8, "density": 4.0, "harmony_style": "pad"})
+    assert engine == {"temperature": 0.8} and extras == {"density": 4.0, "harmony_style": "pad"}

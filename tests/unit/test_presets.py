@@ -9,17 +9,15 @@ import pytest
 from companion.core.engine import EngineSettings, available_modes
 from companion.errors import PresetError
 from companion.preset_schema import SCHEMA
+from companion.preset_writer import dump_preset, preset_from_settings, save_user_preset
 from companion.presets import (
     DEFAULT_PRESET,
     ENV_CONFIG_DIR,
-    dump_preset,
     list_presets,
     load_preset,
     load_preset_file,
     parse_preset,
-    preset_from_settings,
     presets_command,
-    save_user_preset,
     shipped_presets_dir,
 )
 

@@ -1,0 +1,151 @@
+"""Shipped presets run headless over JACK with no stuck note; Program Change switches preset at the bar."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from companion.app import build_runtime
+from companion.core.engine import available_modes
+from companion.core.events import PPQ
+from companion.presets import ENV_CONFIG_DIR, load_preset, shipped_presets_dir
+from companion.runtime import RuntimeConfig
+
+pytestmark = pytest.mark.jack
+
+TEST_BPM = 240.0  # a bar a second in 4/4: a few bars stay short
+SHIPPED = sorted(p.stem for p in shipped_presets_dir().glob("*.toml"))
+# A one-bar phrase, (pitch, onset, duration) in ticks from its first bar line.
+PHRASE = [(62, 0, 200), (66, 240, 200), (69, 480, 400), (71, 960, 200), (69, 1200, 200), (66, 1440, 400)]
+
+
+@pytest.fixture(autouse=True)
+def no_user_presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_CONFIG_DIR, str(tmp_path / "config"))
+
+
+def _left_sounding(messages: list[tuple[list[int], int]]) -> int:
+    """Notes still sounding at the end of a received stream (all-notes-off clears a channel)."""
+    sounding: dict[tuple[int, int], int] = {}
+    for data, _ in messages:
+        kind, channel = data[0] & 0xF0, data[0] & 0x0F
+        if kind == 0x90 and data[2] > 0:
+            sounding[(channel, data[1])] = sounding.get((channel, data[1]), 0) + 1
+        elif kind in (0x80, 0x90) and sounding.get((channel, data[1])):
+            sounding[(channel, data[1])] -= 1
+        elif kind == 0xB0 and data[1] in (120, 123):
+            sounding = {k: v for k, v in sounding.items() if k[0] != channel}
+    return sum(sounding.values())
+
+
+def _note_ons(messages: list[tuple[list[int], int]]) -> list[tuple[list[int], int]]:
+    return [(d, t) for d, t in messages if d[0] & 0xF0 == 0x90 and d[2] > 0]
+
+
+def _play_at(send: Callable[[list[int]], int], events: list[tuple[int, list[int]]]) -> None:
+    """Send each (deadline_ns, bytes) at its absolute deadline (sleep most of the way, then spin)."""
+    for deadline_ns, data in sorted(events, key=lambda e: e[0]):
+        while (left := deadline_ns - time.monotonic_ns()) > 1_000_000:
+            time.sleep((left - 1_000_000) / 1e9)
+        while time.monotonic_ns() < deadline_ns:
+            pass
+        send(data)
+
+
+def _play_phrase(runtime: Any, client: Any, channel: int = 0) -> int:
+    """Play PHRASE from the next bar line; returns the tick its last note ends."""
+    timebase = runtime.clock.timebase()
+    first_bar = timebase.next_bar(timebase.ticks_at(time.monotonic_ns()) + PPQ // 2)
+    events = [(timebase.ns_at(first_bar + on), [0x90 | channel, p, 96]) for p, on, _ in PHRASE]
+    events += [(timebase.ns_at(first_bar + on + d), [0x80 | channel, p, 0]) for p, on, d in PHRASE]
+    _play_at(client.send, events)
+    return first_bar + max(on + d for _, on, d in PHRASE)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_preset_plays_a_few_bars_over_jack_without_stuck_notes(name: str, jack_client, poll) -> None:
+    preset = load_preset(name)
+    if preset.mode not in available_modes():
+        pytest.skip(f"preset {name}: mode {preset.mode!r} is not built yet (available: {available_modes()})")
+    settings = preset.engine_settings()
+    runtime = build_runtime(RuntimeConfig(backend="jack", bpm=TEST_BPM, model="markov"), settings).start()
+    client = jack_client("daw").connect_out("Companion In").connect_in("Companion Out")
+    try:
+        input_channel = settings.input_channel if settings.input_channel is not None else 0
+        phrase_end = _play_phrase(runtime, client, input_channel)
+        timebase = runtime.clock.timebase()
+        # The phrase ends after its silence (or at max_bars); the answer starts on the next beat or bar after it.
+        silence = round(settings.silence_beats * settings.beat_ticks)
+        deadline_ns = timebase.ns_at(phrase_end + silence + 2 * settings.bar_ticks)
+        got = poll(lambda: _note_ons(client.messages()) or time.monotonic_ns() > deadline_ns, timeout_s=30)
+        answered = _note_ons(client.messages())
+        if preset.mode == "call_response":
+            assert answered, f"{name}: no answer by two bars after the phrase ended"
+            channels = {d[0] & 0x0F for d, _ in answered}
+            assert channels == {settings.output_channel}, f"{name}: answered on channels {channels}"
+        assert got
+        # Let it play one more bar, then stop in the middle of whatever it is doing.
+        stop_ns = timebase.ns_at(timebase.ticks_at(time.monotonic_ns()) + settings.bar_ticks)
+        poll(lambda: time.monotonic_ns() >= stop_ns, timeout_s=10)
+    finally:
+        runtime.close()
+    assert runtime.error is None, runtime.error
+    assert poll(lambda: _left_sounding(client.messages()) == 0, timeout_s=5), \
+        f"{name}: {_left_sounding(client.messages())} note(s) left sounding after close"
+
+
+def test_program_change_switches_preset_at_the_next_bar_with_no_stuck_notes(jack_client, poll) -> None:
+    """Needs the runtime's preset wiring: build_runtime(..., preset=P) and Runtime.presets (a PresetSession)."""
+    start = load_preset("folk-call-response")
+    if "preset" not in inspect.signature(build_runtime).parameters:
+        pytest.skip("the runtime has no preset wiring yet: build_runtime(config, settings, preset=...)")
+    config = RuntimeConfig(backend="jack", bpm=TEST_BPM, model="markov")
+    runtime = build_runtime(config, start.engine_settings(), preset=start).start()
+    client = jack_client("daw").connect_out("Companion In").connect_in("Companion Out")
+    try:
+        _play_phrase(runtime, client)
+        assert poll(lambda: _note_ons(client.messages()), timeout_s=10), "no answer to switch away from"
+        program = next(p for p, n in start.bank.programs.items() if n == "trading-fours")
+        timebase = runtime.clock.timebase()
+        sent_ns = client.send([0xC0 | start.bank.channel, program])
+        bar_ns = timebase.ns_at(timebase.next_bar(timebase.ticks_at(sent_ns)))
+        assert poll(lambda: runtime.presets.name == "trading-fours", timeout_s=5), "preset did not switch"
+        assert time.monotonic_ns() >= bar_ns - 5_000_000, "switched before the bar line"
+        assert runtime.engine.settings.response_bars == 4
+        # Everything that sounded before the bar got its note-off by the bar (plus the engine's tick and JACK).
+        poll(lambda: time.monotonic_ns() > bar_ns + 100_000_000, timeout_s=5)
+        before = [(d, t) for d, t in client.messages() if t <= bar_ns + 20_000_000]
+        assert _left_sounding(before) == 0, "notes of the old preset kept sounding past the bar"
+        assert runtime.snapshot().get("preset") == "trading-fours"
+    finally:
+        runtime.close()
+    assert poll(lambda: _left_sounding(client.messages()) == 0, timeout_s=5)
+
+
+def test_a_bad_preset_by_program_change_is_refused_and_the_session_keeps_playing(jack_client, poll,
+                                                                                 tmp_path: Path) -> None:
+    user = tmp_path / "config" / "presets"
+    user.mkdir(parents=True)
+    (user / "broken.toml").write_text("[sampling]\ntemperature = 99\n")
+    (user / "set.toml").write_text('[bank]\nchannel = 16\n0 = "broken"\n')
+    start = load_preset("set")
+    if "preset" not in inspect.signature(build_runtime).parameters:
+        pytest.skip("the runtime has no preset wiring yet: build_runtime(config, settings, preset=...)")
+    runtime = build_runtime(RuntimeConfig(backend="jack", bpm=TEST_BPM, model="markov"), start.engine_settings(),
+                            preset=start).start()
+    client = jack_client("daw").connect_out("Companion In").connect_in("Companion Out")
+    try:
+        client.send([0xCF, 0])
+        assert poll(lambda: any("refused" in text for _, text in runtime.snapshot().get("log", [])), timeout_s=5)
+        assert runtime.presets.name == "set"
+        _play_phrase(runtime, client)
+        assert poll(lambda: _note_ons(client.messages()), timeout_s=10), "the session stopped answering"
+    finally:
+        runtime.close()
+    assert runtime.error is None
+    assert poll(lambda: _left_sounding(client.messages()) == 0, timeout_s=5)
