@@ -12,6 +12,7 @@ from typing import Any
 
 from companion.core.control import CCMapping
 from companion.core.engine import EngineSettings
+from companion.errors import PresetError
 from companion.preset_schema import SCHEMA, to_toml_value
 from companion.presets import BANK_CHANNEL, Preset, parse_preset, user_presets_dir
 
@@ -77,3 +78,18 @@ def preset_from_settings(base: Preset, settings: EngineSettings, extras: Mapping
         base, name=name or base.name, description=base.description if description is None else description,
         engine=MappingProxyType(dataclasses.asdict(settings)), extras=MappingProxyType({**base.extras, **extras}),
         cc=base.cc if cc is None else cc)
+
+
+def save_settings_as_preset(name: str, settings: Mapping[str, Any], description: str = "") -> Path:
+    """The UI's "save preset": a settings dict (EngineSettings fields, 0-based channels, plus an optional
+    "extras" dict) written as user preset `name`; PresetError if a value does not fit the schema."""
+    base = parse_preset("", preset_id=name)
+    fields = {f.name for f in dataclasses.fields(EngineSettings)}
+    extras = {**{k: v for k, v in settings.items() if k not in fields}, **dict(settings.get("extras") or {})}
+    engine = {**base.engine, **{k: v for k, v in settings.items() if k in fields}}
+    try:
+        live = EngineSettings(**engine)
+    except (TypeError, ValueError) as err:
+        raise PresetError(f"preset {name!r} not saved: {err}") from None
+    known = {k: v for k, v in extras.items() if k in base.extras and k != "quantize_ticks"}
+    return save_user_preset(preset_from_settings(base, live, known, name=name, description=description), name)

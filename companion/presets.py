@@ -375,6 +375,13 @@ def list_presets() -> list[PresetInfo]:
     return infos
 
 
+def save_preset(name: str, settings: Mapping[str, Any], description: str = "") -> Path:
+    """Save a live settings dict as user preset `name` (see preset_writer.save_settings_as_preset)."""
+    from companion.preset_writer import save_settings_as_preset  # it imports this module
+
+    return save_settings_as_preset(name, settings, description)
+
+
 def preload(names: Iterable[str]) -> tuple[dict[str, Preset], list[str]]:
     """Load the presets a bank names, ahead of the gig: (loaded by name, error messages of the others)."""
     loaded: dict[str, Preset] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,17 @@ def test_schema_is_documented() -> None:
         assert f"[{table}]" in doc
         for key in fields:
             assert f"`{key}`" in doc, f"[{table}] {key} missing from docs/PRESETS.md"
+
+
+def test_save_preset_takes_the_uis_settings_dict(user_dir: Path) -> None:
+    from companion.presets import save_preset
+
+    live = {**dataclasses.asdict(EngineSettings(output_channel=2, temperature=0.6)),
+            "extras": {"distance": 0.7, "preset": "duet"}, "density": 3.0}
+    path = save_preset("Gig 1", live, "for the gig")
+    saved = load_preset(path.stem)
+    assert path.parent == user_dir and saved.description == "for the gig"
+    assert saved.engine["output_channel"] == 2 and saved.engine["temperature"] == 0.6
+    assert saved.extras["distance"] == 0.7 and saved.extras["density"] == 3.0
+    with pytest.raises(PresetError, match="not saved"):
+        save_preset("bad", {"temperature": -1.0})
