@@ -85,13 +85,16 @@ class TransformerGenerator:
             _relative_prompt(request),
             ppq=PPQ,
             length_ticks=request.end_ticks - request.start_ticks,
+            answer_start_ticks=request.start_ticks - request.phrase.start_ticks,
             style=s.get("style", "folk"),
+            key=request.key,
             key_pcs=_key_pitch_classes(request),
             temperature=float(s.get("temperature", 1.0)),
             top_p=float(s.get("top_p", 0.95)),
             seed=request.seed,
             density=s.get("density"),
             pitch_range=s.get("pitch_range"),
+            meter=f"{s.get('beats_per_bar', 4)}/{s.get('beat_unit', 4)}",
         )
         yield from _to_absolute(request, notes)
 
