@@ -13,7 +13,7 @@ KEY_OFFSETS: dict[str, int] = {
 OCTAVE_DOWN_KEY = "z"
 OCTAVE_UP_KEY = "x"
 DEFAULT_OCTAVE = 4  # the home row's "a" is C4 = 60
-MIN_OCTAVE, MAX_OCTAVE = -1, 8
+MIN_OCTAVE, MAX_OCTAVE = -1, 9  # C-1 = 0 .. C9 = 120; keys past 127 play nothing
 # Terminals report key presses, not releases: a note sounds this long after its last press (or auto-repeat).
 # Longer than the usual auto-repeat delay, so a held key keeps one note sounding instead of re-striking it.
 DEFAULT_GATE_NS = 550_000_000

@@ -1,0 +1,210 @@
+"""Pilot tests: MIDI learn and CC control, the log from other threads, presets, ports, the keyboard piano's gates."""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from companion.core.engine import ChangeSettings
+from companion.tui import presets_screen
+from companion.tui.app import CompanionApp
+from companion.tui.intents import ChoosePorts, Learn, LoadPreset
+from companion.tui.keyboard import DEFAULT_GATE_NS
+from companion.tui.ports_screen import PortsScreen
+from companion.tui.presets_screen import PresetsScreen
+
+from .conftest import FakeClock, FakeRuntime, wait_until
+
+
+def test_midi_learn_maps_the_next_cc_moved_to_the_selected_control(
+        make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, run_pilot: Callable[..., None]) -> None:
+    fake_runtime.set_engine(last_cc=(0, 7, 100))  # a CC moved before learning started must not be taken
+    app = make_app()
+
+    async def scenario(pilot: Any) -> None:
+        await pilot.press("c")
+        assert fake_runtime.intents == [Learn("temperature")]
+        assert app.controls.learning == "temperature"
+        fake_runtime.set_engine(last_cc=(2, 21, 127))  # knob CC21 on channel 3, turned fully up
+        assert await wait_until(pilot, lambda: app.learning is None)
+        assert fake_runtime.intents[1:] == [Learn("temperature", 21, 2, 0.1, 2.0),
+                                            ChangeSettings({"temperature": 2.0})]
+        assert app.cc_map == {"temperature": (2, 21)}
+        fake_runtime.intents.clear()
+        fake_runtime.set_engine(last_cc=(2, 21, 0))  # the knob now drives the control
+        assert await wait_until(pilot, lambda: fake_runtime.intents)
+        assert fake_runtime.intents == [ChangeSettings({"temperature": 0.1})]
+        fake_runtime.intents.clear()
+        fake_runtime.set_engine(last_cc=(5, 21, 64))  # same CC on another channel: not ours
+        fake_runtime.set_engine(last_cc=(2, 22, 64))  # another CC on our channel: not ours
+        await wait_until(pilot, lambda: fake_runtime.intents, timeout_s=0.3)
+        assert fake_runtime.intents == []
+
+    run_pilot(app, scenario)
+
+
+def test_learn_on_a_choice_control_and_a_runtime_that_maps_ccs_itself(
+        make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, run_pilot: Callable[..., None]) -> None:
+    fake_runtime.set_engine(cc_map={"density": [None, 74]})  # the runtime maps CCs: the UI only shows them
+    app = make_app()
+
+    async def scenario(pilot: Any) -> None:
+        await pilot.press("up", "c")  # harmony style (wrapped round from the top)
+        fake_runtime.set_engine(last_cc=(0, 30, 127))
+        assert await wait_until(pilot, lambda: app.learning is None)
+        assert fake_runtime.intents[-2:] == [Learn("harmony_style", 30, 0, 0.0, 1.0),
+                                             ChangeSettings({"harmony_style": "pad"})]
+        assert app.cc_map == {"density": (None, 74), "harmony_style": (0, 30)}
+        fake_runtime.intents.clear()
+        fake_runtime.set_engine(last_cc=(0, 30, 0))  # the runtime applies it; the UI must not do it twice
+        await wait_until(pilot, lambda: fake_runtime.intents, timeout_s=0.3)
+        assert fake_runtime.intents == []
+        await pilot.press("c", "c")  # learn armed, then cancelled
+        assert app.learning is None
+
+    run_pilot(app, scenario)
+
+
+def test_log_lines_from_other_threads_all_reach_the_log_pane(
+        make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, run_pilot: Callable[..., None]) -> None:
+    app = make_app()
+
+    async def scenario(pilot: Any) -> None:
+        assert await wait_until(pilot, lambda: app.log_pane.lines_shown == 1)  # the snapshot's history
+        threads = [threading.Thread(target=lambda n=n: [fake_runtime.emit_log("warning", f"t{n} line {i}")
+                                                       for i in range(50)]) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert await wait_until(pilot, lambda: app.log_pane.lines_shown == 151)
+        assert "t2 line 49" in "\n".join(strip.text for strip in app.log_pane.lines)
+
+    run_pilot(app, scenario)
+
+
+def test_keyboard_piano_holds_while_repeating_and_ends_each_note_after_its_gate(
+        make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, fake_clock: FakeClock,
+        run_pilot: Callable[..., None]) -> None:
+    async def scenario(pilot: Any) -> None:
+        await pilot.press("a")
+        fake_clock.now_ns += DEFAULT_GATE_NS // 2
+        await pilot.press("a", "w")  # auto-repeat of A: no new strike; W is C#
+        assert fake_runtime.injected == [[0x90, 60, 100], [0x90, 61, 100]]
+        fake_clock.now_ns += DEFAULT_GATE_NS  # both gates passed
+        assert await wait_until(pilot, lambda: len(fake_runtime.injected) == 4)
+        assert sorted(map(tuple, fake_runtime.injected[2:])) == [(0x80, 60, 0), (0x80, 61, 0)]
+        await pilot.press("v", "1", "A")  # not piano keys; Shift+A plays A too
+        assert fake_runtime.injected[4:] == [[0x90, 60, 100]]
+
+    run_pilot(make_app(), scenario)
+
+
+@pytest.fixture
+def fake_presets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SimpleNamespace:
+    """A stand-in companion.presets with two presets (one broken) and no save_preset of its own."""
+    descriptions = {"trading-fours": "Four bars each, answers on the bar.", "ambient-pads": None}
+
+    def load_preset(name: str) -> SimpleNamespace:
+        if descriptions[name] is None:
+            raise ValueError(f"{name}.toml: [sampling] temperature = 9: must be at most 5")
+        return SimpleNamespace(name=name, description=descriptions[name])
+
+    module = SimpleNamespace(list_presets=lambda: list(descriptions), load_preset=load_preset,
+                             user_preset_dir=lambda: tmp_path / "presets")
+    monkeypatch.setattr(presets_screen, "_presets_module", lambda: module)
+    return module
+
+
+def test_preset_browser_previews_loads_and_saves(
+        make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, fake_presets: SimpleNamespace,
+        run_pilot: Callable[..., None], tmp_path: Path) -> None:
+    app = make_app()
+
+    async def scenario(pilot: Any) -> None:
+        await pilot.press("b")
+        assert await wait_until(pilot, lambda: isinstance(app.screen, PresetsScreen))
+        description = app.screen.query_one("#presets-description")
+        assert "Four bars each" in str(description.render())
+        await pilot.press("down")
+        assert await wait_until(pilot, lambda: "cannot load" in str(description.render()))
+        await pilot.press("enter")
+        assert await wait_until(pilot, lambda: fake_runtime.intents == [LoadPreset("ambient-pads")])
+        await pilot.press("right", "b", "s")  # temperature 1.05, then save it
+        await pilot.press(*"my set", "enter")
+        assert await wait_until(pilot, lambda: len(app.screen_stack) == 1)
+
+    run_pilot(app, scenario)
+    saved = tomllib.loads((tmp_path / "presets" / "my-set.toml").read_text())
+    assert saved["name"] == "my set"
+    assert saved["sampling"]["temperature"] == 1.05
+    assert saved["engine"]["response_bars"] == 2 and saved["harmony"]["style"] == "chorale"
+    assert fake_runtime.injected == []  # typing the name played no notes
+
+
+def test_preset_name_that_cannot_be_a_file_is_refused_with_a_message(tmp_path: Path,
+                                                                   fake_presets: SimpleNamespace) -> None:
+    with pytest.raises(ValueError, match="use letters, digits"):
+        presets_screen.save_preset_file("../evil", {"temperature": 1.0})
+    path = presets_screen.save_preset_file("Night Set", {"temperature": 0.8, "extras": {"distance": 0.3}})
+    assert tomllib.loads(path.read_text())["variation"]["distance"] == 0.3
+
+
+def test_port_chooser_picks_input_then_output_with_one_key_each(
+        make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, run_pilot: Callable[..., None]) -> None:
+    backends = [
+        SimpleNamespace(name="alsa", usable=True, inputs=("Midi Through:0",), outputs=("Midi Through:0",)),
+        SimpleNamespace(name="jack", usable=True, inputs=("companion:Companion Out", "Bitwig:out 1"),
+                        outputs=("Bitwig:in 1", "Surge XT:midi in")),
+    ]
+    app = make_app(list_backends=lambda: backends)
+
+    async def scenario(pilot: Any) -> None:
+        await pilot.press("i")
+        assert await wait_until(pilot, lambda: isinstance(app.screen, PortsScreen))
+        options = app.screen.query_one("#ports-list")
+        assert await wait_until(pilot, lambda: options.option_count == 2)  # virtual + Bitwig (ours left out)
+        await pilot.press("1")  # input: Bitwig:out 1
+        assert await wait_until(pilot, lambda: options.option_count == 3)
+        await pilot.press("2")  # output: Surge XT
+        assert await wait_until(pilot, lambda: fake_runtime.intents)
+        assert fake_runtime.intents == [ChoosePorts("Bitwig:out 1", "Surge XT:midi in", "jack")]
+
+    run_pilot(app, scenario)
+
+
+def test_port_chooser_shows_why_when_ports_cannot_be_listed(
+        make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, run_pilot: Callable[..., None]) -> None:
+    def broken() -> list[Any]:
+        raise RuntimeError("ALSA sequencer not available")
+
+    app = make_app(list_backends=broken)
+
+    async def scenario(pilot: Any) -> None:
+        await pilot.press("i")
+        assert await wait_until(pilot, lambda: isinstance(app.screen, PortsScreen))
+        title = app.screen.query_one("#ports-title")
+        assert await wait_until(pilot, lambda: "ALSA sequencer not available" in str(title.render()))
+        await pilot.press("0", "escape")
+        assert await wait_until(pilot, lambda: len(app.screen_stack) == 1)
+        assert fake_runtime.intents == []
+
+    run_pilot(app, scenario)
+
+
+def test_an_empty_snapshot_still_draws(run_pilot: Callable[..., None], fake_clock: FakeClock) -> None:
+    runtime = FakeRuntime({})
+    app = CompanionApp(runtime, clock_ns=fake_clock)
+
+    async def scenario(pilot: Any) -> None:
+        await pilot.press("m", "right", "space")
+        assert await wait_until(pilot, lambda: len(runtime.intents) == 3)
+        assert "bar" in str(app.transport.render())
+
+    run_pilot(app, scenario)
