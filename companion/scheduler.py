@@ -20,6 +20,7 @@ from companion.core.events import (
 )
 from companion.core.notes import NoteLedger
 from companion.core.timebase import Timebase
+from companion.midi.clock import REALTIME_PRIORITY, try_realtime
 from companion.midi.codec import encode
 
 SendBytes = Callable[[list[int]], None]
@@ -49,8 +50,15 @@ class Scheduler:
                  on_error: Callable[[BaseException], None] | None = None,
                  late_tolerance_ns: int = LATE_TOLERANCE_NS, duck_factor: float = DUCK_FACTOR,
                  lateness_capacity: int = LATENESS_CAPACITY,
-                 now_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 now_ns: Callable[[], int] = time.monotonic_ns,
+                 realtime_priority: int | None = REALTIME_PRIORITY, send_ahead_ns: int = 0) -> None:
         self._send = send
+        # Output latency compensation: JACK delivers at the next period boundary, so sending half a
+        # period ahead centres the arrival on the beat (the runtime knows the period; 0 = exact deadlines).
+        self._send_ahead_ns = send_ahead_ns
+        self._realtime_priority = realtime_priority
+        # Why the thread runs at normal priority (None: it got SCHED_FIFO); for the log, set by the thread.
+        self.realtime_problem: str | None = None
         self._clock = clock
         self._on_error = on_error
         self._late_tolerance_ns = late_tolerance_ns
@@ -161,6 +169,7 @@ class Scheduler:
             work()
 
     def _run(self) -> None:
+        self.realtime_problem = try_realtime(self._realtime_priority)
         try:
             while True:
                 with self._direct_lock:
@@ -201,7 +210,7 @@ class Scheduler:
         heap = self._heap
         while heap:
             ticks, kind, _, payload = heap[0]
-            deadline_ns = timebase.ns_at(ticks)
+            deadline_ns = timebase.ns_at(ticks) - self._send_ahead_ns
             if deadline_ns > now_ns:
                 return deadline_ns
             heapq.heappop(heap)

@@ -84,6 +84,15 @@ def test_tempo_change_moves_pending_notes() -> None:
     assert send.sent == []
 
 
+def test_send_ahead_moves_every_deadline_earlier() -> None:
+    clock, send = FakeClock(), RecordingSend()
+    scheduler = Scheduler(send, clock, send_ahead_ns=700_000)
+    scheduler.submit([Note(60, 100, PPQ, PPQ)], "a")
+    assert scheduler.step(0) == BEAT_NS - 700_000
+    scheduler.step(BEAT_NS - 700_000)
+    assert send.sent == [[0x90, 60, 100]] and scheduler.lateness_stats()["max_ns"] == 0
+
+
 def test_a_late_note_within_tolerance_plays_beyond_it_is_skipped_without_note_off() -> None:
     scheduler, clock, send = make()
     scheduler.submit([Note(60, 80, 0, PPQ), Note(64, 80, 0, 2 * PPQ)], "a")
