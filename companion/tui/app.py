@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from companion.core.engine import ChangeSettings, PanicIntent, Regenerate, SetMode, available_modes
-from companion.tui.controls import CONTROLS, CONTROLS_BY_KEY, ControlsPanel, setting_value
+from companion.tui.controls import CONTROLS, CONTROLS_BY_KEY, ControlsPanel, ControlSpec, setting_value
 from companion.tui.help_screen import HelpScreen, help_rows
 from companion.tui.intents import ChoosePorts, Learn, LoadPreset, SetRecording
 from companion.tui.keyboard import KeyboardPiano, KeyboardPianoView
@@ -49,6 +49,17 @@ class LogArrived(Message):
 def _engine(snap: Mapping[str, Any]) -> Mapping[str, Any]:
     engine = snap.get("engine")
     return engine if isinstance(engine, Mapping) else {}
+
+
+def _control_state(snap: Mapping[str, Any]) -> dict[str, Any]:
+    """last_cc and cc_map, wherever the runtime puts them: the snapshot's top level or its engine dict."""
+    engine = _engine(snap)
+    return {key: snap[key] if key in snap else engine.get(key) for key in ("last_cc", "cc_map")}
+
+
+def _learn_bounds(spec: ControlSpec) -> tuple[float, float]:
+    """The range a learned CC sweeps: the control's own for numbers; none (equal) for on/off and choices."""
+    return (spec.low, spec.high) if spec.kind in ("float", "int") else (0.0, 0.0)
 
 
 def _cc_map_from(engine: Mapping[str, Any]) -> dict[str, tuple[int | None, int]] | None:
@@ -151,8 +162,10 @@ class CompanionApp(App[int]):
         snap = self._safe_snapshot()
         self.last_snapshot = snap
         engine = _engine(snap)
-        self._follow_cc(engine)
-        settings = snap.get("settings") if isinstance(snap.get("settings"), Mapping) else {}
+        self._follow_cc(_control_state(snap))
+        settings = dict(snap["settings"]) if isinstance(snap.get("settings"), Mapping) else {}
+        if isinstance(snap.get("extras"), Mapping):
+            settings["extras"] = snap["extras"]
         if "recording" in snap:
             self.recording = bool(snap["recording"])
         self.transport.show(snap, self.recording)
@@ -186,11 +199,11 @@ class CompanionApp(App[int]):
 
     # --- MIDI learn and CC control -------------------------------------------------------------------------
 
-    def _follow_cc(self, engine: Mapping[str, Any]) -> None:
-        runtime_map = _cc_map_from(engine)
+    def _follow_cc(self, source: Mapping[str, Any]) -> None:
+        runtime_map = _cc_map_from(source)
         if runtime_map is not None:
             self.cc_map.update(runtime_map)
-        last_cc = engine.get("last_cc")
+        last_cc = source.get("last_cc")
         if last_cc is None or last_cc == self._last_cc_seen:
             return
         self._last_cc_seen = last_cc
@@ -198,8 +211,7 @@ class CompanionApp(App[int]):
         if self.learning is not None and last_cc != self._learn_baseline:
             spec = CONTROLS_BY_KEY[self.learning]
             self.cc_map[spec.key] = (channel, control)
-            low, high = (spec.low, spec.high) if spec.kind in ("float", "int") else (0.0, 1.0)
-            self.runtime.post_intent(Learn(spec.key, control, channel, low, high))
+            self.runtime.post_intent(Learn(spec.key, control, channel, *_learn_bounds(spec)))
             self.learning = None
             self.notify(f"CC{control} (channel {channel + 1}) now controls {spec.label}")
             self._set_control(spec.key, spec.from_cc(value))
@@ -216,8 +228,8 @@ class CompanionApp(App[int]):
             self.notify("MIDI learn cancelled")
         else:
             self.learning = spec.key
-            self._learn_baseline = _engine(self.last_snapshot).get("last_cc")
-            self.runtime.post_intent(Learn(spec.key))
+            self._learn_baseline = _control_state(self.last_snapshot).get("last_cc")
+            self.runtime.post_intent(Learn(spec.key, None, None, *_learn_bounds(spec)))
             self.notify(f"MIDI learn: move a knob or fader for {spec.label}")
         self._redraw_controls()
 
@@ -298,8 +310,10 @@ class CompanionApp(App[int]):
             self.push_screen(HelpScreen(help_rows(self.BINDINGS)))
 
     def action_presets(self) -> None:
-        settings = self.last_snapshot.get("settings") or {}
-        values = {**settings, **self.controls.values} if isinstance(settings, Mapping) else {}
+        settings = self.last_snapshot.get("settings")
+        values = dict(settings) if isinstance(settings, Mapping) else {}
+        extras = self.last_snapshot.get("extras", values.get("extras"))
+        values["extras"] = {**(extras if isinstance(extras, Mapping) else {}), **self.controls.values}
         self.push_screen(PresetsScreen(values, self.last_snapshot.get("preset")), self._preset_chosen)
 
     def _preset_chosen(self, choice: LoadPreset | None) -> None:

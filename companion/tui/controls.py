@@ -25,8 +25,12 @@ class ControlSpec:
     high: float = 1.0
     step: float = 1.0
     choices: tuple[str, ...] = ()
+    none_label: str | None = None  # a numeric control that may be unset ("auto"): one step below `low`
+    start: float | None = None  # where stepping up from unset lands
 
     def clamp(self, value: Any) -> Any:
+        if value is None and self.none_label is not None:
+            return None
         if self.kind == "bool":
             return bool(value)
         if self.kind == "choice":
@@ -41,6 +45,10 @@ class ControlSpec:
         if self.kind == "choice":
             index = self.choices.index(value) if value in self.choices else 0
             return self.choices[(index + direction) % len(self.choices)]
+        if value is None:
+            return self.clamp(self.start if self.start is not None else self.low) if direction > 0 else None
+        if self.none_label is not None and direction < 0 and float(value) <= self.low:
+            return None
         return self.clamp(float(value) + direction * self.step)
 
     def from_cc(self, cc_value: int) -> Any:
@@ -57,6 +65,8 @@ class ControlSpec:
 
     def fraction(self, value: Any) -> float:
         """Where the value sits in the range, 0..1, for the bar."""
+        if value is None:
+            return 0.0
         if self.kind == "bool":
             return 1.0 if value else 0.0
         if self.kind == "choice":
@@ -65,6 +75,8 @@ class ControlSpec:
         return (float(value) - self.low) / (self.high - self.low)
 
     def format(self, value: Any) -> str:
+        if value is None:
+            return self.none_label or "-"
         if self.kind == "bool":
             return "on" if value else "off"
         if self.kind == "float":
@@ -74,13 +86,14 @@ class ControlSpec:
         return str(value)
 
 
-# Settings not in EngineSettings (density, distance, harmony_style) go to the preset's extras; the runtime routes them.
+# Keys and ranges as in the preset schema (companion/preset_schema.py); settings not in EngineSettings (density,
+# distance, harmony_style) live in the preset's extras, and the runtime's PresetSession routes them there.
 CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec("temperature", "Temperature", "float", 1.0, 0.1, 2.0, 0.05),
     ControlSpec("response_bars", "Response length", "int", 2, 1, 16, 1),
-    ControlSpec("density", "Density", "float", 0.5, 0.0, 1.0, 0.05),
+    ControlSpec("density", "Density (notes/bar)", "float", None, 0.5, 16.0, 0.5, none_label="auto", start=4.0),
     ControlSpec("key_lock", "Key lock", "bool", True),
-    ControlSpec("distance", "Variation distance", "float", 0.5, 0.0, 1.0, 0.05),
+    ControlSpec("distance", "Variation distance", "float", 0.3, 0.0, 1.0, 0.05),
     ControlSpec("harmony_style", "Harmony style", "choice", "chorale", choices=("chorale", "block", "bass", "pad")),
 )
 CONTROLS_BY_KEY = {spec.key: spec for spec in CONTROLS}
@@ -88,7 +101,7 @@ CONTROLS_BY_KEY = {spec.key: spec for spec in CONTROLS}
 
 def setting_value(settings: Mapping[str, Any], spec: ControlSpec) -> Any:
     """The control's value in a snapshot's settings dict (top level, or in the preset's extras), else its default."""
-    if spec.key in settings:
+    if spec.key in settings and (settings[spec.key] is not None or spec.none_label is not None):
         return spec.clamp(settings[spec.key])
     extras = settings.get("extras")
     if isinstance(extras, Mapping) and spec.key in extras:

@@ -18,8 +18,8 @@ class ChoosePorts:
 class Learn:
     """MIDI learn: map CC `control` on `channel` (None: any channel) to the UI control `target`.
 
-    `target` is a setting name (e.g. "temperature"); `low`/`high` is the range CC 0..127 is scaled to
-    (equal for on/off and choice controls, which the UI scales itself). With `control` None the runtime is
+    `target` is a setting name (e.g. "temperature"); `low`/`high` is the range CC 0..127 is scaled to, equal
+    (the default) for the control's own range, on/off and choice controls. With `control` None the runtime is
     asked to arm learning and map the next CC it sees; the UI sends the full mapping when it saw the CC itself.
     """
 
@@ -27,7 +27,7 @@ class Learn:
     control: int | None = None
     channel: int | None = None
     low: float = 0.0
-    high: float = 1.0
+    high: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

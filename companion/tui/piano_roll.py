@@ -108,11 +108,13 @@ def render_roll(notes: Sequence[Sequence[Any]], planned: Sequence[Sequence[Any]]
 
     for item in planned:
         pitch, start_ticks, end_ticks, committed = item[0], item[1], item[2], bool(item[3])
-        paint(pitch, start_ticks, end_ticks, "▓" if committed else "░", COMMITTED_STYLE if committed else TENTATIVE_STYLE)
+        char, style = ("▓", COMMITTED_STYLE) if committed else ("░", TENTATIVE_STYLE)
+        paint(pitch, start_ticks, end_ticks, char, style)
     for item in notes:
         source, pitch, start_ticks, end_ticks = item[0], item[1], item[2], item[3]
         end = view.now_ticks if end_ticks is None else end_ticks
-        paint(pitch, start_ticks, max(end, start_ticks + 1), "█", PLAYER_STYLE if source == "player" else COMPANION_STYLE)
+        style = PLAYER_STYLE if source == "player" else COMPANION_STYLE
+        paint(pitch, start_ticks, max(end, start_ticks + 1), "█", style)
 
     lines = [_runs(" " * LABEL_CELLS, "", header)]
     for row_index, row in enumerate(cells):

@@ -103,7 +103,8 @@ def preset_toml(name: str, settings: Mapping[str, Any], description: str) -> str
     for key, value in flat.items():
         rendered = _toml_value(value)
         if rendered is not None:
-            sections.setdefault(SECTION_OF.get(key, "engine"), []).append(f"{KEY_IN_SECTION.get(key, key)} = {rendered}")
+            section = SECTION_OF.get(key, "engine")
+            sections.setdefault(section, []).append(f"{KEY_IN_SECTION.get(key, key)} = {rendered}")
     lines = [f"name = {_toml_value(name)}", f"description = {_toml_value(description)}"]
     for section in sorted(sections):
         lines += ["", f"[{section}]", *sections[section]]

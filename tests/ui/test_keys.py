@@ -30,7 +30,7 @@ EXPECTED_INTENTS: dict[str, Callable[[list[object]], bool]] = {
     "equals_sign": lambda i: i == [ChangeSettings({"temperature": 1.1})],
     "left": lambda i: i == [ChangeSettings({"temperature": 1.05})],
     "minus": lambda i: i == [ChangeSettings({"temperature": 1.0})],
-    "c": lambda i: i == [Learn("temperature")],
+    "c": lambda i: i == [Learn("temperature", None, None, 0.1, 2.0)],
 }
 EXPECTED_SCREENS = {"b": PresetsScreen, "i": PortsScreen, "question_mark": HelpScreen, "f1": HelpScreen}
 OTHER_KEYS = {"up", "down", "z", "x", "q", "ctrl+q"}  # tested one by one below
@@ -70,7 +70,7 @@ def test_each_key_opens_its_screen_and_escape_closes_it(make_app: Callable[..., 
     async def scenario(pilot: Any) -> None:
         for key, screen_type in EXPECTED_SCREENS.items():
             await pilot.press(key)
-            assert await wait_until(pilot, lambda: isinstance(app.screen, screen_type)), key
+            assert await wait_until(pilot, lambda t=screen_type: isinstance(app.screen, t)), key
             await pilot.press("escape")
             assert await wait_until(pilot, lambda: len(app.screen_stack) == 1), key
         assert fake_runtime.intents == []

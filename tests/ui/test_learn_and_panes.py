@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +20,11 @@ from companion.tui.presets_screen import PresetsScreen
 
 from .conftest import FakeClock, FakeRuntime, wait_until
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 
 def test_midi_learn_maps_the_next_cc_moved_to_the_selected_control(
         make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, run_pilot: Callable[..., None]) -> None:
@@ -29,7 +33,7 @@ def test_midi_learn_maps_the_next_cc_moved_to_the_selected_control(
 
     async def scenario(pilot: Any) -> None:
         await pilot.press("c")
-        assert fake_runtime.intents == [Learn("temperature")]
+        assert fake_runtime.intents == [Learn("temperature", None, None, 0.1, 2.0)]
         assert app.controls.learning == "temperature"
         fake_runtime.set_engine(last_cc=(2, 21, 127))  # knob CC21 on channel 3, turned fully up
         assert await wait_until(pilot, lambda: app.learning is None)
@@ -51,14 +55,14 @@ def test_midi_learn_maps_the_next_cc_moved_to_the_selected_control(
 
 def test_learn_on_a_choice_control_and_a_runtime_that_maps_ccs_itself(
         make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, run_pilot: Callable[..., None]) -> None:
-    fake_runtime.set_engine(cc_map={"density": [None, 74]})  # the runtime maps CCs: the UI only shows them
+    fake_runtime.snap["cc_map"] = {"density": [None, 74]}  # the runtime maps CCs (top level): the UI only shows them
     app = make_app()
 
     async def scenario(pilot: Any) -> None:
         await pilot.press("up", "c")  # harmony style (wrapped round from the top)
         fake_runtime.set_engine(last_cc=(0, 30, 127))
         assert await wait_until(pilot, lambda: app.learning is None)
-        assert fake_runtime.intents[-2:] == [Learn("harmony_style", 30, 0, 0.0, 1.0),
+        assert fake_runtime.intents[-2:] == [Learn("harmony_style", 30, 0, 0.0, 0.0),
                                              ChangeSettings({"harmony_style": "pad"})]
         assert app.cc_map == {"density": (None, 74), "harmony_style": (0, 30)}
         fake_runtime.intents.clear()
@@ -145,6 +149,7 @@ def test_preset_browser_previews_loads_and_saves(
     assert saved["name"] == "my set"
     assert saved["sampling"]["temperature"] == 1.05
     assert saved["engine"]["response_bars"] == 2 and saved["harmony"]["style"] == "chorale"
+    assert "density" not in saved["sampling"]  # unset ("auto") is left to the preset's default
     assert fake_runtime.injected == []  # typing the name played no notes
 
 

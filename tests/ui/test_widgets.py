@@ -85,7 +85,8 @@ def test_every_control_steps_within_its_range_and_takes_the_whole_cc_range(spec)
         assert spec.step_value(spec.choices[-1], 1) == spec.choices[0]
     else:
         assert (low, high) == (spec.low, spec.high)
-        assert spec.step_value(spec.high, 1) == spec.high and spec.step_value(spec.low, -1) == spec.low
+        assert spec.step_value(spec.high, 1) == spec.high
+        assert spec.step_value(spec.low, -1) == (None if spec.none_label else spec.low)
         assert spec.low < spec.from_cc(64) < spec.high
 
 
@@ -100,7 +101,13 @@ def test_setting_values_come_from_the_settings_or_the_presets_extras() -> None:
     assert setting_value(settings, CONTROLS_BY_KEY["temperature"]) == 0.7
     assert setting_value(settings, CONTROLS_BY_KEY["harmony_style"]) == "pad"
     assert setting_value(settings, CONTROLS_BY_KEY["distance"]) == 1.0  # clamped into the control's range
-    assert setting_value({}, CONTROLS_BY_KEY["density"]) == 0.5
+    assert setting_value({}, CONTROLS_BY_KEY["density"]) is None  # auto
+
+
+def test_density_steps_from_auto_and_back() -> None:
+    spec = CONTROLS_BY_KEY["density"]
+    assert spec.format(None) == "auto" and spec.step_value(None, 1) == 4.0 and spec.step_value(None, -1) is None
+    assert spec.step_value(0.5, -1) is None and spec.step_value(4.0, 1) == 4.5
 
 
 def test_transport_shows_lost_ports_tempo_position_and_recording() -> None:

@@ -1,0 +1,142 @@
+"""The terminal UI on the real runtime over JACK: a phrase played in, both parts on the piano roll, panic silences."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from companion.app import build_runtime
+from companion.core.engine import EngineSettings
+from companion.core.events import PPQ
+from companion.runtime import RuntimeConfig
+from companion.tui.app import build_app
+from companion.tui.piano_roll import COMPANION_STYLE, PLAYER_STYLE
+
+pytestmark = pytest.mark.jack
+
+# (pitch, onset, duration) in ticks from the phrase's first bar line: a one-bar phrase in G major.
+PHRASE = [(67, 0, 200), (71, 240, 200), (74, 480, 400), (72, 960, 200), (71, 1200, 200), (69, 1440, 400)]
+SIZE = (140, 44)
+
+
+def _sounding_after(messages: list[tuple[list[int], int]]) -> int:
+    """Notes left sounding at the end of a received stream (all-notes-off CCs clear their channel)."""
+    sounding: dict[tuple[int, int], int] = {}
+    for data, _ in messages:
+        kind, key = data[0] & 0xF0, (data[0] & 0x0F, data[1] if len(data) > 1 else -1)
+        if kind == 0x90 and data[2] > 0:
+            sounding[key] = sounding.get(key, 0) + 1
+        elif kind in (0x80, 0x90) and sounding.get(key):
+            sounding[key] -= 1
+        elif kind == 0xB0 and data[1] in (120, 123):
+            sounding = {k: v for k, v in sounding.items() if k[0] != (data[0] & 0x0F)}
+    return sum(sounding.values())
+
+
+def _play_at(send: Callable[[list[int]], int], events: list[tuple[int, list[int]]]) -> None:
+    """Send each (deadline_ns, bytes) at its absolute deadline (on a thread of its own: the UI keeps drawing)."""
+    for deadline_ns, data in sorted(events, key=lambda e: e[0]):
+        while (left := deadline_ns - time.monotonic_ns()) > 1_000_000:
+            time.sleep((left - 1_000_000) / 1e9)
+        while time.monotonic_ns() < deadline_ns:
+            pass
+        send(data)
+
+
+class RecordingJackInput:
+    """A virtual JACK input of the test's own, with a unique name: the runtime plays into it and nothing else does
+    (other sessions on a shared JACK server have their own `Companion Out` ports)."""
+
+    def __init__(self, port_name: str) -> None:
+        import rtmidi
+
+        self.port_name = port_name
+        self._midi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "tui-test-listener")
+        self._midi.ignore_types(sysex=True, timing=True, active_sense=True)
+        self._lock = threading.Lock()
+        self._received: list[tuple[list[int], int]] = []
+        self._midi.set_callback(self._on_message)
+        self._midi.open_virtual_port(port_name)
+
+    def _on_message(self, event: tuple[list[int], float], _data: object = None) -> None:
+        now_ns = time.monotonic_ns()
+        with self._lock:
+            self._received.append((event[0], now_ns))
+
+    def messages(self) -> list[tuple[list[int], int]]:
+        with self._lock:
+            return list(self._received)
+
+    def close(self) -> None:
+        self._midi.close_port()
+        self._midi.delete()
+
+
+def _roll_styles(app: Any) -> set[str]:
+    return {str(span.style).split(" on ")[0].strip() for span in app.roll.render().spans}
+
+
+def test_ui_shows_both_parts_and_panic_silences_everything(jack_client: Callable[..., Any]) -> None:
+    tag = f"tui-test-{os.getpid()}"
+    client = jack_client(f"{tag}-daw").open_virtual_out(f"{tag}-play")
+    listener = RecordingJackInput(f"{tag}-hear")
+    settings = EngineSettings(seed=5, silence_beats=1.0, response_bars=4, response_start="bar")
+    config = RuntimeConfig(backend="jack", bpm=180.0, model="markov", in_port=f"{tag}-play", out_port=f"{tag}-hear")
+    try:
+        runtime = build_runtime(config, settings).start()
+    except BaseException:
+        listener.close()
+        raise
+    app = build_app(runtime)
+    outcome: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def until(predicate: Callable[[], Any], timeout_s: float) -> Any:
+            deadline = loop.time() + timeout_s
+            while not (value := predicate()) and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            return value
+
+        async with app.run_test(size=SIZE) as pilot:
+            timebase = runtime.clock.timebase()
+            first_bar = timebase.next_bar(timebase.ticks_at(time.monotonic_ns()) + PPQ)
+            events = [(timebase.ns_at(first_bar + on), [0x90, p, 96]) for p, on, _ in PHRASE]
+            events += [(timebase.ns_at(first_bar + on + d), [0x80, p, 0]) for p, on, d in PHRASE]
+            player = threading.Thread(target=_play_at, args=(client.send, events), name="test-daw")
+            player.start()
+            both = await until(lambda: {n[0] for n in app.roll.notes} >= {"player", "companion"}, 12.0)
+            player.join()
+            outcome["sources"] = {n[0] for n in app.roll.notes}
+            outcome["styles"] = _roll_styles(app)
+            outcome["player_pitches"] = {n[1] for n in app.roll.notes if n[0] == "player"}
+            assert both, f"the roll never showed both parts: {app.roll.notes}"
+            await pilot.press("space")
+            outcome["panic_ns"] = time.monotonic_ns()
+            await until(lambda: time.monotonic_ns() > outcome["panic_ns"] + 700_000_000, 2.0)
+            outcome["after_panic"] = listener.messages()
+            outcome["log"] = [text for _, text in runtime.snapshot().get("log", [])]
+            await pilot.press("q")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        runtime.close()
+        listener.close()
+    assert outcome["sources"] == {"player", "companion"}
+    assert {PLAYER_STYLE, COMPANION_STYLE} <= outcome["styles"]
+    assert outcome["player_pitches"] == {p for p, _, _ in PHRASE}
+    messages = outcome["after_panic"]
+    assert any(d[0] & 0xF0 == 0x90 and d[2] and t < outcome["panic_ns"] for d, t in messages), "no answer before panic"
+    late_ons = [d for d, t in messages if d[0] & 0xF0 == 0x90 and d[2] and t > outcome["panic_ns"] + 20_000_000]
+    assert not late_ons, f"notes kept coming after panic: {late_ons}"
+    assert _sounding_after(messages) == 0, "a note was left sounding after panic"
+    assert any("all notes off" in text for text in outcome["log"])
+    assert runtime.closed
