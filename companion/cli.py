@@ -28,6 +28,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-port", metavar="NAME", help="play to an existing port (substring) instead of 'Companion Out'")
     p.add_argument("--connect-in", metavar="PORT", help="also connect this existing output port to 'Companion In'")
     p.add_argument("--connect-out", metavar="PORT", help="also connect 'Companion Out' to this existing input port")
+    p.add_argument("--in-name", default="Companion In", metavar="NAME",
+                   help="name of the virtual input port (run two companions side by side)")
+    p.add_argument("--out-name", default="Companion Out", metavar="NAME", help="name of the virtual output port")
     p.add_argument("--bpm", type=_positive_float("--bpm", 20, 400), help="tempo of the internal clock")
     p.add_argument("--clock", choices=["internal", "external"], help="internal clock, or follow the DAW's MIDI clock")
     p.add_argument("--send-clock", action="store_true", help="send MIDI clock as master (internal clock only)")
@@ -61,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="file -> file generation")
     p.add_argument("mode", choices=GENERATE_MODES)
-    p.add_argument("inputs", nargs="+", metavar="INPUT.mid")
+    p.add_argument("inputs", nargs="*", metavar="INPUT.mid", help="none for `generate`, two for `interpolate`")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT.mid")
     p.add_argument("--bars", type=int, default=4, help="length of the generated part in bars")
     p.add_argument("--seed", type=int, default=0)
@@ -71,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=1, help="vary: how many variations")
     p.add_argument("--steps", type=int, default=4, help="interpolate: number of steps")
     p.add_argument("--style", help="generate: style tag (folk, chorale, renaissance, ...)")
+    p.add_argument("--bpm", type=_positive_float("--bpm", 20, 400), help="generate: tempo of the output (120)")
     p.add_argument("--model", choices=["auto", "markov", "transformer"], default="auto")
     p.add_argument("--replay", metavar="SIDECAR.json", help="reuse the settings recorded with a take")
 

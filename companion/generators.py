@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -21,10 +22,59 @@ class Generator(Protocol):
     def stream(self, request: RequestAnswer) -> Iterator[Note]: ...
 
 
-def _relative_prompt(request: RequestAnswer) -> list[tuple[int, int, int, int]]:
-    """The phrase as (pitch, velocity, onset, duration) relative to its bar line, as models/ expects."""
+def _relative_prompt(request: RequestAnswer, history: _OwnHistory | None = None) -> list[tuple[int, int, int, int]]:
+    """The phrase as (pitch, velocity, onset, duration) relative to its bar line, as models/ expects.
+
+    Duet and generate requests name the tags of their earlier spans in settings["continues"]: what those
+    spans played before this answer's start (within the phrase's window) joins the prompt, so the model
+    continues its own line as well as the player's.
+    """
     start = request.phrase.start_ticks
-    return [(n.pitch, n.velocity, n.start_ticks - start, n.duration_ticks) for n in request.phrase.notes]
+    notes = list(request.phrase.notes)
+    if history is not None:
+        notes += history.notes(request.settings.get("continues", ()), start, request.start_ticks)
+    notes.sort(key=lambda n: (n.start_ticks, n.pitch))
+    return [(n.pitch, n.velocity, n.start_ticks - start, n.duration_ticks) for n in notes]
+
+
+class _OwnHistory:
+    """What recent requests yielded, by tag (bounded), for requests that continue their own output."""
+
+    def __init__(self, max_tags: int = 64) -> None:
+        self._by_tag: OrderedDict[str, list[Note]] = OrderedDict()
+        self._max_tags = max_tags
+
+    def record(self, tag: str, notes: Iterator[Note]) -> Iterator[Note]:
+        kept = self._by_tag.setdefault(tag, [])
+        self._by_tag.move_to_end(tag)
+        while len(self._by_tag) > self._max_tags:
+            self._by_tag.popitem(last=False)
+        for note in notes:
+            kept.append(note)
+            yield note
+
+    def notes(self, tags: Iterable[str], from_ticks: int, until_ticks: int) -> list[Note]:
+        """Notes of `tags` starting in [from_ticks, until_ticks), cut at `until_ticks` (later ones were replaced)."""
+        out: list[Note] = []
+        for tag in tags:
+            for n in self._by_tag.get(tag, ()):
+                if from_ticks <= n.start_ticks < until_ticks:
+                    out.append(Note(n.pitch, n.velocity, n.start_ticks,
+                                    min(n.duration_ticks, until_ticks - n.start_ticks), n.channel))
+        return out
+
+
+def _seed_motif(request: RequestAnswer) -> list[tuple[int, int, int, int]]:
+    """A one-bar arpeggio in the request's key: something for the Markov responder to continue from nothing."""
+    tonic_pc, mode = request.key or (0, "major")
+    scale = sorted(Key(tonic_pc, mode).scale_pitch_classes)
+    root = 60 + tonic_pc - (12 if tonic_pc > 6 else 0)
+    degree_pitch = [root + ((pc - tonic_pc) % 12) for pc in scale]
+    bar_ticks = request.phrase.bar_ticks
+    beats = max(1, int(request.settings.get("beats_per_bar", 4)))
+    step = bar_ticks // (2 * beats)
+    pattern = [0, 2, 4, 2, 3, 1, 4, 0]
+    return [(degree_pitch[d % len(degree_pitch)], 80, i * step, step) for i, d in enumerate(pattern[: 2 * beats])]
 
 
 def _key_pitch_classes(request: RequestAnswer) -> set[int] | None:
@@ -54,9 +104,14 @@ class MarkovGenerator:
         from models.markov import MarkovResponder
 
         self._responder = MarkovResponder(max_order=max_order)
+        self._history = _OwnHistory()
 
     def stream(self, request: RequestAnswer) -> Iterator[Note]:
-        prompt = _relative_prompt(request)
+        prompt = _relative_prompt(request, self._history)
+        if not prompt and request.settings.get("task") == "generate":
+            prompt = _seed_motif(request)
+        if not prompt:
+            return
         self._responder.learn(prompt)
         answer = self._responder.respond(
             prompt,
@@ -66,7 +121,7 @@ class MarkovGenerator:
             seed=request.seed,
             temperature=float(request.settings.get("temperature", 1.0)),
         )
-        yield from _to_absolute(request, iter(answer))
+        yield from self._history.record(request.tag, _to_absolute(request, iter(answer)))
 
 
 class TransformerGenerator:
@@ -78,14 +133,14 @@ class TransformerGenerator:
         from models.continuation import ContinuationModel
 
         self._model = ContinuationModel.load(checkpoint)
+        self._history = _OwnHistory()
 
     def stream(self, request: RequestAnswer) -> Iterator[Note]:
         s = request.settings
-        notes = self._model.stream(
-            _relative_prompt(request),
+        prompt = _relative_prompt(request, self._history)
+        common = dict(
             ppq=PPQ,
             length_ticks=request.end_ticks - request.start_ticks,
-            answer_start_ticks=request.start_ticks - request.phrase.start_ticks,
             style=s.get("style", "folk"),
             key=request.key,
             key_pcs=_key_pitch_classes(request),
@@ -96,7 +151,12 @@ class TransformerGenerator:
             pitch_range=s.get("pitch_range"),
             meter=f"{s.get('beats_per_bar', 4)}/{s.get('beat_unit', 4)}",
         )
-        yield from _to_absolute(request, notes)
+        if prompt:
+            notes = self._model.stream(prompt, answer_start_ticks=request.start_ticks - request.phrase.start_ticks,
+                                       **common)
+        else:  # generate mode's first span: nothing to continue, play from the style and key alone
+            notes = self._model.generate(**common)
+        yield from self._history.record(request.tag, _to_absolute(request, notes))
 
 
 def make_generator(model: str = "auto", checkpoint: Path | None = None) -> tuple[Generator, str | None]:

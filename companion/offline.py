@@ -48,15 +48,34 @@ def continue_file(source: MidiInput, *, bars: int, seed: int, model: str = "auto
     return list(generator.stream(request))
 
 
+def _generate_piece(args: argparse.Namespace, output: Path) -> int:
+    """`companion generate generate`: no input; a tempo track and the `companion` track."""
+    from companion.generate_offline import DEFAULT_BPM, generate_file, write_generated
+
+    settings = {"temperature": args.temperature} if args.temperature else {}
+    bpm = getattr(args, "bpm", None) or DEFAULT_BPM
+    notes = generate_file(bars=args.bars, seed=args.seed, style=args.style or "folk", bpm=bpm, settings=settings,
+                          model=args.model)
+    write_generated(output, notes, bpm=bpm)
+    print(f"wrote {output}: {len(notes)} generated notes on the 'companion' track ({args.bars} bars at {bpm:g} BPM)")
+    return 0
+
+
 def generate_command(args: argparse.Namespace) -> int:
     """Dispatch `companion generate MODE`; bad input raises InputFileError (exit 2)."""
     if args.bars is not None and args.bars < 1:
         raise InputFileError(f"--bars must be at least 1, got {args.bars}")
-    wanted_inputs = 2 if args.mode == "interpolate" else 1
+    wanted_inputs = {"interpolate": 2, "generate": 0}.get(args.mode, 1)
+    if args.mode == "generate" and args.inputs:
+        raise InputFileError(f"`companion generate generate` plays on its own and takes no input file (got "
+                             f"{' '.join(args.inputs)}); to continue a file use "
+                             "`companion generate continue INPUT.mid`")
     if len(args.inputs) != wanted_inputs:
         raise InputFileError(f"`companion generate {args.mode}` takes {wanted_inputs} input file(s), "
-                             f"got {len(args.inputs)}: {' '.join(args.inputs)}")
+                             f"got {len(args.inputs)}: {' '.join(args.inputs) or '(none)'}")
     output = Path(args.output)
+    if args.mode == "generate":
+        return _generate_piece(args, output)
     source = read_midi(args.inputs[0])
     settings = {"temperature": args.temperature} if args.temperature else {}
     if args.mode == "continue":
