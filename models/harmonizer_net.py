@@ -134,3 +134,69 @@ class ChoraleNet(nn.Module):
         """Append one step token (chord of step t-1 (B, 4), beat position of step t (B,)) -> h_t (B, C)."""
         prev = prev_chord.unsqueeze(1)  # (B, 1, 4)
         return self.gpt.step_hidden(prev[..., 0], cache, self._extra(prev, beat_pos.unsqueeze(1)))[:, -1]
+
+
+# --- constraints and sampling: small pure functions on logits ---------------------------------------------
+def range_mask(vocab_size: int, first_pitch_token: int, pitch_lo: int, lo: int, hi: int) -> torch.Tensor:
+    """(vocab,) bool: rest and the pitches lo..hi allowed; BOS never."""
+    mask = torch.zeros(vocab_size, dtype=torch.bool)
+    mask[first_pitch_token - 1] = True  # rest
+    a = max(first_pitch_token, first_pitch_token + lo - pitch_lo)
+    b = min(vocab_size - 1, first_pitch_token + hi - pitch_lo)
+    mask[a : b + 1] = True
+    return mask
+
+
+def pitch_class_mask(vocab_size: int, first_pitch_token: int, pitch_lo: int,
+                     pitch_classes: frozenset[int]) -> torch.Tensor:
+    """(vocab,) bool: rest and the pitches whose pitch class is in ``pitch_classes`` (key lock)."""
+    tokens = torch.arange(vocab_size)
+    pcs = (tokens - first_pitch_token + pitch_lo) % 12
+    allowed = torch.tensor([int(pc) in pitch_classes for pc in pcs.tolist()])
+    allowed[:first_pitch_token] = False
+    allowed[first_pitch_token - 1] = True
+    return allowed
+
+
+def choose_tokens(logits: torch.Tensor, mask: torch.Tensor, *, sample: bool, temperature: float,
+                  generator: torch.Generator) -> torch.Tensor:
+    """logits (B, V), mask (V,) or (B, V) -> tokens (B,): argmax, or a draw at ``temperature`` (seeded)."""
+    masked = logits.float().masked_fill(~mask, float("-inf"))
+    if not sample or temperature <= 0:
+        return masked.argmax(dim=-1)
+    probs = torch.softmax(masked / temperature, dim=-1)
+    cdf = probs.cumsum(dim=-1)  # (B, V)
+    r = torch.rand(cdf.shape[0], 1, generator=generator) * cdf[:, -1:]
+    idx = torch.searchsorted(cdf, r, right=True).squeeze(-1)  # a zero-probability token is never first > r
+    return idx.clamp(max=logits.shape[-1] - 1)
+
+
+def voice_leading_mask(token_pitch: torch.Tensor, prev: torch.Tensor, chosen: torch.Tensor, voice: int, *,
+                       parallels: bool, crossing: bool) -> torch.Tensor:
+    """(B, V) bool: tokens for ``voice`` that make no parallel fifth/octave and no crossing.
+
+    token_pitch (V,) MIDI pitch per token (-1 = rest/BOS); prev (B, 4) pitches of the previous step;
+    chosen (B, >= voice) pitches already chosen this step for the voices above. Rests are always allowed.
+    """
+    p = token_pitch.unsqueeze(0)  # (1, V)
+    allowed = torch.ones(prev.shape[0], token_pitch.shape[0], dtype=torch.bool)
+    pv0 = prev[:, voice : voice + 1]  # (B, 1)
+    if parallels:
+        for u in range(voice):
+            pu0, pu1 = prev[:, u : u + 1], chosen[:, u : u + 1]
+            sounding = (pu0 >= 0) & (pu1 >= 0) & (pv0 >= 0) & (p >= 0)
+            moved = (pu1 != pu0) & (p != pv0) & (torch.sign(pu1 - pu0) == torch.sign(p - pv0))
+            iv0 = (pu0 - pv0).abs() % 12
+            same = iv0 == (pu1 - p).abs() % 12
+            allowed &= ~(sounding & moved & same & ((iv0 == 0) | (iv0 == 7)))
+    if crossing and voice > 0:
+        above = chosen[:, voice - 1 : voice]
+        allowed &= ~((above >= 0) & (p > above))
+    return allowed
+
+
+def combine_masks(base: torch.Tensor, rules: torch.Tensor, token_pitch: torch.Tensor) -> torch.Tensor:
+    """base (V,) & rules (B, V), except rows where the rules leave no pitch: those keep ``base`` alone."""
+    both = base & rules
+    has_pitch = (both & (token_pitch >= 0)).any(dim=-1, keepdim=True)  # (B, 1)
+    return torch.where(has_pitch, both, base.expand_as(both))

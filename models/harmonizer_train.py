@@ -16,8 +16,16 @@ from torch import nn
 
 from models.checkpoint import save_checkpoint
 from models.harmonizer_net import ChoraleConfig, ChoraleNet
-from models.jsb import (DEFAULT_JSB_PATH, JsbDataError, JsbVocab, load_jsb, step_arrays, transpose,
-                        valid_shifts, voice_ranges)
+from models.jsb import (
+    DEFAULT_JSB_PATH,
+    JsbDataError,
+    JsbVocab,
+    load_jsb,
+    step_arrays,
+    transpose,
+    valid_shifts,
+    voice_ranges,
+)
 from models.trainer import TrainConfig, train
 
 KIND = "harmonizer"
@@ -31,12 +39,12 @@ def pad_pieces(pieces: list[np.ndarray], vocab: JsbVocab, starts: list[int] | No
     ``starts[i]`` crops piece i from that step (its previous chord stays real context, not BOS).
     """
     starts = starts or [0] * len(pieces)
-    length = length or max(len(p) - s for p, s in zip(pieces, starts))
+    length = length or max(len(p) - s for p, s in zip(pieces, starts, strict=True))
     B = len(pieces)
     prev = np.full((B, length, 4), JsbVocab.REST, dtype=np.int64)
     beat = np.zeros((B, length), dtype=np.int64)
     tgt = np.full((B, length, 4), -1, dtype=np.int64)
-    for i, (piece, s) in enumerate(zip(pieces, starts)):
+    for i, (piece, s) in enumerate(zip(pieces, starts, strict=True)):
         p, b, t = step_arrays(vocab.encode_array(piece))
         n = min(length, len(piece) - s)
         prev[i, :n], beat[i, :n], tgt[i, :n] = p[s : s + n], b[s : s + n], t[s : s + n]

@@ -123,9 +123,9 @@ def plot_losses(history: list[dict[str, float]], path: Path, title: str) -> None
     train = [(h["step"], h["train_loss"]) for h in history if "train_loss" in h]
     valid = [(h["step"], h["valid_loss"]) for h in history if "valid_loss" in h]
     if train:
-        ax.plot(*zip(*train), label="train (per log interval)", lw=1)
+        ax.plot(*zip(*train, strict=True), label="train (per log interval)", lw=1)
     if valid:
-        ax.plot(*zip(*valid), label="valid", marker="o", ms=3)
+        ax.plot(*zip(*valid, strict=True), label="valid", marker="o", ms=3)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("NLL per token (nats)")
     ax.set_title(title)

@@ -1,0 +1,196 @@
+"""The live chorale harmonizer: soprano in, alto/tenor/bass out, one 16th step at a time (plus CLI entry points)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.checkpoint import load_checkpoint, load_into
+from models.harmonizer_net import (
+    ChoraleConfig,
+    ChoraleNet,
+    choose_tokens,
+    combine_masks,
+    pitch_class_mask,
+    range_mask,
+    voice_leading_mask,
+)
+from models.harmonizer_train import KIND, SHIPPED_CHECKPOINT, train_main
+from models.jsb import JsbVocab
+
+__all__ = ["Harmonizer", "train_main", "eval_main", "SHIPPED_CHECKPOINT"]
+
+Voices = tuple[int | None, int | None, int | None]
+
+
+class Harmonizer:
+    """Forced-soprano decoding of the chorale model with a KV cache.
+
+    Call ``step(soprano)`` once per 16th step (None = rest): it returns (alto, tenor, bass) at once; then call
+    ``finish_step()`` after sending, which feeds the finished chord to the Transformer so the next step only
+    runs the small voice head (``step`` calls it itself if the caller did not).
+    """
+
+    def __init__(self, net: ChoraleNet, vocab: JsbVocab, voice_ranges: Sequence[Sequence[int]],
+                 meta: dict[str, Any] | None = None, *, temperature: float = 1.0,
+                 avoid_parallels: bool = True, avoid_crossing: bool = True) -> None:
+        self.net = net.eval()
+        self.vocab = vocab
+        self.meta = meta or {}
+        self.voice_ranges = [(int(lo), int(hi)) for lo, hi in voice_ranges]
+        self.temperature = temperature
+        # voice-leading rules as logit masks (dropped for a voice when they would leave it no pitch)
+        self.avoid_parallels = avoid_parallels
+        self.avoid_crossing = avoid_crossing
+        tokens = torch.arange(vocab.size)
+        self._token_pitch = torch.where(tokens >= vocab.FIRST_PITCH, tokens - vocab.FIRST_PITCH + vocab.pitch_lo, -1)
+        self._range_masks = [range_mask(vocab.size, vocab.FIRST_PITCH, vocab.pitch_lo, lo, hi)
+                             for lo, hi in self.voice_ranges]
+        # every soprano token the live path can force: rest + the soprano range (melodies are folded into it)
+        self._soprano_tokens = torch.nonzero(self._range_masks[0]).squeeze(-1)  # (n_s,)
+        self._soprano_row = {int(t): i for i, t in enumerate(self._soprano_tokens)}
+        self._masks = list(self._range_masks)
+        self.key_lock: frozenset[int] | None = None
+        self.reset(0)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, *, temperature: float = 1.0,
+             avoid_parallels: bool = True, avoid_crossing: bool = True) -> Harmonizer:
+        """Load a harmonizer checkpoint (default: the shipped one); raises CheckpointFileError."""
+        path = Path(path) if path is not None else SHIPPED_CHECKPOINT
+        state, meta = load_checkpoint(path, kind=KIND)
+        net = ChoraleNet(ChoraleConfig.from_dict(meta["model_config"]))
+        load_into(net, state, path)
+        tok = meta["tokenizer_config"]
+        return cls(net, JsbVocab.from_dict(tok), tok["voice_ranges"], meta, temperature=temperature,
+                   avoid_parallels=avoid_parallels, avoid_crossing=avoid_crossing)
+
+    # --- settings -----------------------------------------------------------------------------------------
+    def set_key_lock(self, pitch_classes: Iterable[int] | None) -> None:
+        """Allow only these pitch classes (0 = C) in the harmony voices; None switches the lock off."""
+        if pitch_classes is None:
+            self.key_lock = None
+            self._masks = list(self._range_masks)
+            return
+        pcs = frozenset(int(pc) % 12 for pc in pitch_classes)
+        if not pcs:
+            raise ValueError("key lock needs at least one pitch class")
+        self.key_lock = pcs
+        key = pitch_class_mask(self.vocab.size, self.vocab.FIRST_PITCH, self.vocab.pitch_lo, pcs)
+        self._masks = [m & key for m in self._range_masks]
+
+    @property
+    def soprano_range(self) -> tuple[int, int]:
+        return self.voice_ranges[0]
+
+    # --- decoding -------------------------------------------------------------------------------------------
+    def reset(self, seed: int = 0, *, position_in_beat: int = 0) -> None:
+        """Start a new piece: empty context, sampling seeded, next step at this 16th of the beat (0..3)."""
+        self._generator = torch.Generator().manual_seed(seed)
+        self._cache = self.net.new_cache(1)
+        self._step_index = position_in_beat % 4
+        self._pending: list[int] | None = None
+        self._prev_pitches = torch.full((1, 4), -1, dtype=torch.long)  # model space, -1 = rest
+        self.octave_shift_semitones = 0  # added to the melody to bring it into the soprano range
+        self.shift_changed = False  # True on the step where octave_shift_semitones changed (log it)
+        bos = torch.full((1, 4), JsbVocab.BOS, dtype=torch.long)
+        with torch.inference_mode():
+            self._h = self.net.context(bos, torch.tensor([self._step_index % 4]), self._cache)
+            self._prepare_alto()
+
+    def _prepare_alto(self) -> None:
+        """Alto logits for every possible soprano of the coming step, computed before the note arrives.
+
+        The head is memory-bound on a CPU, so a batch of ~23 rows costs about one row; this takes one of
+        the three voice evaluations off the latency-critical path.
+        """
+        head = self.net.head
+        n = len(self._soprano_tokens)
+        self._alto_table = head.voice_logits(self._h.expand(n, -1), 1,
+                                             head.embed_chosen(0, self._soprano_tokens))  # (n_s, vocab)
+
+    def _fold(self, pitch: int) -> int:
+        lo, hi = self.soprano_range
+        shift = self.octave_shift_semitones
+        self.shift_changed = False
+        if not lo <= pitch + shift <= hi:
+            options = [12 * k for k in range(-11, 12) if lo <= pitch + 12 * k <= hi]
+            shift = min(options, key=lambda s: abs(s - self.octave_shift_semitones))
+            self.shift_changed = shift != self.octave_shift_semitones
+            self.octave_shift_semitones = shift
+        return pitch + shift
+
+    def step(self, soprano: int | None, *, sample: bool = True) -> Voices:
+        """Advance one 16th step with the soprano forced (None = rest); return (alto, tenor, bass), None = rest."""
+        if self._pending is not None:
+            self.finish_step()
+        if soprano is not None and not 0 <= soprano <= 127:
+            raise ValueError(f"soprano pitch {soprano} is not a MIDI note number (0..127)")
+        s_tok = self.vocab.encode(None if soprano is None else self._fold(soprano))
+        if soprano is None:
+            self.shift_changed = False
+        head = self.net.head
+        chosen = [s_tok]
+        rules = self.avoid_parallels or self.avoid_crossing
+        pitches = torch.full((1, 4), -1, dtype=torch.long)
+        pitches[0, 0] = int(self._token_pitch[s_tok])
+        with torch.inference_mode():
+            acc = head.embed_chosen(0, torch.tensor([s_tok]))
+            for v in (1, 2, 3):
+                if v == 1:
+                    logits = self._alto_table[self._soprano_row[s_tok]].unsqueeze(0)  # (1, vocab)
+                else:
+                    logits = head.voice_logits(self._h, v, acc)  # (1, vocab)
+                mask = self._masks[v]
+                if rules:
+                    vl = voice_leading_mask(self._token_pitch, self._prev_pitches, pitches, v,
+                                            parallels=self.avoid_parallels, crossing=self.avoid_crossing)
+                    mask = combine_masks(mask, vl, self._token_pitch)
+                tok = choose_tokens(logits, mask, sample=sample, temperature=self.temperature,
+                                    generator=self._generator)
+                chosen.append(int(tok))
+                pitches[0, v] = int(self._token_pitch[int(tok)])
+                if v < 3:
+                    acc = acc + head.embed_chosen(v, tok)
+        self._pending = chosen
+        self._prev_pitches = pitches
+        out = []
+        for tok in chosen[1:]:
+            pitch = self.vocab.decode(tok)
+            out.append(None if pitch is None else min(127, max(0, pitch - self.octave_shift_semitones)))
+        return out[0], out[1], out[2]
+
+    def finish_step(self) -> None:
+        """Feed the chord of the step just returned to the Transformer (off the latency-critical path)."""
+        if self._pending is None:
+            return
+        chord = torch.tensor([self._pending])
+        self._pending = None
+        self._step_index += 1
+        cache = self._cache
+        with torch.inference_mode():
+            if cache.length >= cache.capacity:
+                self.net.gpt.slide(cache, cache.capacity * 3 // 4)  # exact re-encode of the recent steps
+            self._h = self.net.context(chord, torch.tensor([self._step_index % 4]), cache)
+            self._prepare_alto()
+
+    def harmonize_melody(self, pitches_per_step: Sequence[int | None], seed: int = 0, *,
+                         sample: bool = True) -> list[Voices]:
+        """Offline: harmonize a whole melody given per 16th step (None = rest) from a fresh start."""
+        self.reset(seed)
+        out = []
+        for pitch in pitches_per_step:
+            out.append(self.step(pitch, sample=sample))
+            self.finish_step()
+        return out
+
+
+def eval_main(argv: list[str]) -> int:
+    """`companion eval harmonizer ...`: prints JSON (test NLL per token, voice-leading report, latency)."""
+    from models.harmonizer_eval import eval_main as _eval_main
+
+    return _eval_main(argv)

@@ -1,0 +1,212 @@
+"""The harmonizer: data/vocab, forced soprano, ranges, key lock, determinism, overfitting, eval report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import CheckpointFileError, save_checkpoint
+from models.harmonizer import SHIPPED_CHECKPOINT, Harmonizer
+from models.harmonizer_eval import eval_main, voice_leading_report
+from models.harmonizer_net import ChoraleConfig, ChoraleNet
+from models.harmonizer_train import HarmonizerTask, nll_sum, pad_pieces
+from models.jsb import JsbDataError, JsbVocab, load_jsb, raster_tokens, transpose, valid_shifts
+
+VOCAB = JsbVocab()
+RANGES = [(60, 81), (52, 74), (46, 69), (36, 66)]
+
+
+def _piece(n_steps: int, offset: int = 0) -> np.ndarray:
+    """A small I-IV-V-I progression in C, a chord per beat (4 steps), held notes repeated."""
+    chords = [(72, 67, 64, 48), (72, 69, 65, 53), (71, 67, 62, 55), (72, 67, 64, 48)]
+    steps = [chords[(i // 4) % 4] for i in range(n_steps)]
+    return np.array(steps, dtype=np.int64) + offset
+
+
+def _tiny_net(seed: int = 0) -> ChoraleNet:
+    torch.manual_seed(seed)
+    return ChoraleNet(ChoraleConfig(vocab_size=VOCAB.size, block_size=64, n_layer=1, n_head=2, n_embd=32,
+                                    dropout=0.0, head_hidden=64, head_layers=1))
+
+
+def _data_file(tmp_path: Path) -> Path:
+    path = tmp_path / "jsb.json"
+    split = [_piece(32).tolist(), _piece(24, 2).tolist()]
+    path.write_text(json.dumps({"train": split, "valid": split[:1], "test": split[1:]}))
+    return path
+
+
+def test_vocab_round_trip_and_raster_order() -> None:
+    assert VOCAB.encode(None) == VOCAB.REST and VOCAB.decode(VOCAB.REST) is None
+    assert all(VOCAB.decode(VOCAB.encode(p)) == p for p in range(VOCAB.pitch_lo, VOCAB.pitch_hi + 1))
+    with pytest.raises(ValueError):
+        VOCAB.encode(VOCAB.pitch_hi + 1)
+    piece = np.array([[72, 67, -1, 48], [74, 67, 64, 48]])
+    toks = raster_tokens(piece, VOCAB)
+    assert toks.shape == (8,) and toks[2] == VOCAB.REST and VOCAB.decode(int(toks[4])) == 74
+
+
+def test_transposition_stays_inside_the_vocabulary() -> None:
+    piece = np.array([[VOCAB.pitch_hi - 2, -1, 50, VOCAB.pitch_lo + 1]])
+    shifts = valid_shifts(piece, VOCAB, max_shift=6)
+    assert shifts == [-1, 0, 1, 2]
+    assert transpose(piece, 2)[0, 1] == -1
+
+
+def test_load_jsb_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(JsbDataError, match="missing.json does not exist"):
+        load_jsb(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"train": [[[1, 2, 3]]], "valid": [[[1, 2, 3, 4]]], "test": [[[1, 2, 3, 4]]]}))
+    with pytest.raises(JsbDataError, match=r"bad.json: train\[0\] has shape"):
+        load_jsb(bad)
+
+
+def test_incremental_context_and_head_match_the_full_forward() -> None:
+    net = _tiny_net().eval()
+    prev, beat, tgt = pad_pieces([_piece(12)], VOCAB)
+    with torch.inference_mode():
+        full, _ = net(prev, beat, tgt)
+        cache = net.new_cache(1)
+        for t in range(12):
+            h = net.context(prev[:, t], beat[:, t], cache)
+            acc = torch.zeros_like(h)
+            for v in range(4):
+                assert torch.allclose(net.head.voice_logits(h, v, acc), full[:, t, v], atol=1e-5)
+                if v < 3:
+                    acc = acc + net.head.embed_chosen(v, tgt[:, t, v])
+
+
+def _harmonizer(net: ChoraleNet | None = None, **kw: float) -> Harmonizer:
+    return Harmonizer(net or _tiny_net(), VOCAB, RANGES, **kw)
+
+
+def test_forced_soprano_is_kept_and_voices_stay_in_range() -> None:
+    h = _harmonizer(temperature=1.5)
+    melody = [60, 62, None, 81, 79, 70, 70, 66] * 3
+    out = h.harmonize_melody(melody, seed=3)
+    assert len(out) == len(melody)
+    assert h.octave_shift_semitones == 0  # the melody was inside the soprano range: nothing moved
+    for a, t, b in out:
+        for pitch, (lo, hi) in zip((a, t, b), RANGES[1:], strict=True):
+            assert pitch is None or lo <= pitch <= hi
+    # the soprano fed to the model is the melody, token for token
+    assert h._pending is None
+
+
+def test_same_seed_same_output_and_seeds_differ() -> None:
+    h = _harmonizer(temperature=2.0)
+    melody = [72, 72, 74, 74, 76, 76, 74, 72] * 4
+    assert h.harmonize_melody(melody, seed=7) == h.harmonize_melody(melody, seed=7)
+    assert h.harmonize_melody(melody, seed=7) != h.harmonize_melody(melody, seed=8)
+
+
+def test_melody_outside_the_range_is_transposed_by_octaves_and_reported() -> None:
+    h = _harmonizer()
+    h.reset(0)
+    h.step(45)  # A2: well below the soprano range (60..81)
+    assert h.octave_shift_semitones == 24 and h.shift_changed
+    a, t, b = h.step(47)
+    assert not h.shift_changed and h.octave_shift_semitones == 24
+    # harmony is returned in the player's register: under the melody by the same shift
+    for pitch, (lo, hi) in zip((a, t, b), RANGES[1:], strict=True):
+        assert pitch is None or lo - 24 <= pitch <= hi - 24
+    h.step(86)  # far above: the nearest shift that fits wins (-12 brings 86 to 74)
+    assert h.octave_shift_semitones == -12 and h.shift_changed
+    with pytest.raises(ValueError, match="0..127"):
+        h.step(200)
+
+
+def test_key_lock_keeps_harmony_in_the_allowed_pitch_classes() -> None:
+    h = _harmonizer(temperature=3.0)
+    c_major = {0, 2, 4, 5, 7, 9, 11}
+    h.set_key_lock(c_major)
+    for a, t, b in h.harmonize_melody([72, 74, 76, 77, 79] * 4, seed=1):
+        assert all(p is None or p % 12 in c_major for p in (a, t, b))
+    h.set_key_lock(None)
+    assert h.key_lock is None
+
+
+def test_tiny_model_overfits_a_few_bars() -> None:
+    data = {"train": [_piece(32)], "valid": [_piece(32)]}
+    cfg = ChoraleConfig(vocab_size=VOCAB.size, block_size=64, n_layer=1, n_head=2, n_embd=32, dropout=0.0,
+                        head_hidden=64, head_layers=1)
+    task = HarmonizerTask(data, cfg, VOCAB, max_shift=0, crop_steps=32, data_path="x", command="test")
+    torch.manual_seed(0)
+    net = task.build_model()
+    opt = net.configure_optimizer(0.0, 2e-2)
+    for step in range(60):
+        loss = task.loss(net, task.train_batch(step, torch.Generator().manual_seed(step), 2))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    total, count = nll_sum(net, data["valid"], VOCAB, torch.device("cpu"))
+    assert count == 32 * 4
+    assert total / count < 0.2
+    # and greedy harmonization of the soprano gives back the chords it learned
+    h = Harmonizer(net, VOCAB, RANGES)
+    out = h.harmonize_melody([int(s) for s in _piece(32)[:, 0]], sample=False)
+    assert out[8:12] == [(67, 62, 55)] * 4
+
+
+def test_voice_leading_report_counts_parallels_and_crossings() -> None:
+    piece = np.array([[72, 67, 60, 48], [74, 69, 62, 50], [74, 60, 65, 50]])
+    rep = voice_leading_report([piece])
+    assert rep["beats"] == 0.75
+    # steps 0->1: every voice moves up 2: S-A fourth (no), S-T, S-B, T-B octaves, A-T and A-B fifths
+    # steps 1->2: S and B hold, A and T move apart: nothing
+    assert rep["parallel_octaves_per_100_beats"] == pytest.approx(100 * 3 / 0.75, abs=1e-3)
+    assert rep["parallel_fifths_per_100_beats"] == pytest.approx(100 * 2 / 0.75, abs=1e-3)
+    assert rep["voice_crossings_per_100_beats"] == pytest.approx(100 * 1 / 0.75, abs=1e-3)  # alto under tenor
+    assert rep["out_of_range_notes_pct"] == 0.0
+
+
+def test_eval_main_prints_json_and_reports_bad_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    data = _data_file(tmp_path)
+    net = _tiny_net()
+    ckpt = tmp_path / "h.pt"
+    save_checkpoint(ckpt, net, kind="harmonizer", model_config=net.config.to_dict(),
+                    tokenizer_config={**VOCAB.to_dict(), "voice_ranges": [list(r) for r in RANGES]},
+                    data={}, metrics={})
+    assert eval_main(["--checkpoint", str(ckpt), "--data", str(data)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["test_tokens"] == 24 * 4
+    assert report["test_nll_per_token"] > 0
+    assert set(report["voice_leading"]) >= {"model_raw", "model_live_rules", "bach"}
+    assert eval_main(["--checkpoint", str(tmp_path / "none.pt"), "--data", str(data)]) == 2
+    assert "none.pt does not exist" in capsys.readouterr().err
+    with pytest.raises(CheckpointFileError):
+        Harmonizer.load(tmp_path / "none.pt")
+
+
+@pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="no shipped harmonizer checkpoint")
+def test_shipped_checkpoint_loads_and_harmonizes() -> None:
+    h = Harmonizer.load()
+    assert h.net.num_params() < 8_000_000
+    out = h.harmonize_melody([72] * 8 + [74] * 8 + [None] * 4, seed=0)
+    assert len(out) == 20 and all(isinstance(v, (int, type(None))) for chord in out for v in chord)
+
+
+def test_voice_leading_mask_forbids_parallels_and_crossings() -> None:
+    from models.harmonizer_net import combine_masks, voice_leading_mask
+
+    tokens = torch.arange(VOCAB.size)
+    token_pitch = torch.where(tokens >= VOCAB.FIRST_PITCH, tokens - VOCAB.FIRST_PITCH + VOCAB.pitch_lo, -1)
+    prev = torch.tensor([[72, 67, 60, 48]])
+    chosen = torch.tensor([[74, 69, -1, -1]])  # soprano and alto both up 2 (a fourth: allowed)
+    mask = voice_leading_mask(token_pitch, prev, chosen, 2, parallels=True, crossing=True)[0]
+    allowed = {p: bool(mask[VOCAB.encode(p)]) for p in (60, 62, 64, 69, 70)}
+    # tenor 60->62 makes octaves with the soprano and fifths with the alto; 70 crosses above the alto
+    assert allowed == {60: True, 62: False, 64: True, 69: True, 70: False}
+    assert bool(mask[VOCAB.REST])
+    # when the rules leave no pitch at all, the base mask is kept rather than forcing a rest
+    base = torch.zeros(VOCAB.size, dtype=torch.bool)
+    base[VOCAB.REST] = True
+    base[VOCAB.encode(62)] = True
+    assert torch.equal(combine_masks(base, mask.unsqueeze(0), token_pitch)[0], base)
