@@ -43,6 +43,8 @@ _INPUT_ONLY_SETTINGS = {
     "trigger_note",
     "on_player_resume",
 }
+HARMONY_STYLES = ("chorale", "block", "bass", "pad")
+CHANGE_EVERY = ("beat", "half_bar", "bar")
 _KEY_MEMORY_NOTES = 256  # the key estimate follows the last few phrases, not the whole night
 
 
@@ -109,6 +111,19 @@ class EngineSettings:
     """Meter numerator."""
     beat_unit: int = 4
     """Meter denominator (4: the beat is a quarter note, 8: an eighth)."""
+    # --- harmonize mode (companion/core/modes/harmonize.py, companion/harmony.py) ---
+    harmony_style: str = "chorale"
+    """Harmonize: "chorale" (alto, tenor, bass), "block" (close chord under the melody), "bass" or "pad"."""
+    change_every: str = "beat"
+    """Harmonize: the chord changes at most every "beat", "half_bar" or "bar"; held notes hold it in between."""
+    harmony_channels: tuple[int, int, int] | None = None
+    """Harmonize, chorale style: channels of alto, tenor and bass; None plays them all on `output_channel`."""
+    pad_low_note: int = 48
+    """Harmonize, pad style: the pad's lowest note (48 = C3); the chord is voiced close above it."""
+    chord_channel: int | None = None
+    """Harmonize: read the chord your left hand holds on this channel to steer the harmony; None: off."""
+    harmony_key: str | None = None
+    """Harmonize: a preset key for the key lock ("D minor"); None uses the key estimated from your playing."""
 
     def __post_init__(self) -> None:
         if self.mode not in available_modes():
@@ -130,8 +145,33 @@ class EngineSettings:
             raise ValueError(f"seed must be a whole number, got {self.seed!r}")
         if self.beat_unit not in (2, 4, 8, 16):
             raise ValueError(f"beat_unit must be 2, 4, 8 or 16, got {self.beat_unit!r}")
+        self._check_harmony()
         # The capture settings validate the rest (silence, bars, triggers, meter) with their own messages.
         self.capture_settings()
+
+    def _check_harmony(self) -> None:
+        if self.harmony_style not in HARMONY_STYLES:
+            raise ValueError(f"harmony_style must be one of {', '.join(HARMONY_STYLES)}, got {self.harmony_style!r}")
+        if self.change_every not in CHANGE_EVERY:
+            raise ValueError(f"change_every must be one of {', '.join(CHANGE_EVERY)}, got {self.change_every!r}")
+        if self.harmony_channels is not None:
+            channels = self.harmony_channels
+            if not isinstance(channels, list | tuple) or len(channels) != 3:
+                raise ValueError(f"harmony_channels must be 3 channels (alto, tenor, bass) or none, got {channels!r}")
+            for name, channel in zip(("alto", "tenor", "bass"), channels, strict=True):
+                _check_channel(f"harmony_channels ({name})", channel, allow_none=False)
+            object.__setattr__(self, "harmony_channels", tuple(channels))  # a TOML list becomes a tuple
+        if not isinstance(self.pad_low_note, int) or not (24 <= self.pad_low_note <= 96):
+            raise ValueError(f"pad_low_note must be a note number 24..96 (48 = C3), got {self.pad_low_note!r}")
+        _check_channel("chord_channel", self.chord_channel, allow_none=True)
+        if self.chord_channel is not None and self.input_channel not in (None, self.chord_channel):
+            raise ValueError(f"chord_channel {self.chord_channel} is filtered out by input_channel "
+                             f"{self.input_channel}: set input_channel to none (omni) to read a chord channel")
+        if self.harmony_key is not None:
+            try:
+                Key.parse(self.harmony_key)
+            except ValueError as err:
+                raise ValueError(f"harmony_key: {err}") from None
 
     @property
     def beat_ticks(self) -> int:

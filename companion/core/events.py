@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 PPQ = 480
 """Ticks per quarter note. 480 holds 16ths (120), 16th triplets (80) and 32nds (60) exactly."""
@@ -178,4 +179,61 @@ class Log:
     text: str
 
 
-Command = SendNow | ScheduleNotes | RequestAnswer | Cancel | Panic | Log
+# --- harmony under live notes (harmonize mode; the runtime's harmony worker runs the model) ---------
+
+
+@dataclass(frozen=True, slots=True)
+class HarmonizeNote:
+    """A melody note-on in harmonize mode: voice it at once, under the note (the harmony worker runs the model).
+
+    `step_index` is the 16th step (counted from tick 0) the note is quantized to for the model, or None when
+    the note is an ornament inside steps already taken (the harmony then holds). `may_change` is True on a
+    chord-change boundary (`change_every`); off one, a sounding chord holds unless the melody clashes with it.
+    """
+
+    pitch: int
+    velocity: int
+    channel: int  # the player's channel
+    now_ticks: int
+    step_index: int | None
+    may_change: bool = True
+    key_pcs: frozenset[int] | None = None  # pitch classes the voices may use (key lock); None: no lock
+    chord_pcs: frozenset[int] | None = None  # the chord the player holds on `chord_channel`: steers the voices
+    settings: Any = field(default=None, compare=False, hash=False)  # the EngineSettings in force (style, channels)
+
+
+@dataclass(frozen=True, slots=True)
+class HarmonyStep:
+    """A 16th step passed with no new melody note: the model advances with `soprano` (held, or the last pitch).
+
+    `holding` is True while the melody note still sounds: on a change boundary the harmony may then move
+    where the model moves a voice; otherwise the step only keeps the model in time.
+    """
+
+    step_index: int
+    soprano: int
+    holding: bool
+    may_change: bool
+    key_pcs: frozenset[int] | None = None
+    chord_pcs: frozenset[int] | None = None
+    settings: Any = field(default=None, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseHarmony:
+    """The melody note under the harmony ended: note-offs for the harmony under it."""
+
+    pitch: int
+    now_ticks: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopHarmony:
+    """Silence the harmony and end the piece (mode or settings change, panic, transport stop, a long rest)."""
+
+    now_ticks: int
+    reason: str = "stop"
+
+
+HarmonyCommand = HarmonizeNote | HarmonyStep | ReleaseHarmony | StopHarmony
+Command = SendNow | ScheduleNotes | RequestAnswer | Cancel | Panic | Log | HarmonyCommand

@@ -1,0 +1,218 @@
+"""Harmonize: each melody note-on is voiced at once by the harmony worker; the model follows the 16th grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from companion.core.events import (
+    CC_SUSTAIN,
+    PPQ,
+    TICKS_PER_16TH,
+    Cancel,
+    ChannelMessage,
+    Command,
+    ControlChange,
+    HarmonizeNote,
+    HarmonyStep,
+    Log,
+    NoteOff,
+    NoteOn,
+    ReleaseHarmony,
+    StopHarmony,
+)
+from companion.core.modes.base import Mode, ModeContext
+from companion.core.theory import Key
+
+HARMONY_TAG = "harmony"
+"""The scheduler tag of every harmony note (sent at once with `send_now`, so the ledger closes them)."""
+STEP_TICKS = TICKS_PER_16TH
+HALF_STEP_TICKS = STEP_TICKS // 2
+CHORD_WINDOW_TICKS = PPQ // 8
+"""Notes starting within a 32nd of the melody note form a chord with it: the top note is the melody."""
+MAX_BEHIND_BARS = 2
+"""If the engine falls this far behind the grid (a stalled machine), the piece restarts at the next note."""
+
+
+@dataclass(slots=True)
+class _Melody:
+    pitch: int
+    channel: int
+    start_ticks: int
+    key_up: bool = False  # the key was released but the sustain pedal still holds the note
+
+
+def change_ticks(ctx: ModeContext) -> int:
+    """The chord-change grid of `change_every`: a beat, half a bar (in whole beats) or a bar."""
+    every = ctx.settings.change_every
+    if every == "bar":
+        return ctx.bar_ticks
+    if every == "half_bar":
+        return max(1, ctx.settings.beats_per_bar // 2) * ctx.beat_ticks
+    return ctx.beat_ticks
+
+
+class HarmonizeMode(Mode):
+    """Melody in, harmony commands out; the harmony worker (runtime side) runs the model and sends the notes.
+
+    The melody is quantized to the 16th grid for the model: step k owns the note-ons in
+    [k*120 - 60, k*120 + 60) ticks, and once that window has passed without a note the mode hands the
+    step to the model as held (the melody note still sounds) or resting (the model hears the last pitch,
+    as chorales have no rests). A bar of rest ends the piece; the next note starts a fresh one.
+    """
+
+    name = "harmonize"
+
+    def __init__(self) -> None:
+        self._melody: _Melody | None = None
+        self._last_pitch: int | None = None  # what the model hears while the melody rests
+        self._next_step: int | None = None  # the next 16th step for the model; None: no piece in progress
+        self._rest_steps = 0
+        self._pedal = False
+        self._chord: set[int] = set()  # pitches held on `chord_channel`
+        self._key_cache: tuple[str, frozenset[int]] | None = None
+        self.voiced = 0
+        self.ornaments = 0
+        self.inner_notes = 0
+        self.pieces = 0
+
+    # --- the player's MIDI ------------------------------------------------------------------------------
+
+    def handle(
+        self, message: ChannelMessage, now_ticks: int, ctx: ModeContext, player_note_on: bool
+    ) -> list[Command]:
+        settings = ctx.settings
+        if settings.chord_channel is not None and getattr(message, "channel", None) == settings.chord_channel:
+            if isinstance(message, NoteOn) and message.velocity > 0:
+                self._chord.add(message.note)
+            elif isinstance(message, NoteOff | NoteOn):
+                self._chord.discard(message.note)
+            return []  # the left hand steers; it is never melody
+        if isinstance(message, ControlChange) and message.control == CC_SUSTAIN:
+            self._pedal = message.value >= 64
+            melody = self._melody
+            if not self._pedal and melody is not None and melody.key_up:
+                return self._release(now_ticks)
+            return []
+        if isinstance(message, NoteOn) and message.velocity > 0:
+            return self._note_on(message, now_ticks, ctx) if player_note_on else []
+        if isinstance(message, NoteOff | NoteOn):  # a note-off (or a note-on with velocity 0)
+            melody = self._melody
+            if melody is None or message.note != melody.pitch or message.channel != melody.channel:
+                return []  # a legato note already replaced, or a chord tone under the melody
+            if self._pedal:
+                melody.key_up = True
+                return []
+            return self._release(now_ticks)
+        return []
+
+    def _note_on(self, message: NoteOn, now_ticks: int, ctx: ModeContext) -> list[Command]:
+        melody = self._melody
+        if melody is not None and now_ticks - melody.start_ticks < CHORD_WINDOW_TICKS and message.note < melody.pitch:
+            self.inner_notes += 1
+            return []  # played with the melody note and below it: the player's own chord tone
+        commands = self._catch_up(now_ticks, ctx)
+        quantized = (now_ticks + HALF_STEP_TICKS) // STEP_TICKS
+        step: int | None
+        new_piece = self._next_step is None
+        if new_piece:
+            step = quantized  # a new piece starts on this note's step
+            self.pieces += 1
+        elif quantized >= self._next_step:
+            step = quantized
+        elif self._next_step <= quantized + 1:
+            step = self._next_step  # a second note inside one step: the model hears it a 16th later
+        else:
+            step = None  # a fast ornament: the harmony holds under it
+            self.ornaments += 1
+        if step is not None:
+            self._next_step = step + 1
+        self._melody = _Melody(message.note, message.channel, now_ticks)
+        self._last_pitch = message.note
+        self._rest_steps = 0
+        self.voiced += 1
+        may_change = new_piece or (step is not None and (step * STEP_TICKS) % change_ticks(ctx) == 0)
+        commands.append(HarmonizeNote(message.note, message.velocity, message.channel, now_ticks, step, may_change,
+                                      self._key_pcs(ctx), self._chord_pcs(), ctx.settings))
+        return commands
+
+    def _release(self, now_ticks: int) -> list[Command]:
+        melody = self._melody
+        self._melody = None
+        return [ReleaseHarmony(melody.pitch, now_ticks)] if melody is not None else []
+
+    # --- time ---------------------------------------------------------------------------------------------
+
+    def tick(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
+        return self._catch_up(now_ticks, ctx)
+
+    def _catch_up(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
+        """Hand the model every step whose quantization window has closed with no note in it."""
+        if self._next_step is None or self._last_pitch is None:
+            return []
+        if now_ticks - self._next_step * STEP_TICKS > MAX_BEHIND_BARS * ctx.bar_ticks:
+            return self._end_piece(now_ticks, "the engine fell behind the clock")
+        commands: list[Command] = []
+        rest_limit = ctx.bar_ticks // STEP_TICKS
+        every = change_ticks(ctx)
+        key_pcs, chord_pcs = self._key_pcs(ctx), self._chord_pcs()
+        while self._next_step * STEP_TICKS + HALF_STEP_TICKS <= now_ticks:
+            step = self._next_step
+            melody = self._melody
+            if melody is None:
+                self._rest_steps += 1
+                if self._rest_steps > rest_limit:
+                    return commands + self._end_piece(now_ticks, "rest")
+            may_change = (step * STEP_TICKS) % every == 0
+            soprano = melody.pitch if melody is not None else self._last_pitch
+            commands.append(HarmonyStep(step, soprano, melody is not None, may_change, key_pcs, chord_pcs,
+                                        ctx.settings))
+            self._next_step = step + 1
+        return commands
+
+    def _end_piece(self, now_ticks: int, reason: str) -> list[Command]:
+        self._next_step = None
+        self._last_pitch = None
+        self._rest_steps = 0
+        return [StopHarmony(now_ticks, reason)]
+
+    # --- what steers the voices -----------------------------------------------------------------------------
+
+    def _key_pcs(self, ctx: ModeContext) -> frozenset[int] | None:
+        settings = ctx.settings
+        if not settings.key_lock:
+            return None
+        if settings.harmony_key is not None:
+            if self._key_cache is None or self._key_cache[0] != settings.harmony_key:
+                self._key_cache = (settings.harmony_key, Key.parse(settings.harmony_key).scale_pitch_classes)
+            return self._key_cache[1]
+        return ctx.key.scale_pitch_classes if ctx.key is not None else None
+
+    def _chord_pcs(self) -> frozenset[int] | None:
+        return frozenset(p % 12 for p in self._chord) if self._chord else None
+
+    # --- the engine's calls ---------------------------------------------------------------------------------
+
+    def cancel(self, now_ticks: int, how: str = "stop") -> list[Command]:
+        active = self._next_step is not None or self._melody is not None
+        self._melody = None
+        self._pedal = False
+        self._chord.clear()
+        self._end_piece(now_ticks, "stop")
+        # The worker silences what it sounded; the scheduler's cancel ends the tag at once even if it is busy.
+        return [StopHarmony(now_ticks, "stop"), Cancel(HARMONY_TAG, now_ticks, "stop")] if active else []
+
+    def regenerate(self, now_ticks: int, ctx: ModeContext, new_seed: bool) -> list[Command]:
+        return [Log("info", "harmonize voices each note as you play it: there is no take to regenerate")]
+
+    def snapshot(self, now_ticks: int) -> dict[str, Any]:
+        return {
+            "harmonizing": self._melody is not None,
+            "melody_pitch": self._melody.pitch if self._melody is not None else None,
+            "harmony_notes": self.voiced,
+            "ornaments": self.ornaments,
+            "chord_held": sorted(self._chord),
+        }
+
+
+MODE = HarmonizeMode
