@@ -8,26 +8,37 @@ import signal
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 
 from companion.core.engine import EngineSettings
 from companion.generators import make_generator
 from companion.midi.clock import InternalClock, MidiClockFollower
-from companion.midi.ports import PortWatcher, open_input, open_output, pick_backend
+from companion.midi.ports import PortWatcher, jack_period_ns, open_input, open_output, pick_backend
+from companion.presets import DEFAULT_PRESET, ClockOptions, Preset, load_preset
+from companion.recording import TakeRecorder
 from companion.runtime import Runtime, RuntimeConfig
 
 log = logging.getLogger("companion")
 
 
-def config_from_args(args: argparse.Namespace) -> RuntimeConfig:
+def config_from_args(args: argparse.Namespace, preset: Preset | None = None) -> RuntimeConfig:
+    """Command-line flags win over the preset's [clock] and [model] tables."""
+    clock = preset.clock if preset else ClockOptions()
+    extras = preset.extras if preset else {}
     return RuntimeConfig(
         backend=args.backend,
         in_port=args.in_port,
         out_port=args.out_port,
         connect_in=args.connect_in,
         connect_out=args.connect_out,
-        clock=args.clock or "internal",
-        bpm=args.bpm or 120.0,
-        send_clock=args.send_clock,
+        clock=args.clock or clock.source,
+        bpm=args.bpm or clock.bpm,
+        send_clock=args.send_clock or clock.send,
+        model=str(extras.get("model", "auto")),
+        checkpoint=extras.get("checkpoint"),
+        record_dir=args.record,
+        in_name=args.in_name,
+        out_name=args.out_name,
     )
 
 
@@ -44,12 +55,12 @@ def make_clock(config: RuntimeConfig, beats_per_bar: int) -> InternalClock | Mid
     return InternalClock(config.bpm, beats_per_bar=beats_per_bar)
 
 
-def build_runtime(config: RuntimeConfig, settings: EngineSettings) -> Runtime:
+def build_runtime(config: RuntimeConfig, settings: EngineSettings, preset: Preset | None = None) -> Runtime:
     """Open the ports and the model the config names; every failure is a CompanionError that says what to do."""
     backend = pick_backend(config.backend)
     watcher = PortWatcher(on_event=lambda event: None)
     with ExitStack() as opened:
-        outputs = [open_output(backend, port=config.out_port)]
+        outputs = [open_output(backend, port=config.out_port, virtual_name=config.out_name)]
         opened.callback(outputs[0].close)
         if config.connect_out:
             outputs.append(open_output(backend, port=config.connect_out, virtual_name="Companion Out link"))
@@ -65,10 +76,11 @@ def build_runtime(config: RuntimeConfig, settings: EngineSettings) -> Runtime:
 
             return open_with
 
-        inputs = [input_factory(config.in_port, "Companion In")]
+        inputs = [input_factory(config.in_port, config.in_name)]
         if config.connect_in:
             inputs.append(input_factory(config.connect_in, "Companion In link"))
-        generator, warning = make_generator(config.model)
+        generator, warning = make_generator(config.model, Path(config.checkpoint) if config.checkpoint else None)
+        recorder = TakeRecorder(config.record_dir) if config.record_dir else None
         runtime = Runtime(
             settings,
             inputs=inputs,
@@ -77,8 +89,12 @@ def build_runtime(config: RuntimeConfig, settings: EngineSettings) -> Runtime:
             clock=make_clock(config, settings.beats_per_bar),
             on_port_check=lambda: [(event.kind, event.port, event.text) for event in watcher.check()],
             send_clock=config.send_clock and config.clock == "internal",
-            port_names={"backend": backend, "in": config.in_port or "Companion In (virtual)",
-                        "out": config.out_port or "Companion Out (virtual)"},
+            preset=preset,
+            recorder=recorder,
+            # JACK delivers MIDI at period boundaries: sending half a period early centres notes on the beat.
+            send_ahead_ns=jack_period_ns() // 2 if backend == "jack" else 0,
+            port_names={"backend": backend, "in": config.in_port or f"{config.in_name} (virtual)",
+                        "out": config.out_port or f"{config.out_name} (virtual)"},
         )
         opened.pop_all()  # the runtime owns the ports now
     if warning:
@@ -86,7 +102,7 @@ def build_runtime(config: RuntimeConfig, settings: EngineSettings) -> Runtime:
     if config.send_clock and config.clock == "external":
         runtime.log("warning", "--send-clock is ignored with --clock external: the DAW is the clock master")
     log.info("MIDI backend %s: listening on %s, playing to %s", backend,
-             config.in_port or "'Companion In' (virtual)", config.out_port or "'Companion Out' (virtual)")
+             config.in_port or f"'{config.in_name}' (virtual)", config.out_port or f"'{config.out_name}' (virtual)")
     return runtime
 
 
@@ -114,9 +130,10 @@ def run_headless(runtime: Runtime) -> int:
 
 def run_app(args: argparse.Namespace) -> int:
     """`companion run`: the terminal UI, or headless with --headless."""
-    config = config_from_args(args)
-    settings = settings_from_args(args)
-    runtime = build_runtime(config, settings)
+    preset = load_preset(args.preset or DEFAULT_PRESET)
+    config = config_from_args(args, preset)
+    settings = settings_from_args(args, preset.engine_settings())
+    runtime = build_runtime(config, settings, preset)
     if args.headless:
         return run_headless(runtime)
     try:

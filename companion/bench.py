@@ -55,8 +55,10 @@ def bench_scheduler(seconds: float) -> Row:
             "max_ms": stats["max_ns"] / 1e6}
 
 
-def _thru_roundtrip(open_ports: Callable[[Callable[[list[int], int], None]], tuple[Callable[[list[int]], None], Callable[[], None]]],
-                    count: int, gap_s: float) -> list[int]:
+PortOpener = Callable[[Callable[[list[int], int], None]], tuple[Callable[[list[int]], None], Callable[[], None]]]
+
+
+def _thru_roundtrip(open_ports: PortOpener, count: int, gap_s: float) -> list[int]:
     """Send note-on/off pairs with thru on and time each from send to arrival at the receiver."""
     arrivals: dict[int, int] = {}
     got = threading.Condition()
@@ -113,7 +115,7 @@ def bench_inprocess(seconds: float) -> Row:
 
 def bench_jack(seconds: float) -> Row:
     """A test client's note into `Companion In` until it arrives back from `Companion Out`, over JACK."""
-    from companion.midi.ports import open_input, open_output
+    from companion.midi.ports import jack_period_ns, open_input, open_output
 
     def open_ports(on_receive: Callable[[list[int], int], None]) -> tuple[Callable, Callable]:
         client = f"companion-bench-{os.getpid()}"  # a name of its own: never another running companion's ports
@@ -126,20 +128,9 @@ def bench_jack(seconds: float) -> Row:
         return player.send, lambda: (runtime.close(), receiver.close(), player.close())
 
     samples = _thru_roundtrip(open_ports, count=int(seconds * 50), gap_s=0.02)
-    period_ms = _jack_period_ms()
+    period_ms = jack_period_ns() / 1e6
     return {"measure": f"input -> output over JACK (period {period_ms:.2f} ms)",
             "target": f"p99 <= {period_ms + 2:.2f} ms (one period + 2 ms)", **percentiles(samples)}
-
-
-def _jack_period_ms() -> float:
-    import subprocess
-
-    try:
-        frames = int(subprocess.run(["jack_bufsize"], capture_output=True, text=True, timeout=5).stdout.split()[-1])
-        rate = int(subprocess.run(["jack_samplerate"], capture_output=True, text=True, timeout=5).stdout.split()[-1])
-        return 1000.0 * frames / rate
-    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
-        return 64 * 1000.0 / 48000
 
 
 def bench_answers(seconds: float) -> Row:

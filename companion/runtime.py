@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from companion.core.engine import Engine, EngineSettings
@@ -18,6 +19,7 @@ from companion.core.events import (
     Cancel,
     ClockMessage,
     Command,
+    HarmonyCommand,
     Log,
     NoteOff,
     NoteOn,
@@ -27,16 +29,23 @@ from companion.core.events import (
     SendNow,
 )
 from companion.generators import Generator
-from companion.midi.clock import ClockSender, InternalClock, MidiClockFollower
+from companion.harmony import HarmonyWorker, Loader, load_harmonizers
+from companion.midi.clock import ClockSender, InternalClock, MidiClockFollower, try_realtime
 from companion.midi.codec import DecodeStats, decode
 from companion.midi.ports import InputPort, OutputPort
-from companion.scheduler import Scheduler
+from companion.preset_session import PresetSession
+from companion.presets import Preset
+from companion.recording import TakeRecorder, write_take_files
+from companion.scheduler import LATE_TOLERANCE_NS, Scheduler
 
 log = logging.getLogger("companion")
 
 ENGINE_TICK_NS = 2_000_000  # the engine polls phrase ends and answer starts every 2 ms
 GIL_SWITCH_INTERVAL_S = 0.0002
+ENGINE_REALTIME_PRIORITY = 5
 SNAPSHOT_NS = 33_000_000  # the UI's picture is rebuilt about 30 times a second
+LOOKAHEAD_BEATS = 2.0  # the generator worker decodes at most this far ahead of the playhead (ReaLJam's lookahead)
+THROTTLE_WAIT_S = 0.01  # while held at the horizon, re-check cancel, close and tempo this often
 _STOP = object()
 _CLOCK_TYPES = ClockMessage.__args__  # type: ignore[attr-defined]
 
@@ -54,6 +63,10 @@ class RuntimeConfig:
     bpm: float = 120.0
     send_clock: bool = False
     model: str = "auto"  # "auto" | "markov" | "transformer"
+    checkpoint: str | None = None  # None: the shipped checkpoint
+    in_name: str = "Companion In"  # names of the virtual ports (two companions side by side need their own)
+    out_name: str = "Companion Out"
+    record_dir: str | None = None  # --record DIR: every take saved there
 
 
 class Runtime:
@@ -69,8 +82,11 @@ class Runtime:
         clock: InternalClock | MidiClockFollower,
         on_port_check: Callable[[], list[tuple[str, str, str]]] | None = None,
         port_names: dict[str, str] | None = None,
-        preset_name: str | None = None,
+        preset: Preset | None = None,
+        recorder: TakeRecorder | None = None,
         send_clock: bool = False,
+        harmonizer_loader: Loader | None = None,
+        send_ahead_ns: int = 0,
     ) -> None:
         self.engine = Engine(settings)
         self.clock = clock
@@ -81,23 +97,31 @@ class Runtime:
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._cancelled: set[str] = set()
         self._requested: deque[str] = deque(maxlen=64)  # recent answer tags, so a panic can stop their generation
+        self._queued_starts: dict[str, int] = {}  # tag -> start_ticks of requests waiting for the generator worker
         self.planned_answers: deque[tuple[str, int, int]] = deque(maxlen=64)  # (tag, start_ticks, end_ticks)
         self._lock = threading.Lock()
         self._log_lines: deque[tuple[str, str]] = deque(maxlen=200)
         self._listeners: list[Callable[[str, str], None]] = []
-        self._counters = {"notes_in": 0, "notes_out": 0, "answers": 0}
+        self._counters = {"notes_in": 0, "notes_out": 0, "answers": 0, "late_notes": 0}
+        self.lookahead_beats = LOOKAHEAD_BEATS
         self._last_generation_ms: float | None = None
         self._snapshot: dict[str, Any] = {}
         self._on_port_check = on_port_check
         self._port_names = port_names or {}
         self._lost_ports: set[str] = set()
-        self._preset_name = preset_name
+        self.presets = PresetSession(preset)
+        self.recorder = recorder
+        self._saves: queue.SimpleQueue[Any] = queue.SimpleQueue()  # finished takes, written by the supervisor
         # Recent note traffic for the piano roll: (time_ns, bytes); appends are atomic and cheap on every thread.
         self._wire_in: deque[tuple[int, list[int]]] = deque(maxlen=512)
         self._wire_out: deque[tuple[int, Sequence[int]]] = deque(maxlen=512)
         self._closed = threading.Event()
         self._error: BaseException | None = None
-        self.scheduler = Scheduler(self._send_bytes, clock, on_error=self._thread_failed)
+        # Harmonize mode: the harmony worker starts when the mode is first used (torch loads only then).
+        self._harmonizer_loader = harmonizer_loader or load_harmonizers
+        self.harmony: HarmonyWorker | None = None
+        self.scheduler = Scheduler(self._send_bytes, clock, on_error=self._thread_failed,
+                                   send_ahead_ns=send_ahead_ns)
         # As clock master, F8 pulses go out from their own deadline thread through the same thread-safe ports.
         self._clock_out = ClockSender(self._send_bytes, clock) if send_clock else None
         self._inputs = [factory(self._on_midi) for factory in inputs]
@@ -119,6 +143,8 @@ class Runtime:
         for thread in self._threads:
             thread.start()
         self.log("info", f"answering with the {self.generator.name} model")
+        if self.recorder is not None:
+            self._start_take()
         return self
 
     def close(self) -> None:
@@ -133,7 +159,11 @@ class Runtime:
                 thread.join(timeout=2.0)
         if self._clock_out is not None:
             self._clock_out.stop()
+        if self.harmony is not None:
+            self.harmony.close()  # its note-offs go out before the scheduler's final panic
         self.scheduler.close()
+        self._stop_take()
+        self._write_takes()
         for port in self._inputs:
             port.close()
         for port in self._outputs:
@@ -202,6 +232,9 @@ class Runtime:
         self._inbox.put((data, time_ns))
 
     def _engine_loop(self) -> None:
+        problem = try_realtime(ENGINE_REALTIME_PRIORITY)  # below the scheduler's: it must never wait on us
+        if problem:
+            self.log("info", f"engine thread at normal priority ({problem})")
         next_tick_ns = next_snapshot_ns = time.monotonic_ns()
         while True:
             timeout_s = max(0, next_tick_ns - time.monotonic_ns()) / 1e9
@@ -215,7 +248,10 @@ class Runtime:
                 self._handle_item(item)
             now_ns = time.monotonic_ns()
             if now_ns >= next_tick_ns:
-                self._apply(self.engine.tick(self.clock.timebase().ticks_at(now_ns)))
+                ticks = self.clock.timebase().ticks_at(now_ns)
+                self._apply(self.engine.tick(ticks))
+                self._apply(self.presets.tick(self.engine, ticks))
+                self._apply_clock_change()
                 next_tick_ns = now_ns + ENGINE_TICK_NS
             if now_ns >= next_snapshot_ns:
                 self._publish(now_ns)
@@ -223,7 +259,7 @@ class Runtime:
 
     def _handle_item(self, item: Any) -> None:
         if isinstance(item, tuple) and item and item[0] == "intent":
-            self._apply(self.engine.intent(item[1]))
+            self._apply(self._intent(item[1]))
             return
         data, time_ns = item
         message = decode(data, self.decode_stats)
@@ -233,23 +269,36 @@ class Runtime:
             if isinstance(self.clock, MidiClockFollower):
                 self.clock.feed(message, time_ns)
             return
+        ticks = self.clock.timebase().ticks_at(time_ns)
+        consumed, commands = self.presets.handle(self.engine, message, ticks)
+        self._apply(commands)
+        if consumed:  # a mapped CC or a bank Program Change is a control, not music
+            return
         if isinstance(message, NoteOn | NoteOff):
             self._wire_in.append((time_ns, data))
+            if self.recorder is not None:
+                self.recorder.note("player", data, ticks)
             if isinstance(message, NoteOn):
                 self._counters["notes_in"] += 1
-        self._apply(self.engine.handle(message, self.clock.timebase().ticks_at(time_ns)))
+        self._apply(self.engine.handle(message, ticks), time_ns)
 
-    def _apply(self, commands: list[Command]) -> None:
+    def _apply(self, commands: list[Command], arrival_ns: int | None = None) -> None:
+        if self.harmony is None and self.engine.settings.mode == "harmonize":
+            self._start_harmony()  # load and warm the model before the first melody note
         for command in commands:
             if isinstance(command, SendNow):
                 self.scheduler.send_now(command.message)
             elif isinstance(command, ScheduleNotes):
                 self.scheduler.submit(command.notes, command.tag)
             elif isinstance(command, RequestAnswer):
+                command = self.presets.request(command)
+                if self.recorder is not None:
+                    self.recorder.answer(command)
                 self._counters["answers"] += 1
                 with self._lock:
                     self._requested.append(command.tag)
                     self.planned_answers.append((command.tag, command.start_ticks, command.end_ticks))
+                    self._queued_starts[command.tag] = command.start_ticks
                 self._requests.put(command)
             elif isinstance(command, Cancel):
                 if command.how == "stop":
@@ -261,31 +310,142 @@ class Runtime:
                     self._cancelled.update(self._requested)
                 self.scheduler.panic()
                 self.log("info", f"all notes off ({command.reason})")
+            elif isinstance(command, HarmonyCommand):
+                self._start_harmony().submit(command, arrival_ns)
             elif isinstance(command, Log):
                 self.log(command.level, command.text)
+
+    def _start_harmony(self) -> HarmonyWorker:
+        """Harmonize mode: the worker that owns the harmony model (it loads on the worker's own thread, once)."""
+        if self.harmony is None:
+            self.harmony = HarmonyWorker(self.scheduler.send_now, self._harmonizer_loader, log_line=self.log,
+                                         seed=self.engine.settings.seed).start()
+        return self.harmony
 
     def _generator_loop(self) -> None:
         while True:
             request = self._requests.get()
             if request is _STOP:
                 return
+            with self._lock:
+                self._queued_starts.pop(request.tag, None)
+            if self._generation_stopped(request.tag):
+                continue  # cancelled while it waited in the queue: no model work at all
             started_ns = time.monotonic_ns()
             first = True
+            late = 0
             try:
                 for note in self.generator.stream(request):
-                    with self._lock:
-                        if request.tag in self._cancelled or self._closed.is_set():
-                            break
-                    self.scheduler.submit((note,), request.tag)
                     if first:
                         self._last_generation_ms = (time.monotonic_ns() - started_ns) / 1e6
                         first = False
+                    # The stream is lazy: holding here stops the decoder until the note nears the playhead.
+                    if not self._hold_until_horizon(request.tag, note.start_ticks):
+                        break
+                    timebase = self.clock.timebase()
+                    if time.monotonic_ns() - timebase.ns_at(note.start_ticks) > LATE_TOLERANCE_NS:
+                        late += 1  # the scheduler would skip it; never delay the notes after it
+                        continue
+                    self.scheduler.submit((note,), request.tag)
             except Exception as err:  # a model failure loses this answer, never the session
                 self.log("error", f"the {self.generator.name} model failed on an answer: {err}")
             self._last_total_generation_ms = (time.monotonic_ns() - started_ns) / 1e6
+            if late:
+                self._counters["late_notes"] += late
+                self.log("warning", f"{request.tag}: {late} note(s) came from the {self.generator.name} model "
+                                    "after their time and were dropped")
+            with self._lock:  # forget cancel marks of answers no longer tracked
+                self._cancelled.intersection_update(self._requested)
+
+    def _generation_stopped(self, tag: str, note_ticks: int | None = None) -> bool:
+        """Cancelled, closing, or superseded: a newer request waiting in the queue starts by `note_ticks`."""
+        with self._lock:
+            if tag in self._cancelled or self._closed.is_set():
+                return True
+            return note_ticks is not None and any(
+                start <= note_ticks for queued, start in self._queued_starts.items() if queued not in self._cancelled)
+
+    def _hold_until_horizon(self, tag: str, start_ticks: int) -> bool:
+        """Wait until `start_ticks` is within the lookahead of the playhead; False once stopped or superseded.
+
+        A duet replaces the tentative rest of its plan with a new request: the old one must not make the new
+        one wait, so a request queued to start at or before this note ends this one's generation.
+        """
+        while not self._generation_stopped(tag, start_ticks):
+            timebase = self.clock.timebase()
+            horizon_ticks = round(self.lookahead_beats * timebase.beat_ticks)
+            now_ns = time.monotonic_ns()
+            if start_ticks - timebase.ticks_at(now_ns) <= horizon_ticks:
+                return True
+            wait_s = (timebase.ns_at(start_ticks - horizon_ticks) - now_ns) / 1e9
+            self._closed.wait(min(max(wait_s, 0.0), THROTTLE_WAIT_S))
+        return False
+
+    # --- presets and takes (engine thread, except the file writing) ---------------------------------------
+
+    def _intent(self, intent: object) -> list[Command]:
+        if type(intent).__name__ == "SetRecording":
+            if getattr(intent, "on", False):
+                self._start_take()
+            else:
+                self._stop_take()
+            return []
+        ticks = self.clock.timebase().ticks_at(time.monotonic_ns())
+        commands = self.presets.intent(self.engine, intent, ticks)
+        return self.engine.intent(intent) if commands is None else commands
+
+    def _apply_clock_change(self) -> None:
+        change = self.presets.take_clock_change()
+        if change is None:
+            return
+        if isinstance(self.clock, InternalClock):
+            self.clock.set_tempo(change.bpm)
+            self.clock.set_meter(change.beats_per_bar, change.beat_unit)
+        if self.recorder is not None:
+            ticks = self.clock.timebase().ticks_at(time.monotonic_ns())
+            self.recorder.settings_changed(ticks, dataclasses.asdict(self.engine.settings), self.presets.extras,
+                                           self.presets.preset)
+
+    def _start_take(self) -> None:
+        if self.recorder is None:
+            self.log("warning", "recording needs a take folder: start with --record DIR")
+            return
+        timebase = self.clock.timebase()
+        self.recorder.start(
+            timebase.ticks_at(time.monotonic_ns()), bpm=timebase.bpm, beats_per_bar=timebase.beats_per_bar,
+            beat_unit=timebase.beat_unit, settings=dataclasses.asdict(self.engine.settings),
+            extras=self.presets.extras, preset=self.presets.preset, model=self.generator.name,
+            checkpoint=getattr(self.generator, "checkpoint", None),
+            clock="external" if isinstance(self.clock, MidiClockFollower) else "internal")
+        self.log("info", f"recording a take into {self.recorder.directory}")
+
+    def _stop_take(self) -> None:
+        if self.recorder is None or not self.recorder.recording:
+            return
+        take = self.recorder.stop(self.clock.timebase().ticks_at(time.monotonic_ns()),
+                                  {"lateness": self.scheduler.lateness_stats(),
+                                   "generation_ms": self._last_generation_ms})
+        if take is not None:
+            self._saves.put(take)
+
+    def _write_takes(self) -> None:
+        """File I/O, on the supervisor thread (and at close): never on the engine or scheduler threads."""
+        while True:
+            try:
+                take = self._saves.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                midi_path, _ = write_take_files(take, self.recorder.directory, datetime.now())
+                self.log("info", f"take saved: {midi_path}")
+            except OSError as err:
+                self.log("error", f"could not save the take: {err}")
 
     def _supervise(self) -> None:
+        if self.scheduler.realtime_problem and not self._closed.wait(0.5):
+            self.log("warning", f"scheduler: {self.scheduler.realtime_problem}")
         while not self._closed.wait(1.0):
+            self._write_takes()
             if self._on_port_check is not None:
                 for kind, port, text in self._on_port_check():
                     if kind == "lost":
@@ -301,6 +461,8 @@ class Runtime:
             self._wire_out.append((time.monotonic_ns(), data))
             if kind == 0x90 and data[2] > 0:
                 self._counters["notes_out"] += 1
+            if self.recorder is not None:
+                self.recorder.note("companion", data, self.clock.timebase().ticks_at(time.monotonic_ns()))
         for port in self._outputs:
             if not port.closed:
                 port.send(data)
@@ -314,7 +476,7 @@ class Runtime:
             "settings": dataclasses.asdict(self.engine.settings),
             "beats_per_bar": timebase.beats_per_bar,
             "ports": {**self._port_names, "lost": list(self._lost_ports)},
-            "preset": self._preset_name,
+            **self.presets.snapshot(),
             "notes": _piano_roll(self._wire_in, "player", timebase)
             + _piano_roll(self._wire_out, "companion", timebase),
             "planned": self.scheduler.planned() if hasattr(self.scheduler, "planned") else [],
@@ -328,6 +490,7 @@ class Runtime:
             "generation_ms": self._last_generation_ms,
             "counters": dict(self._counters),
             "dropped": self.decode_stats.as_dict(),
+            "harmony": self.harmony.snapshot() if self.harmony is not None else None,
         }
         with self._lock:
             self._snapshot = snap

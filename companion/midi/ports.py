@@ -481,3 +481,20 @@ class PortWatcher:
         for event in events:
             self._on_event(event)
         return events
+
+
+def jack_period_ns(default_frames: int = 64, default_rate: int = 48000) -> int:
+    """The JACK server's period (buffer size / sample rate), from jack_bufsize and jack_samplerate if present."""
+    import shutil
+    import subprocess
+
+    frames, rate = default_frames, default_rate
+    try:
+        if shutil.which("jack_bufsize") and shutil.which("jack_samplerate"):
+            def ask(tool: str) -> int:
+                return int(subprocess.run([tool], capture_output=True, text=True, timeout=5).stdout.split()[-1])
+
+            frames, rate = ask("jack_bufsize"), ask("jack_samplerate")
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        frames, rate = default_frames, default_rate
+    return round(1e9 * frames / rate)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -18,6 +19,12 @@ from companion.core.events import PPQ
 from companion.runtime import RuntimeConfig
 
 pytestmark = pytest.mark.jack
+
+
+def _names() -> tuple[str, str]:
+    """Port names of this test's own, so another companion on the same JACK server is never picked instead."""
+    tag = uuid.uuid4().hex[:8]
+    return f"Companion In {tag}", f"Companion Out {tag}"
 
 # (pitch, onset, duration) in ticks from the phrase's first bar line: a one-bar D-major phrase.
 PHRASE = [(62, 0, 200), (66, 240, 200), (69, 480, 400), (71, 960, 200), (69, 1200, 200), (66, 1440, 400)]
@@ -51,9 +58,11 @@ def _play_at(send: Callable[[list[int]], int], events: list[tuple[int, list[int]
 
 def test_phrase_in_answer_out_on_the_bar(jack_client, poll) -> None:
     settings = EngineSettings(seed=3, silence_beats=1.0, response_bars=1, response_start="bar")
-    runtime = build_runtime(RuntimeConfig(backend="jack", bpm=180.0, model="markov"), settings).start()
+    name_in, name_out = _names()
+    runtime = build_runtime(RuntimeConfig(backend="jack", bpm=180.0, model="markov", in_name=name_in,
+                                          out_name=name_out), settings).start()
     try:
-        client = jack_client("daw").connect_out("Companion In").connect_in("Companion Out")
+        client = jack_client("daw").connect_out(name_in).connect_in(name_out)
         timebase = runtime.clock.timebase()
         first_bar = timebase.next_bar(timebase.ticks_at(time.monotonic_ns()) + PPQ)
         events = [(timebase.ns_at(first_bar + on), [0x90, p, 96]) for p, on, _ in PHRASE]
@@ -80,9 +89,11 @@ def test_phrase_in_answer_out_on_the_bar(jack_client, poll) -> None:
 def test_player_resuming_stops_the_answer_with_note_offs(jack_client) -> None:
     settings = EngineSettings(seed=1, silence_beats=0.5, response_bars=4, response_start="beat",
                               on_player_resume="stop")
-    runtime = build_runtime(RuntimeConfig(backend="jack", bpm=200.0, model="markov"), settings).start()
+    name_in, name_out = _names()
+    runtime = build_runtime(RuntimeConfig(backend="jack", bpm=200.0, model="markov", in_name=name_in,
+                                          out_name=name_out), settings).start()
     try:
-        client = jack_client("daw").connect_out("Companion In").connect_in("Companion Out")
+        client = jack_client("daw").connect_out(name_in).connect_in(name_out)
         timebase = runtime.clock.timebase()
         start = timebase.next_beat(timebase.ticks_at(time.monotonic_ns()) + PPQ)
         _play_at(client.send, [(timebase.ns_at(start + on), [0x90, p, 96]) for p, on, _ in PHRASE]
@@ -99,18 +110,29 @@ def test_player_resuming_stops_the_answer_with_note_offs(jack_client) -> None:
         runtime.close()
 
 
-def _start_headless(*extra: str) -> subprocess.Popen[str]:
+def _start_headless(names: tuple[str, str], *extra: str) -> subprocess.Popen[str]:
+    """`companion run --headless` in its own process; returns once both of its ports are up."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "companion", "run", "--headless", "--backend", "jack", "--seed", "2", *extra],
+    process = subprocess.Popen(
+        [sys.executable, "-m", "companion", "run", "--headless", "--backend", "jack", "--seed", "2",
+         "--in-name", names[0], "--out-name", names[1], *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 60  # a cold start imports torch: slow on a busy CI box
+    while process.poll() is None and time.monotonic() < deadline:
+        listed = subprocess.run(["jack_lsp"], capture_output=True, text=True, timeout=10).stdout
+        if all(name in listed for name in names):
+            break
+        time.sleep(0.1)
+    assert process.poll() is None, process.communicate(timeout=5)[0]
+    return process
 
 
 def test_sigterm_during_an_answer_leaves_no_stuck_note(jack_client) -> None:
-    process = _start_headless("--bpm", "200")
+    names = _names()
+    process = _start_headless(names, "--bpm", "200")
     try:
         client = jack_client("daw")
-        client.connect_out("Companion In").connect_in("Companion Out")
+        client.connect_out(names[0]).connect_in(names[1])
         beat_ns = int(60e9 / 200)
         t0 = time.monotonic_ns() + beat_ns
         held = [(t0 + i * beat_ns // 2, p) for i, p in enumerate([60, 64, 67, 72, 71, 67, 64, 62])]
@@ -131,10 +153,11 @@ def test_sigterm_during_an_answer_leaves_no_stuck_note(jack_client) -> None:
 
 def test_answers_follow_the_daws_clock(jack_client) -> None:
     """With --clock external the answer lands on the beat grid of the MIDI clock the 'DAW' sends."""
-    process = _start_headless("--clock", "external")
+    names = _names()
+    process = _start_headless(names, "--clock", "external")
     stop = threading.Event()
     try:
-        client = jack_client("daw").connect_out("Companion In").connect_in("Companion Out")
+        client = jack_client("daw").connect_out(names[0]).connect_in(names[1])
         bpm = 150.0
         pulse_ns = int(60e9 / bpm / 24)
         origin_ns = time.monotonic_ns() + 200_000_000
@@ -167,8 +190,10 @@ def test_answers_follow_the_daws_clock(jack_client) -> None:
 
 def test_clock_master_sends_start_and_pulses_at_the_tempo(jack_client) -> None:
     settings = EngineSettings()
-    runtime = build_runtime(RuntimeConfig(backend="jack", bpm=125.0, send_clock=True, model="markov"), settings)
-    client = jack_client("daw").connect_in("Companion Out")
+    name_in, name_out = _names()
+    runtime = build_runtime(RuntimeConfig(backend="jack", bpm=125.0, send_clock=True, model="markov",
+                                          in_name=name_in, out_name=name_out), settings)
+    client = jack_client("daw").connect_in(name_out)
     runtime.start()
     try:
         assert client.wait_for(lambda m: sum(1 for d, _ in m if d == [0xF8]) >= 97, timeout_s=10)
