@@ -498,3 +498,27 @@ def jack_period_ns(default_frames: int = 64, default_rate: int = 48000) -> int:
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         frames, rate = default_frames, default_rate
     return round(1e9 * frames / rate)
+
+
+def format_backends(infos: Sequence[BackendInfo] | None = None) -> str:
+    """`companion ports`: each backend, whether it works and can open virtual ports, and the ports it sees."""
+    infos = list_backends() if infos is None else infos
+    lines: list[str] = []
+    for info in infos:
+        if not info.compiled:
+            state = "not available in this build"
+        elif not info.usable:
+            state = "not usable now"
+        else:
+            state = "usable, virtual ports" if info.virtual_ports else "usable, named ports only"
+        lines.append(f"{info.name}: {state}")
+        if info.why:
+            lines.append(f"  why: {info.why}")
+        if info.usable:
+            lines.append("  ports you can listen to (--in-port): " + (", ".join(info.inputs) or "none"))
+            lines.append("  ports you can play to (--out-port): " + (", ".join(info.outputs) or "none"))
+    try:
+        lines.append(f"auto picks: {pick_backend('auto', infos)}")
+    except PortError as err:
+        lines.append(f"auto picks nothing: {err.message}")
+    return "\n".join(lines)
