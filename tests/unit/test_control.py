@@ -190,5 +190,5 @@ def test_with_extras_lays_engine_settings_over_the_preset_extras() -> None:
 
 
 def test_split_changes_sends_non_engine_settings_to_the_extras() -> None:
-    engine, extras = split_changes({"temperature": 0.8, "density": 4.0, "harmony_style": "pad"})
-    assert engine == {"temperature": 0.8} and extras == {"density": 4.0, "harmony_style": "pad"}
+    engine, extras = split_changes({"temperature": 0.8, "density": 4.0, "style": "chorale"})
+    assert engine == {"temperature": 0.8} and extras == {"density": 4.0, "style": "chorale"}
