@@ -25,7 +25,7 @@ from companion.tui.piano_roll import PianoRoll
 from companion.tui.ports_screen import PortsScreen
 from companion.tui.presets_screen import PresetsScreen
 
-REFRESH_HZ = 30
+REFRESH_HZ = 20  # snapshots read per second; the roll draws at most every MIN_FRAME_NS
 PENDING_NS = 600_000_000  # a value just set by a key wins over snapshots for this long (the engine catches up)
 LOG_BACKLOG = 500
 HINT = ("Space panic · R rec · N regen (Shift: same seed) · M mode · ↑↓←→ controls · C learn CC · "
@@ -104,8 +104,10 @@ class CompanionApp(App[int]):
 
     def __init__(self, runtime: RuntimeLike, *, refresh_hz: float = REFRESH_HZ,
                  list_backends: Callable[[], Sequence[Any]] | None = None,
-                 clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock_ns: Callable[[], int] = time.monotonic_ns,
+                 on_ready: Callable[[], object] | None = None) -> None:
         super().__init__()
+        self._on_ready = on_ready
         self.runtime = runtime
         self.refresh_hz = refresh_hz
         self.piano = KeyboardPiano()
@@ -147,6 +149,8 @@ class CompanionApp(App[int]):
         self.post_message(LogArrived())
         self._refresh_from_runtime()
         self.set_interval(1.0 / self.refresh_hz, self._refresh_from_runtime)
+        if self._on_ready is not None:
+            self.call_after_refresh(self._on_ready)  # the runtime starts once the screen is up
 
     def _safe_snapshot(self) -> dict[str, Any]:
         snap = self.runtime.snapshot()
@@ -357,10 +361,10 @@ def build_app(runtime: RuntimeLike, **options: Any) -> CompanionApp:
 
 
 def run_tui(runtime: Any) -> int:
-    """Start the runtime, run the app until quit, then all notes off; 0, or 1 if a runtime thread failed."""
-    runtime.start()
+    """Run the app, starting the runtime once the screen is up (building the UI holds the interpreter for a
+    moment: better before the first note than during it); at quit all notes off. 0, or 1 if a thread failed."""
     try:
-        build_app(runtime).run()
+        build_app(runtime, on_ready=runtime.start).run()
     finally:
         runtime.close()
     return 0 if getattr(runtime, "error", None) is None else 1

@@ -152,7 +152,7 @@ class ControlsPanel(Widget):
             text.append(f"{spec.format(value):>8} ", style="bold")
             filled = round(spec.fraction(value) * BAR_CELLS)
             text.append("█" * filled, style="green")
-            text.append("░" * (BAR_CELLS - filled), style="grey35")
+            text.append("░" * (BAR_CELLS - filled), style="#585858")
             if spec.key == "key_lock":
                 text.append(f" {self.detected_key or 'no key yet'}", style="cyan")
             if self.learning == spec.key:

@@ -26,7 +26,7 @@ def beat_indicator(beat: int, beats_per_bar: int, running: bool) -> Text:
     text = Text()
     for index in range(1, max(1, beats_per_bar) + 1):
         lit = running and index == beat
-        style = ("bold black on red" if index == 1 else "bold black on green") if lit else "grey42"
+        style = ("bold black on red" if index == 1 else "bold black on green") if lit else "#6c6c6c"
         text.append(f" {index} ", style=style)
         text.append(" ")
     return text

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual.strip import Strip
 from textual.widget import Widget
 
 from companion.core.events import PPQ
 from companion.tui.keyboard import note_name
 
-PLAYER_STYLE = "bold dodger_blue1"
-COMPANION_STYLE = "bold dark_orange"
-COMMITTED_STYLE = "dark_orange"
-TENTATIVE_STYLE = "orange4"
+PLAYER_STYLE = "bold #0087ff"
+COMPANION_STYLE = "bold #ff8700"
+COMMITTED_STYLE = "#ff8700"
+TENTATIVE_STYLE = "#875f00"
 PLAYHEAD_STYLE = "bold white"
-BAR_LINE_STYLE = "grey30"
-BLACK_KEY_ROW = "on grey7"
+BAR_LINE_STYLE = "#4e4e4e"
+BLACK_KEY_ROW = "on #121212"
 LABEL_CELLS = 4
+# At most this often a new picture: the UI shares the interpreter with the scheduler, so it draws sparingly.
+MIN_FRAME_NS = 100_000_000
 PLAYHEAD_AT = 0.7  # the playhead's place across the roll: most of it shows what was played, the rest what is planned
 BLACK_KEYS = {1, 3, 6, 8, 10}
 DEFAULT_CENTRE_PITCH = 60
@@ -75,23 +82,23 @@ def fit_pitch_window(pitches: Sequence[int], rows: int, current_low: int | None)
     return max(0, min(128 - rows, low - spare // 2))
 
 
-def render_roll(notes: Sequence[Sequence[Any]], planned: Sequence[Sequence[Any]], view: RollView) -> list[Text]:
-    """One header line with bar numbers, then one line per pitch, highest first."""
+Cell = tuple[str, str]  # (character, style)
+RollLine = tuple[str, str, list[Cell]]  # (label, row background, cells)
+
+
+def roll_lines(notes: Sequence[Sequence[Any]], planned: Sequence[Sequence[Any]], view: RollView) -> list[RollLine]:
+    """One header line with bar numbers, then one line per pitch, highest first, as cells."""
     cols, rows = view.cols, view.rows
-    cells: list[list[tuple[str, str]]] = [[(" ", "")] * cols for _ in range(rows)]
-    header = [(" ", "")] * cols
-    first_bar_col_ticks = view.ticks_of(0)
-    bar = max(0, first_bar_col_ticks // view.bar_ticks)
-    while True:
-        col = view.col_of(bar * view.bar_ticks)
-        if col >= cols:
-            break
-        if 0 <= col < cols:
+    cells: list[list[Cell]] = [[(" ", "")] * cols for _ in range(rows)]
+    header: list[Cell] = [(" ", "")] * cols
+    bar = max(0, view.ticks_of(0) // view.bar_ticks)
+    while (col := view.col_of(bar * view.bar_ticks)) < cols:
+        if col >= 0:
             for row in cells:
                 row[col] = ("│", BAR_LINE_STYLE)
             for offset, char in enumerate(str(bar + 1)):
                 if col + offset < cols:
-                    header[col + offset] = (char, "grey50")
+                    header[col + offset] = (char, "#808080")
         bar += 1
     playhead = view.playhead_col
     for row in cells:
@@ -116,29 +123,55 @@ def render_roll(notes: Sequence[Sequence[Any]], planned: Sequence[Sequence[Any]]
         style = PLAYER_STYLE if source == "player" else COMPANION_STYLE
         paint(pitch, start_ticks, max(end, start_ticks + 1), "█", style)
 
-    lines = [_runs(" " * LABEL_CELLS, "", header)]
+    lines: list[RollLine] = [(" " * LABEL_CELLS, "", header)]
     for row_index, row in enumerate(cells):
         pitch = view.low_pitch + rows - 1 - row_index
         background = BLACK_KEY_ROW if pitch % 12 in BLACK_KEYS else ""
         label = f"{note_name(pitch):<{LABEL_CELLS}}" if pitch % 12 == 0 else " " * LABEL_CELLS
-        lines.append(_runs(label, background, row))
+        lines.append((label, background, row))
     return lines
 
 
-def _runs(label: str, background: str, row: Sequence[tuple[str, str]]) -> Text:
-    """A line of cells as a Text, one span per run of the same style (cheap at 30 redraws a second)."""
-    text = Text(label, style="grey50")
-    run_chars: list[str] = []
-    run_style: str | None = None
-    for char, style in row:
-        if style != run_style and run_chars:
-            text.append("".join(run_chars), style=f"{run_style} {background}".strip())
-            run_chars = []
-        run_style = style
-        run_chars.append(char)
-    if run_chars:
-        text.append("".join(run_chars), style=f"{run_style} {background}".strip())
-    return text
+def _runs(row: Sequence[Cell]) -> list[tuple[str, str]]:
+    """Cells merged into runs of one style: (text, style)."""
+    chars = [char for char, _ in row]
+    styles = [style for _, style in row]
+    runs: list[tuple[str, str]] = []
+    begin = 0
+    for index in range(1, len(styles)):
+        if styles[index] != styles[index - 1]:
+            runs.append(("".join(chars[begin:index]), styles[begin]))
+            begin = index
+    if styles:
+        runs.append(("".join(chars[begin:]), styles[begin]))
+    return runs
+
+
+def render_roll(notes: Sequence[Sequence[Any]], planned: Sequence[Sequence[Any]], view: RollView) -> list[Text]:
+    """The roll as Rich Text lines (for tests and plain rendering)."""
+    texts = []
+    for label, background, row in roll_lines(notes, planned, view):
+        text = Text(label, style="#808080")
+        for chunk, style in _runs(row):
+            text.append(chunk, style=f"{style} {background}".strip())
+        texts.append(text)
+    return texts
+
+
+@lru_cache(maxsize=64)
+def _style(spec: str) -> Style:
+    return Style.parse(spec) if spec else Style.null()
+
+
+def roll_strips(notes: Sequence[Sequence[Any]], planned: Sequence[Sequence[Any]], view: RollView) -> list[Strip]:
+    """The roll as Textual strips: segments with parsed, cached styles, no markup or Text on the way (fast)."""
+    strips = []
+    label_style = _style("#808080")
+    for label, background, row in roll_lines(notes, planned, view):
+        segments = [Segment(label, label_style)]
+        segments += [Segment(chunk, _style(f"{style} {background}".strip())) for chunk, style in _runs(row)]
+        strips.append(Strip(segments, LABEL_CELLS + view.cols))
+    return strips
 
 
 class PianoRoll(Widget):
@@ -153,6 +186,9 @@ class PianoRoll(Widget):
         self.now_ticks = 0
         self.bar_ticks = 4 * PPQ
         self._low_pitch: int | None = None
+        self._strips: list[Strip] | None = None  # drawn once per change, handed out line by line
+        self._drawn_ns = 0
+        self.renders = 0  # how often it was drawn (the UI benchmark reports it)
 
     def on_mount(self) -> None:
         self.border_title = "PIANO ROLL"
@@ -170,7 +206,15 @@ class PianoRoll(Widget):
                                                             self.bar_ticks):
             return
         self.notes, self.planned, self.now_ticks, self.bar_ticks = notes, planned, now_ticks, bar_ticks
+        now_ns = time.monotonic_ns()
+        if now_ns - self._drawn_ns < MIN_FRAME_NS:
+            return  # drawn very recently: this picture waits for the next snapshot (the UI's CPU is the engine's)
+        self._drawn_ns = now_ns
+        self._strips = None
         self.refresh()
+
+    def on_resize(self) -> None:
+        self._strips = None
 
     def view(self) -> RollView:
         cols, rows = self._cols_rows()
@@ -184,5 +228,15 @@ class PianoRoll(Widget):
         self._low_pitch = fit_pitch_window(visible, rows, self._low_pitch)
         return RollView(now_ticks, tpc, self._low_pitch, rows, cols, self.bar_ticks)
 
-    def render(self) -> Text:
-        return Text("\n").join(render_roll(self.notes, self.planned, self.view()))
+    def strips(self) -> list[Strip]:
+        if self._strips is None:
+            self.renders += 1
+            self._strips = roll_strips(self.notes, self.planned, self.view())
+        return self._strips
+
+    def render_line(self, y: int) -> Strip:
+        strips = self.strips()
+        width = self.content_size.width
+        if y >= len(strips):
+            return Strip.blank(width)
+        return strips[y] if strips[y].cell_length == width else strips[y].crop_extend(0, width, None)
