@@ -15,7 +15,10 @@ BAR = 4 * PPQ
 STEP = 10  # ticks between engine ticks in these tests (the runtime ticks every 2 ms, about 2-10 ticks)
 
 
-def context(key: Key | None = Key(7, "major"), **changes: object) -> ModeContext:
+G_MAJOR = Key(7, "major")
+
+
+def context(key: Key | None = G_MAJOR, **changes: object) -> ModeContext:
     settings = EngineSettings(mode="duet", **changes)  # type: ignore[arg-type]
     counter = itertools.count(1)
     return ModeContext(settings, key, settings.beat_ticks, settings.bar_ticks, lambda: next(counter))
