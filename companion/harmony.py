@@ -1,0 +1,387 @@
+"""The harmony worker: a thread that owns the chorale model and voices each melody note the moment it arrives."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from companion.core.events import (
+    ChannelMessage,
+    HarmonizeNote,
+    HarmonyCommand,
+    HarmonyStep,
+    NoteOff,
+    NoteOn,
+    ReleaseHarmony,
+    StopHarmony,
+)
+from companion.core.modes.harmonize import HARMONY_TAG
+from companion.core.theory import pitch_name
+
+log = logging.getLogger("companion")
+
+Voices = tuple[int | None, int | None, int | None]
+NoteKey = tuple[int, int]  # (channel, pitch) of a sounding harmony note
+PRIMED_POSITIONS = 4  # a fresh model per 16th position in the beat, so a phrase starts with no reset on the note
+VELOCITY_SCALE = 0.8  # the harmony sits a little under the melody
+MAX_FILL_STEPS = 64  # a gap longer than this (a stalled machine) starts a fresh piece instead of catching up
+LATENCY_CAPACITY = 4096
+WARMUP_STEPS = 24
+_STOP = object()
+
+
+class HarmonizerLike(Protocol):
+    """What the worker needs of models.harmonizer.Harmonizer (a fake in tests may stand in)."""
+
+    temperature: float
+    key_lock: frozenset[int] | None
+    octave_shift_semitones: int
+    shift_changed: bool
+
+    def reset(self, seed: int = 0, *, position_in_beat: int = 0) -> None: ...
+    def step(self, soprano: int | None) -> Voices: ...
+    def finish_step(self) -> None: ...
+    def set_key_lock(self, pitch_classes: Iterable[int] | None) -> None: ...
+
+
+Loader = Callable[[], Sequence[HarmonizerLike]]
+
+
+def load_harmonizers(path: str | Path | None = None, count: int = PRIMED_POSITIONS,
+                     threads: int | None = 1) -> list[HarmonizerLike]:
+    """`count` harmonizers sharing one network (default: the shipped checkpoint); CheckpointError if unusable.
+
+    Imports torch here, so nothing heavy loads until harmony is used. One intra-op thread is the fastest for
+    one-chord steps on a small CPU (and leaves the other core to the MIDI threads).
+    """
+    import torch
+
+    from companion.errors import CheckpointError
+    from models.checkpoint import CheckpointFileError
+    from models.harmonizer import Harmonizer
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        first = Harmonizer.load(path)
+    except CheckpointFileError as err:
+        raise CheckpointError(f"{err}; harmony needs the chorale model (companion train harmonizer)") from None
+    return [first] + [Harmonizer(first.net, first.vocab, first.voice_ranges, first.meta,
+                                 temperature=first.temperature, avoid_parallels=first.avoid_parallels,
+                                 avoid_crossing=first.avoid_crossing) for _ in range(count - 1)]
+
+
+# --- voicing: model voices -> notes, per style (pure) ------------------------------------------------------
+
+
+def voice_notes(settings: Any, soprano: int, voices: Voices) -> list[NoteKey]:
+    """The harmony notes (channel, pitch) for one chord in the style of `settings` (an EngineSettings)."""
+    alto, tenor, bass = voices
+    out = settings.output_channel
+    channels = settings.harmony_channels or (out, out, out)
+    style = settings.harmony_style
+    if style == "chorale":
+        notes = [(c, p) for c, p in zip(channels, voices, strict=True) if p is not None]
+    elif style == "bass":
+        notes = [(channels[2], bass)] if bass is not None else []
+    else:
+        pcs = list(dict.fromkeys(p % 12 for p in (bass, tenor, alto) if p is not None))
+        if style == "block":
+            # close position under the melody; a thin chord doubles the melody an octave down (locked hands)
+            below = [soprano - ((soprano - pc) % 12 or 12) for pc in pcs if pc != soprano % 12]
+            if len(below) < 3:
+                below.append(soprano - 12)
+            notes = [(out, p) for p in sorted(below)]
+        else:  # pad: the bass's pitch class at the bottom of the register, the rest close above it
+            if len(pcs) < 3 and soprano % 12 not in pcs:
+                pcs.append(soprano % 12)
+            if not pcs:
+                return []
+            low = settings.pad_low_note + (pcs[0] - settings.pad_low_note) % 12
+            notes = [(out, low)] + [(out, low + (pc - low) % 12) for pc in pcs[1:]]
+    thru = (settings.thru_channel if settings.thru_channel is not None else out) if settings.thru else None
+    # a harmony note on the key the melody is echoed on would cut the melody short: leave it out
+    return list(dict.fromkeys((c, p) for c, p in notes if 0 <= p <= 127 and (c, p) != (thru, soprano)))
+
+
+def clashes(soprano: int, pitches: Iterable[int], style: str) -> bool:
+    """True if a held chord cannot stay under this melody note: a semitone rub, or a voice above the melody."""
+    for p in pitches:
+        if (soprano - p) % 12 in (1, 11):
+            return True
+        if style != "pad" and p >= soprano:
+            return True
+    return False
+
+
+# --- the worker ----------------------------------------------------------------------------------------------
+
+
+class HarmonyWorker:
+    """Runs the harmony model off every timing thread: melody note in, harmony notes out through `send_now`.
+
+    Commands come in order from the engine thread (`submit`); a note's harmony is sent before anything else
+    is done (the model's `finish_step`, logging, re-priming models for the next phrase happen after).
+    `process` is the thread's work and can be called directly (tests) after `load()`.
+    """
+
+    def __init__(self, send_now: Callable[[ChannelMessage, str], None], load: Loader, *,
+                 log_line: Callable[[str, str], None] | None = None, seed: int = 0,
+                 now_ns: Callable[[], int] = time.monotonic_ns) -> None:
+        self._send_now = send_now
+        self._load = load
+        self._log_line = log_line or (lambda level, text: getattr(log, level, log.info)(text))
+        self._now_ns = now_ns
+        self._seed = seed
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self.failed: str | None = None
+        self._spare: list[HarmonizerLike] = []  # models to reset before they can start a phrase
+        self._primed: dict[int, tuple[HarmonizerLike, int]] = {}  # position in beat -> (fresh model, its seed)
+        self._active: HarmonizerLike | None = None
+        self._model_step = 0  # the next 16th step the active model expects
+        self._last_soprano: int | None = None
+        self._sounding: dict[NoteKey, None] = {}  # ordered set of the harmony notes we sounded
+        self._velocity = 64
+        self._latency_ns: deque[int] = deque(maxlen=LATENCY_CAPACITY)
+        self.counts = {"notes": 0, "held": 0, "moves": 0, "steps": 0, "pieces": 0, "errors": 0}
+
+    # --- life cycle (any thread) ---------------------------------------------------------------------------
+
+    def start(self) -> HarmonyWorker:
+        """Start the thread; it loads and warms the model, then takes commands (queued ones wait)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="companion-harmony", daemon=True)
+            self._thread.start()
+        return self
+
+    def submit(self, command: HarmonyCommand, arrival_ns: int | None = None) -> None:
+        """Queue a command; `arrival_ns` is when the melody note reached the input callback (for latency)."""
+        self._inbox.put((command, arrival_ns))
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Silence the harmony and stop the thread (idempotent)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._inbox.put(_STOP)
+            if thread is not threading.current_thread():
+                thread.join(timeout=timeout_s)
+        else:
+            self._silence()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """True once the model is loaded and warm (False on a timeout or a load failure)."""
+        return self._ready.wait(timeout_s) and self.failed is None
+
+    def latency_stats(self) -> dict[str, float]:
+        """Melody note arrival -> last harmony note handed to the scheduler: p50/p99/max in ms, and n."""
+        samples = sorted(self._latency_ns)
+        if not samples:
+            return {"n": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
+        n = len(samples)
+        return {"n": n, "p50_ms": samples[(n - 1) // 2] / 1e6, "p99_ms": samples[min(n - 1, 99 * n // 100)] / 1e6,
+                "max_ms": samples[-1] / 1e6}
+
+    def sounding(self) -> list[NoteKey]:
+        return list(self._sounding)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"ready": self._ready.is_set() and self.failed is None, "failed": self.failed,
+                "sounding": len(self._sounding), "latency": self.latency_stats(), **self.counts}
+
+    # --- the thread ------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self.load()
+        while True:
+            try:
+                item = self._inbox.get_nowait() if self._needs_priming() else self._inbox.get()
+            except queue.Empty:
+                self._prime_one()  # nothing waiting: get a fresh model ready for the next phrase
+                continue
+            if item is _STOP:
+                self._silence()
+                return
+            self.process(*item)
+
+    def load(self) -> None:
+        """Load, warm and prime the models (on the worker's thread); a failure is logged, harmony stays off."""
+        try:
+            models = list(self._load())
+            if not models:
+                raise ValueError("the harmony loader returned no model")
+            warm = models[0]
+            warm.reset(self._seed)
+            for i in range(WARMUP_STEPS):  # first calls into torch are slow: pay for them now, not on a note
+                warm.step(60 + (i // 2) % 12)
+                warm.finish_step()
+            self._spare = models
+            while self._needs_priming():
+                self._prime_one()
+        except Exception as err:  # noqa: BLE001 - any load failure turns harmony off with a message, never a crash
+            self.failed = f"the harmony model could not be loaded, harmony is off: {err}"
+            self._log_line("error", self.failed)
+        finally:
+            self._ready.set()
+
+    def _needs_priming(self) -> bool:
+        return bool(self._spare) and len(self._primed) < PRIMED_POSITIONS
+
+    def _prime_one(self) -> None:
+        position = next(p for p in range(PRIMED_POSITIONS) if p not in self._primed)
+        model = self._spare.pop()
+        model.reset(self._seed, position_in_beat=position)
+        self._primed[position] = (model, self._seed)
+
+    def process(self, command: HarmonyCommand, arrival_ns: int | None = None) -> None:
+        """One command, in order. A model failure loses this note's harmony, never the session."""
+        if self.failed is not None or not self._ready.is_set():
+            if isinstance(command, ReleaseHarmony | StopHarmony):
+                self._silence()
+            return
+        try:
+            if isinstance(command, HarmonizeNote):
+                self._on_note(command, arrival_ns)
+            elif isinstance(command, HarmonyStep):
+                self._on_step(command)
+            elif isinstance(command, ReleaseHarmony):
+                self._silence()
+            elif isinstance(command, StopHarmony):
+                self._silence()
+                self._end_piece()
+        except Exception as err:  # noqa: BLE001 - logged, the harmony silenced, the next note starts afresh
+            self.counts["errors"] += 1
+            self._log_line("error", f"the harmony model failed ({type(err).__name__}: {err}); harmony restarts")
+            self._silence()
+            self._end_piece()
+
+    # --- commands ---------------------------------------------------------------------------------------------
+
+    def _on_note(self, command: HarmonizeNote, arrival_ns: int | None) -> None:
+        settings = command.settings
+        self.counts["notes"] += 1
+        if command.step_index is None:
+            self.counts["held"] += 1  # an ornament inside steps already taken: the harmony holds under it
+            return
+        model = self._model_for(command.step_index, settings)
+        self._steer(model, command.key_pcs, command.chord_pcs)
+        self._fill_to(model, command.step_index)
+        voices = model.step(command.pitch)
+        shift_changed = model.shift_changed
+        held = [p for _, p in self._sounding]
+        if held and not command.may_change and not clashes(command.pitch, held, settings.harmony_style):
+            self.counts["held"] += 1  # between chord changes the chord rings on under the new melody note
+        else:
+            self._velocity = max(1, round(command.velocity * VELOCITY_SCALE))
+            if self._voice(voice_notes(settings, command.pitch, voices)) and arrival_ns is not None:
+                self._latency_ns.append(self._now_ns() - arrival_ns)
+        # --- after the send: off the critical path ---
+        self._advance(model, command.pitch)
+        if shift_changed:
+            self._log_shift(command.pitch, model.octave_shift_semitones)
+
+    def _on_step(self, command: HarmonyStep) -> None:
+        model = self._active
+        if model is None or command.step_index < self._model_step:
+            return  # no phrase in progress, or a note already took this step
+        self._steer(model, command.key_pcs, command.chord_pcs)
+        self._fill_to(model, command.step_index)
+        voices = model.step(command.soprano)
+        if command.holding and command.may_change and self._sounding:
+            wanted = voice_notes(command.settings, command.soprano, voices)
+            if set(wanted) != set(self._sounding):
+                self.counts["moves"] += 1  # the model moves a voice on the beat under a held melody note
+                self._voice(wanted)
+        self._advance(model, command.soprano)
+
+    # --- the model ---------------------------------------------------------------------------------------------
+
+    def _model_for(self, step_index: int, settings: Any) -> HarmonizerLike:
+        """The active model, or a fresh one primed for this step's position in the beat (a new phrase)."""
+        if self._active is not None:
+            return self._active
+        if settings.seed != self._seed:  # primed for another seed: re-prime them when idle
+            self._seed = settings.seed
+            self._spare.extend(model for model, _ in self._primed.values())
+            self._primed.clear()
+        position = step_index % PRIMED_POSITIONS
+        primed = self._primed.pop(position, None)
+        if primed is not None and primed[1] == self._seed:
+            model = primed[0]
+        else:  # not primed yet (or for another seed): reset now, on the note, once
+            if primed is not None:
+                self._spare.append(primed[0])
+            model = self._spare.pop() if self._spare else self._primed.pop(next(iter(self._primed)))[0]
+            model.reset(self._seed, position_in_beat=position)
+        model.temperature = settings.temperature
+        self._active = model
+        self._model_step = step_index
+        self._last_soprano = None
+        self.counts["pieces"] += 1
+        return model
+
+    def _steer(self, model: HarmonizerLike, key_pcs: frozenset[int] | None,
+               chord_pcs: frozenset[int] | None) -> None:
+        """The left hand's chord, when held, limits the voices to its tones; otherwise the key lock does."""
+        wanted = chord_pcs or key_pcs
+        if model.key_lock != wanted:
+            model.set_key_lock(wanted)
+
+    def _fill_to(self, model: HarmonizerLike, step_index: int) -> None:
+        """Steps the engine did not hand over in time (rare): the model hears the last soprano held."""
+        if step_index - self._model_step > MAX_FILL_STEPS:
+            self._model_step = step_index  # too far to catch up: the model's beat position stays right
+        while self._model_step < step_index:
+            model.step(self._last_soprano)
+            self._advance(model, self._last_soprano)
+
+    def _advance(self, model: HarmonizerLike, soprano: int | None) -> None:
+        model.finish_step()
+        self._model_step += 1
+        self._last_soprano = soprano
+        self.counts["steps"] += 1
+
+    def _end_piece(self) -> None:
+        if self._active is not None:
+            self._spare.append(self._active)  # re-primed when the worker is idle
+            self._active = None
+
+    # --- sound ---------------------------------------------------------------------------------------------------
+
+    def _voice(self, wanted: list[NoteKey]) -> int:
+        """Move from the sounding notes to `wanted`: new notes first (they are what the player waits for),
+        then note-offs; notes in both ring on untouched (common tones are tied). Returns the note-ons sent."""
+        new = dict.fromkeys(wanted)
+        old = self._sounding
+        ons = 0
+        for channel, pitch in new:
+            if (channel, pitch) not in old:
+                self._send_now(NoteOn(channel, pitch, self._velocity), HARMONY_TAG)
+                ons += 1
+        self._sounding = new
+        for channel, pitch in old:
+            if (channel, pitch) not in new:
+                self._send_now(NoteOff(channel, pitch), HARMONY_TAG)
+        return ons
+
+    def _silence(self) -> None:
+        sounding, self._sounding = self._sounding, {}
+        for channel, pitch in sounding:
+            self._send_now(NoteOff(channel, pitch), HARMONY_TAG)
+
+    def _log_shift(self, pitch: int, shift: int) -> None:
+        if shift == 0:
+            self._log_line("info", f"harmony: the melody is back in the chorale range at {pitch_name(pitch)}")
+            return
+        octaves = abs(shift) // 12
+        direction = "up" if shift > 0 else "down"
+        self._log_line("info", f"harmony: at {pitch_name(pitch)} the model hears the melody {octaves} "
+                               f"octave{'s' if octaves > 1 else ''} {direction}, inside the chorale range it knows "
+                               "(the harmony still sounds in your octave)")

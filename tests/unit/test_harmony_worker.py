@@ -1,0 +1,310 @@
+"""The harmony worker: model steps on the grid, voicing styles, held chords, key lock, every note closed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from companion.core.engine import Engine, EngineSettings
+from companion.core.events import (
+    PPQ,
+    ChannelMessage,
+    HarmonizeNote,
+    HarmonyCommand,
+    NoteOff,
+    NoteOn,
+    ReleaseHarmony,
+    StopHarmony,
+)
+from companion.core.modes.harmonize import HARMONY_TAG
+from companion.harmony import HarmonyWorker, clashes, load_harmonizers, voice_notes
+
+RANGES = [(60, 81), (52, 74), (46, 69), (36, 66)]
+Voices = tuple[int | None, int | None, int | None]
+# (pitch, start_ticks, duration_ticks): a hymn-like line, a rest, an off-beat note
+MELODY = [(72, 0, 470), (74, 480, 470), (76, 960, 950), (74, 1920, 230), (72, 2160, 700), (71, 3360, 460)]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised chorale net saved like the shipped one (CPU, milliseconds)."""
+    import torch
+
+    from models.checkpoint import save_checkpoint
+    from models.harmonizer_net import ChoraleConfig, ChoraleNet
+    from models.jsb import JsbVocab
+
+    vocab = JsbVocab()
+    torch.manual_seed(0)
+    net = ChoraleNet(ChoraleConfig(vocab_size=vocab.size, block_size=64, n_layer=1, n_head=2, n_embd=32,
+                                   dropout=0.0, head_hidden=64, head_layers=1))
+    path = tmp_path_factory.mktemp("harmony") / "tiny.pt"
+    save_checkpoint(path, net, kind="harmonizer", model_config=net.config.to_dict(),
+                    tokenizer_config={**vocab.to_dict(), "voice_ranges": [list(r) for r in RANGES]},
+                    data={}, metrics={})
+    return path
+
+
+class RecordingSend:
+    """Stands in for Scheduler.send_now: keeps what was sent and what is sounding."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[ChannelMessage, str]] = []
+        self.sounding: set[tuple[int, int]] = set()
+
+    def __call__(self, message: ChannelMessage, tag: str) -> None:
+        self.messages.append((message, tag))
+        key = (message.channel, message.note)  # type: ignore[union-attr]
+        if isinstance(message, NoteOn):
+            assert key not in self.sounding, f"{key} struck again while sounding"
+            self.sounding.add(key)
+        elif isinstance(message, NoteOff):
+            assert key in self.sounding, f"note-off for {key}, which is not sounding"
+            self.sounding.discard(key)
+
+    def note_ons(self) -> list[NoteOn]:
+        return [m for m, _ in self.messages if isinstance(m, NoteOn)]
+
+
+class FakeHarmonizer:
+    """A scripted model: voices from `script(soprano, step_number)`; records what it was asked."""
+
+    def __init__(self, script: Callable[[int | None, int], Voices]) -> None:
+        self.script = script
+        self.temperature = 1.0
+        self.key_lock: frozenset[int] | None = None
+        self.octave_shift_semitones = 0
+        self.shift_changed = False
+        self.sopranos: list[int | None] = []
+        self.resets: list[tuple[int, int]] = []
+        self.finished = 0
+
+    def reset(self, seed: int = 0, *, position_in_beat: int = 0) -> None:
+        self.resets.append((seed, position_in_beat))
+        self.sopranos = []
+        self.finished = 0
+
+    def step(self, soprano: int | None) -> Voices:
+        self.sopranos.append(soprano)
+        return self.script(soprano, len(self.sopranos))
+
+    def finish_step(self) -> None:
+        self.finished += 1
+
+    def set_key_lock(self, pitch_classes: Iterable[int] | None) -> None:
+        self.key_lock = None if pitch_classes is None else frozenset(pitch_classes)
+
+
+def perform(settings: EngineSettings, melody: list[tuple[int, int, int]], end_ticks: int | None = None,
+            every_ticks: int = 10) -> list[HarmonyCommand]:
+    """Play `melody` into the real engine tick by tick; the harmony commands it gives, in order."""
+    engine = Engine(settings)
+    events = [(s, 1, NoteOn(0, p, 100)) for p, s, _ in melody] + [(s + d, 0, NoteOff(0, p)) for p, s, d in melody]
+    events.sort(key=lambda e: (e[0], e[1]))
+    end = end_ticks if end_ticks is not None else max(s + d for _, s, d in melody) + PPQ
+    commands: list = []
+    index = 0
+    for now in range(0, end + 1, every_ticks):
+        while index < len(events) and events[index][0] <= now:
+            commands += engine.handle(events[index][2], events[index][0])
+            index += 1
+        commands += engine.tick(now)
+    return [c for c in commands if isinstance(c, HarmonyCommand)]
+
+
+def worker_for(send: RecordingSend, loader: Callable[[], list], logs: list[tuple[str, str]] | None = None,
+               seed: int = 0) -> HarmonyWorker:
+    worker = HarmonyWorker(send, loader, log_line=lambda level, text: (logs if logs is not None else []).append(
+        (level, text)), seed=seed)
+    worker.load()
+    return worker
+
+
+def run(worker: HarmonyWorker, commands: list[HarmonyCommand]) -> None:
+    for command in commands:
+        worker.process(command, time.monotonic_ns() if isinstance(command, HarmonizeNote) else None)
+
+
+def chorale(soprano: int | None, step: int) -> Voices:
+    return (67, 64, 48)
+
+
+# --- with a scripted model ------------------------------------------------------------------------------------
+
+
+def test_the_model_hears_the_melody_on_its_16th_steps_held_and_through_rests() -> None:
+    fake = FakeHarmonizer(chorale)
+    worker = worker_for(RecordingSend(), lambda: [fake])
+    run(worker, perform(EngineSettings(mode="harmonize"), MELODY))
+    # C for a beat, D for a beat, E for two, D for an 8th on beat 5 (tick 1920 = step 16), then C from step 18
+    assert fake.sopranos[:20] == [72] * 4 + [74] * 4 + [76] * 8 + [74] * 2 + [72] * 2
+    assert fake.finished == len(fake.sopranos)  # every step fed back to the model
+
+
+def test_a_held_note_holds_the_chord_and_moves_only_on_the_beat() -> None:
+    fake = FakeHarmonizer(lambda s, n: (50 + n, 40, 30))  # the model wants to move the alto every 16th
+    send = RecordingSend()
+    worker = worker_for(send, lambda: [fake])
+    run(worker, perform(EngineSettings(mode="harmonize"), [(72, 0, 4 * PPQ - 10)], end_ticks=4 * PPQ))
+    ons = send.note_ons()
+    # the first chord, then one alto move per beat where the model's alto differs from what sounds
+    assert [m.note for m in ons] == [51, 40, 30, 55, 59, 63] and worker.counts["moves"] == 3
+    assert send.sounding == set()  # the melody's note-off released the harmony
+
+
+@pytest.mark.parametrize(("pitch", "held"), [(74, True), (71, False)])
+def test_a_new_note_between_changes_holds_unless_it_clashes(pitch: int, held: bool) -> None:
+    fake = FakeHarmonizer(lambda s, n: (67, 64, 48) if n == 1 else (66, 62, 50))
+    send = RecordingSend()
+    worker = worker_for(send, lambda: [fake])
+    settings = EngineSettings(mode="harmonize")
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, settings=settings))
+    worker.process(HarmonizeNote(pitch, 100, 0, 2 * PPQ // 4, 2, False, settings=settings))
+    expected = {(0, 67), (0, 64), (0, 48)} if held else {(0, 66), (0, 62), (0, 50)}
+    assert send.sounding == expected  # D over a C chord rings on; B rubs against C (a semitone): re-voiced
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({}, {(0, 67), (0, 64), (0, 48)}),
+    ({"harmony_channels": (1, 2, 3)}, {(1, 67), (2, 64), (3, 48)}),
+    ({"harmony_style": "block"}, {(0, 60), (0, 64), (0, 67)}),
+    ({"harmony_style": "bass"}, {(0, 48)}),
+    ({"harmony_style": "bass", "harmony_channels": (1, 2, 3)}, {(3, 48)}),
+    ({"harmony_style": "pad", "pad_low_note": 48}, {(0, 48), (0, 55), (0, 52)}),
+    ({"harmony_style": "pad", "pad_low_note": 57}, {(0, 60), (0, 67), (0, 64)}),
+])
+def test_voicing_styles(changes: dict, expected: set[tuple[int, int]]) -> None:
+    settings = EngineSettings(mode="harmonize", **changes)
+    assert set(voice_notes(settings, 72, (67, 64, 48))) == expected
+    send = RecordingSend()
+    worker = worker_for(send, lambda: [FakeHarmonizer(chorale)])
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, settings=settings))
+    assert send.sounding == expected and all(tag == HARMONY_TAG for _, tag in send.messages)
+    assert all(m.velocity == 80 for m in send.note_ons())
+
+
+def test_voicing_leaves_out_the_melodys_own_key_when_it_is_echoed() -> None:
+    settings = EngineSettings(mode="harmonize", thru=True)
+    assert (0, 72) not in voice_notes(settings, 72, (72, 64, 48))
+    assert clashes(72, [71], "chorale") and clashes(72, [73], "pad") and not clashes(72, [76], "pad")
+
+
+def test_new_phrases_start_on_a_model_primed_for_their_position_in_the_beat() -> None:
+    fakes = [FakeHarmonizer(chorale) for _ in range(4)]
+    worker = worker_for(RecordingSend(), lambda: fakes, seed=5)
+    assert sorted(r for f in fakes for r in f.resets[-1:]) == [(5, 0), (5, 1), (5, 2), (5, 3)]
+    settings = EngineSettings(mode="harmonize", seed=5)
+    worker.process(HarmonizeNote(72, 100, 0, 6 * PPQ // 4, 6, True, settings=settings))
+    used = next(f for f in fakes if f.sopranos)
+    assert used.resets == [(5, 2)] and used.sopranos == [72]  # no reset on the note: it was primed
+    worker.process(StopHarmony(7 * PPQ // 4, "rest"))
+    worker._prime_one()  # what the thread does when idle
+    assert used.resets[-1] == (5, 2) and len(used.resets) == 2
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, settings=settings.replace(seed=9)))
+    assert any(f.resets[-1] == (9, 0) for f in fakes)  # another seed: reset for it
+
+
+def test_a_model_failure_is_logged_silenced_and_the_next_phrase_plays() -> None:
+    def script(soprano: int | None, step: int) -> Voices:
+        if soprano == 99:
+            raise RuntimeError("boom")
+        return (67, 64, 48)
+
+    send, logs = RecordingSend(), []
+    worker = worker_for(send, lambda: [FakeHarmonizer(script)], logs)
+    settings = EngineSettings(mode="harmonize")
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, settings=settings))
+    worker.process(HarmonizeNote(99, 100, 0, PPQ, 4, True, settings=settings))
+    assert send.sounding == set() and any("boom" in text for level, text in logs if level == "error")
+    worker.process(HarmonizeNote(72, 100, 0, 2 * PPQ, 8, True, settings=settings))
+    assert len(send.sounding) == 3
+
+
+def test_a_missing_model_turns_harmony_off_with_a_message() -> None:
+    from companion.errors import CheckpointError
+
+    def loader() -> list:
+        raise CheckpointError("models/checkpoints/harmonizer.pt: no such file")
+
+    send, logs = RecordingSend(), []
+    worker = worker_for(send, loader, logs)
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, settings=EngineSettings(mode="harmonize")))
+    worker.process(ReleaseHarmony(72, 10))
+    assert send.messages == [] and worker.failed is not None and not worker.wait_ready(0)
+    assert logs and "harmony is off" in logs[0][1] and "harmonizer.pt" in logs[0][1]
+
+
+# --- with a tiny real model --------------------------------------------------------------------------------------
+
+
+def tiny(path: Path) -> Callable[[], list]:
+    return lambda: load_harmonizers(path, threads=1)
+
+
+def test_voices_stay_in_their_ranges_on_their_channels(tiny_checkpoint: Path) -> None:
+    send = RecordingSend()
+    worker = worker_for(send, tiny(tiny_checkpoint))
+    settings = EngineSettings(mode="harmonize", harmony_channels=(1, 2, 3), temperature=2.0)
+    melody = [(60 + (i * 5) % 21, i * PPQ // 2, PPQ // 2 - 10) for i in range(24)]
+    run(worker, perform(settings, melody))
+    ons = send.note_ons()
+    assert ons and {m.channel for m in ons} <= {1, 2, 3}
+    for m in ons:
+        lo, hi = RANGES[m.channel]
+        assert lo <= m.note <= hi, f"{m} outside {RANGES[m.channel]}"
+    assert send.sounding == set()
+
+
+def test_same_seed_same_harmony_another_seed_another(tiny_checkpoint: Path) -> None:
+    def harmony(seed: int) -> list:
+        send = RecordingSend()
+        worker = worker_for(send, tiny(tiny_checkpoint), seed=seed)
+        settings = EngineSettings(mode="harmonize", seed=seed, temperature=1.5)
+        run(worker, perform(settings, MELODY * 1))
+        return [m for m, _ in send.messages]
+
+    assert harmony(3) == harmony(3)
+    assert harmony(3) != harmony(4)
+
+
+def test_key_lock_and_the_left_hand_chord_limit_the_pitch_classes(tiny_checkpoint: Path) -> None:
+    c_major, c_triad = frozenset({0, 2, 4, 5, 7, 9, 11}), frozenset({0, 4, 7})
+    for pcs, chord in ((c_major, None), (c_major, c_triad)):
+        send = RecordingSend()
+        worker = worker_for(send, tiny(tiny_checkpoint))
+        settings = EngineSettings(mode="harmonize", temperature=3.0)
+        for i in range(16):
+            worker.process(HarmonizeNote(72 + i % 3, 100, 0, i * PPQ, 4 * i, True, pcs, chord, settings))
+        allowed = chord or pcs
+        assert send.note_ons() and all(m.note % 12 in allowed for m in send.note_ons())
+
+
+def test_melodies_outside_the_range_are_folded_and_logged(tiny_checkpoint: Path) -> None:
+    send, logs = RecordingSend(), []
+    worker = worker_for(send, tiny(tiny_checkpoint), logs)
+    settings = EngineSettings(mode="harmonize")
+    for i, pitch in enumerate([96, 98, 100, 62]):
+        worker.process(HarmonizeNote(pitch, 100, 0, i * PPQ, 4 * i, True, settings=settings))
+    texts = [text for _, text in logs]
+    assert any("at C7 the model hears the melody 2 octaves down" in t for t in texts), texts
+    assert any("back in the chorale range" in t for t in texts)
+    assert worker.counts["errors"] == 0
+
+
+def test_threaded_worker_voices_notes_and_closes_everything(tiny_checkpoint: Path) -> None:
+    send = RecordingSend()
+    worker = HarmonyWorker(send, tiny(tiny_checkpoint)).start()
+    assert worker.wait_ready(30.0)
+    settings = EngineSettings(mode="harmonize", harmony_style="block")
+    for command in perform(settings, MELODY[:3], end_ticks=2 * PPQ):
+        worker.submit(command, time.monotonic_ns())
+    deadline = time.monotonic() + 10
+    while worker.counts["notes"] < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert worker.counts["notes"] == 3 and send.note_ons()
+    assert worker.latency_stats()["n"] >= 1
+    worker.close()
+    assert send.sounding == set()
