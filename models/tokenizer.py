@@ -353,6 +353,7 @@ class StreamDecoder:
         self.last_kind = "start"  # kind of the last accepted token
         self.header_done = False
         self.notes_in_bar = 0
+        self.chord_size = 0  # notes so far at the current position
         self.ended = False
         self.skipped = 0
         self._pending_pitch = -1
@@ -394,11 +395,11 @@ class StreamDecoder:
             self.bar_positions = self.tok.config.bar_positions(self.meter)
         elif kind == "bar":
             self.bar += 1
-            self.pos, self.pitch, self.vel_bin, self.notes_in_bar = -1, -1, -1, 0
+            self.pos, self.pitch, self.vel_bin, self.notes_in_bar, self.chord_size = -1, -1, -1, 0, 0
         elif kind == "eos":
             self.ended = True
         elif kind == "pos":
-            self.pos, self.pitch = i, -1
+            self.pos, self.pitch, self.chord_size = i, -1, 0
         elif kind == "vel":
             self.vel_bin = i
         elif kind == "pitch":
@@ -406,6 +407,7 @@ class StreamDecoder:
         elif kind == "dur":
             self.pitch = self._pending_pitch
             self.notes_in_bar += 1
+            self.chord_size += 1
             vel = self.tok.bin_velocity(self.vel_bin) if self.vel_bin >= 0 else DEFAULT_VELOCITY
             return GridNote(max(0, self.bar) * self.bar_positions + self.pos, self.tok.config.durations[i],
                             self.pitch, vel)

@@ -121,11 +121,13 @@ def build_pieces(sources: Sequence[tuple[Path, str, str]], cache_dir: Path, conf
     for t in tasks:
         remaining[task_key[t.piece_id]] += 1
     results: Iterable[tuple[ParseTask, list[Piece], str | None]]
+    # whole scores (the slow ones) first, so that no big score starts last and keeps the pool waiting
+    tasks.sort(key=lambda t: t.tune_index >= 0)
     args = [(t, cfg) for t in tasks]
     pool = None
     if workers > 1 and len(tasks) > 1:
         pool = multiprocessing.get_context("fork").Pool(workers)
-        results = pool.imap_unordered(_run_task, args, chunksize=4)
+        results = pool.imap_unordered(_run_task, args, chunksize=1)
     else:
         results = map(_run_task, args)
     try:

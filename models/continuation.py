@@ -1,0 +1,198 @@
+"""The continuation Transformer, live: load a checkpoint, stream an answer to a phrase note by note.
+
+``ContinuationModel.stream`` yields (pitch, velocity, start_ticks, duration_ticks) tuples in onset order,
+each as soon as its last token is sampled, onsets relative to the answer's start and never past its end.
+Training and evaluation entry points (``train_main``, ``eval_main``) live in ``continuation_train`` and
+``evaluate`` and are re-exported here for the CLI.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.checkpoint import load_checkpoint, load_into
+from models.data.pieces import estimate_key
+from models.sampling import (
+    MaskTables,
+    apply_mask,
+    density_bias,
+    density_error_bias,
+    grammar_mask,
+    onset_limit_mask,
+    pitch_mask,
+    sample,
+)
+from models.tokenizer import DEFAULT_VELOCITY, Prompt, StreamDecoder, Tokenizer, TokenizerConfig
+from models.transformer import GPT, GPTConfig
+
+KIND = "continuation"
+DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "continuation.pt"
+NoteTuple = tuple[int, int, int, int]  # (pitch, velocity, start_ticks, duration_ticks)
+
+
+def quantized_for_cpu(model: GPT) -> torch.nn.Module:
+    """An int8 dynamic-quantized copy of the Linear layers (about twice as fast per token on a laptop CPU).
+
+    Falls back to the fp32 model where this torch build has no quantized engine.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear},
+                                                          dtype=torch.qint8)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return model
+
+
+class ContinuationModel:
+    """A trained continuation model and its tokenizer, ready to answer phrases."""
+
+    def __init__(self, model: GPT, tokenizer: Tokenizer, meta: dict[str, Any] | None = None,
+                 runner: torch.nn.Module | None = None) -> None:
+        self.model = model.eval()
+        self.runner = runner if runner is not None else self.model  # what stream() runs (maybe int8)
+        self.tokenizer = tokenizer
+        self.meta = meta or {}
+        self.tables = MaskTables(tokenizer.vocab)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, quantize: bool = True,
+             threads: int | None = 1) -> ContinuationModel:
+        """Load a checkpoint (default: the shipped one). ``threads`` sets torch's intra-op threads (None: keep).
+
+        Raises ``CheckpointFileError`` (a ValueError) naming the file if it is missing or does not fit.
+        """
+        if threads is not None:
+            torch.set_num_threads(threads)
+        path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+        state, meta = load_checkpoint(path, kind=KIND)
+        model = GPT(GPTConfig.from_dict({**meta["model_config"], "dropout": 0.0}))
+        load_into(model, state, path)
+        tokenizer = Tokenizer(TokenizerConfig.from_dict(meta["tokenizer_config"]))
+        model.eval()
+        return cls(model, tokenizer, meta, quantized_for_cpu(model) if quantize else None)
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        return self.tokenizer.config.styles
+
+    def stream(self, prompt_notes: Iterable[Sequence[int]], *, ppq: int = 480, length_ticks: int,
+               style: str = "folk", key: tuple[int, str] | None = None, key_pcs: Iterable[int] | None = None,
+               temperature: float = 1.0, top_p: float = 0.95, seed: int = 0, density: float | None = None,
+               pitch_range: tuple[int, int] | None = None, meter: str = "4/4",
+               answer_start_ticks: int | None = None, bars: int | None = None,
+               follow_velocity: bool = True) -> Iterator[NoteTuple]:
+        """Answer a phrase. Yields notes in onset order, each as soon as it is decoded.
+
+        ``prompt_notes``: (pitch, velocity, start_ticks, duration_ticks) with tick 0 on the phrase's bar
+        line. The answer starts at ``answer_start_ticks`` (default: the next bar line after the phrase)
+        and lasts ``length_ticks`` (and at most ``bars`` bars); yielded onsets count from its start.
+        ``key`` conditions the model (estimated from the phrase if None); ``key_pcs`` locks pitch classes;
+        ``density`` steers towards that many notes per bar; ``follow_velocity`` shifts the answer's
+        velocities by the phrase's mean loudness. ValueError for a bad argument (raised here, not lazily).
+        """
+        notes = [tuple(int(x) for x in n[:4]) for n in prompt_notes]
+        if ppq <= 0 or length_ticks < 0:
+            raise ValueError(f"ppq must be positive and length_ticks not negative (got {ppq}, {length_ticks})")
+        if style not in self.styles:
+            raise ValueError(f"unknown style {style!r}; this model knows {', '.join(self.styles)}")
+        if pitch_range is not None and not 0 <= pitch_range[0] <= pitch_range[1] <= 127:
+            raise ValueError(f"pitch_range must be (low, high) within 0..127, got {pitch_range!r}")
+        if key is None and notes:
+            key = estimate_key([n[0] for n in notes], [max(1, n[3]) for n in notes])
+        prompt = self._prompt(notes, ppq, style, meter, key, answer_start_ticks)
+        length_steps = self.tokenizer.ticks_to_steps(length_ticks, ppq)
+        if bars is not None:
+            length_steps = min(length_steps, max(0, bars) * prompt.bar_positions)
+        shift = 0
+        if follow_velocity and notes:
+            shift = round(sum(n[1] for n in notes) / len(notes)) - DEFAULT_VELOCITY
+        masks = pitch_mask(self.tables, key_pcs, pitch_range)
+        return self._run(prompt, length_steps, ppq, masks, temperature, top_p, seed, density, shift)
+
+    def generate(self, *, ppq: int = 480, length_ticks: int, style: str = "folk", meter: str = "4/4",
+                 key: tuple[int, str] | None = None, seed: int = 0, **kw: Any) -> Iterator[NoteTuple]:
+        """Play on its own from a style, meter and key (a random key from the seed if None)."""
+        if key is None:
+            rng = random.Random(seed)
+            key = (rng.randrange(12), rng.choice(("major", "minor")))
+        return self.stream([], ppq=ppq, length_ticks=length_ticks, style=style, meter=meter, key=key,
+                           seed=seed, answer_start_ticks=0, follow_velocity=False, **kw)
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _prompt(self, notes: list[tuple[int, ...]], ppq: int, style: str, meter: str,
+                key: tuple[int, str] | None, answer_start_ticks: int | None) -> Prompt:
+        """Encode the phrase, keeping only as many recent bars as leave room to answer in the context."""
+        room = self.model.config.block_size * 3 // 4
+        max_bars: int | None = None
+        while True:
+            prompt = self.tokenizer.encode_prompt(notes, ppq=ppq, style=style, meter=meter, key=key,
+                                                  answer_start_ticks=answer_start_ticks, max_bars=max_bars)
+            if len(prompt.tokens) <= room:
+                return prompt
+            bars_now = prompt.answer_start // prompt.bar_positions - prompt.start_bar + 1
+            if bars_now <= 1:
+                return Prompt(prompt.tokens[:3] + prompt.tokens[-(room - 3):], prompt.meter,
+                              prompt.bar_positions, prompt.start_bar, prompt.answer_start, prompt.min_pos)
+            max_bars = bars_now - 1
+
+    @torch.inference_mode()
+    def _run(self, prompt: Prompt, length_steps: int, ppq: int, masks: torch.Tensor, temperature: float,
+             top_p: float, seed: int, density: float | None, velocity_shift: int) -> Iterator[NoteTuple]:
+        tok, v, runner = self.tokenizer, self.tokenizer.vocab, self.runner
+        gen = torch.Generator().manual_seed(seed)
+        dec = StreamDecoder(tok, prompt.meter, start_bar=prompt.start_bar - 1)
+        for t in prompt.tokens:
+            dec.feed(t)
+        bar_len = prompt.bar_positions
+        start, end = prompt.answer_start, prompt.answer_start + length_steps
+        answer_bar = start // bar_len
+        if length_steps <= 0:
+            return
+        cache = runner.new_cache(1, self.model.config.block_size)
+        logits = runner.step(torch.tensor([prompt.tokens]), cache)[0]
+        notes_out = 0
+        while True:
+            grammar = grammar_mask(self.tables, dec, prompt.min_pos if dec.bar == answer_bar else 0, masks)
+            grammar &= onset_limit_mask(self.tables, dec, end)
+            mask = grammar & masks
+            if not bool(mask.any()):
+                mask = grammar  # the locks admit no pitch at all: the grammar alone decides
+                if not bool(mask.any()):
+                    return
+            if density is not None and density > 0:
+                elapsed = (dec.onset - start) / bar_len if dec.bar >= answer_bar else 0.0
+                logits = density_bias(self.tables, logits, density_error_bias(density, notes_out, elapsed))
+            t = sample(apply_mask(logits, mask), temperature, top_p, gen)
+            if t == v.eos or (t == v.bar and (dec.bar + 1) * bar_len >= end):
+                return
+            note = dec.feed(t)
+            if note is not None and start <= note.onset < end:
+                notes_out += 1
+                rel = note.onset - start
+                dur = min(note.duration, end - note.onset)
+                vel = max(1, min(127, note.velocity + velocity_shift))
+                yield (note.pitch, vel, tok.steps_to_ticks(rel, ppq), max(1, tok.steps_to_ticks(dur, ppq)))
+            logits = runner.step(torch.tensor([[t]]), cache)[0]
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """``companion train transformer``: see ``models.continuation_train``."""
+    from models.continuation_train import train_main as run
+
+    return run(argv)
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    """``companion eval transformer``: see ``models.evaluate``."""
+    from models.evaluate import eval_main as run
+
+    return run(argv)

@@ -1,0 +1,117 @@
+"""Sampling: grammar mask, key lock, pitch range, onset limit, density bias, temperature / top-p."""
+
+from __future__ import annotations
+
+import torch
+
+from models.sampling import (
+    MaskTables,
+    apply_mask,
+    density_bias,
+    density_error_bias,
+    grammar_mask,
+    onset_limit_mask,
+    pitch_mask,
+    sample,
+    scale_pcs,
+)
+from models.tokenizer import StreamDecoder, Tokenizer
+
+TOK = Tokenizer()
+V = TOK.vocab
+TABLES = MaskTables(V)
+
+
+def _ids(mask: torch.Tensor) -> list[int]:
+    return torch.nonzero(mask).flatten().tolist()
+
+
+def _kinds(mask: torch.Tensor) -> set[str]:
+    return {V.kind(t) for t in _ids(mask)}
+
+
+def _after(tokens: list[int]) -> StreamDecoder:
+    dec = StreamDecoder(TOK)
+    for t in tokens:
+        dec.feed(t)
+    assert dec.skipped == 0
+    return dec
+
+
+HEADER = TOK.header("folk", "3/4", (0, "major"))
+
+
+def test_grammar_walks_header_then_bars() -> None:
+    dec = StreamDecoder(TOK)
+    assert _kinds(grammar_mask(TABLES, dec)) == {"style"}
+    assert _kinds(grammar_mask(TABLES, _after(HEADER[:2]))) == {"key"}
+    assert _kinds(grammar_mask(TABLES, _after(HEADER))) == {"bar"}
+    assert _kinds(grammar_mask(TABLES, _after(HEADER + [V.bar]))) == {"pos", "bar", "eos"}
+
+
+def test_positions_move_forward_inside_the_bar() -> None:
+    dec = _after(HEADER + [V.bar, V.token("pos", 10), V.token("vel", 5), V.token("pitch", 60), V.token("dur", 2)])
+    mask = grammar_mask(TABLES, dec)
+    allowed_pos = [t - V.block("pos").start for t in _ids(mask) if V.kind(t) == "pos"]
+    assert allowed_pos == list(range(11, 36))  # 3/4 has 36 steps
+    allowed_pitch = [t - V.block("pitch").start for t in _ids(mask) if V.kind(t) == "pitch"]
+    assert allowed_pitch == list(range(61, 128))  # chord tones rise
+    dec2 = _after(HEADER + [V.bar])
+    first = [t - V.block("pos").start for t in _ids(grammar_mask(TABLES, dec2, min_pos=24))
+             if V.kind(t) == "pos"]
+    assert first[0] == 24
+
+
+def test_first_note_of_a_bar_needs_a_velocity() -> None:
+    assert _kinds(grammar_mask(TABLES, _after(HEADER + [V.bar, V.token("pos", 0)]))) == {"vel"}
+
+
+def test_random_walks_under_the_grammar_always_decode() -> None:
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        dec = _after(HEADER)
+        onsets = []
+        for _ in range(200):
+            mask = grammar_mask(TABLES, dec)
+            if not mask.any():
+                break
+            t = sample(apply_mask(torch.randn(V.size, generator=gen), mask), 1.0, 1.0, gen)
+            note = dec.feed(t)
+            if note is not None:
+                onsets.append(note.onset)
+        assert dec.skipped == 0
+        assert onsets == sorted(onsets)
+
+
+def test_key_lock_and_pitch_range() -> None:
+    mask = pitch_mask(TABLES, scale_pcs((7, "major")), (55, 79))
+    pitches = [t - V.block("pitch").start for t in _ids(mask) if V.kind(t) == "pitch"]
+    assert pitches and all(55 <= p <= 79 and p % 12 in {7, 9, 11, 0, 2, 4, 6} for p in pitches)
+    assert bool(mask[V.bar]) and bool(mask[V.token("pos", 3)])  # only pitches are touched
+
+
+def test_onset_limit_masks_positions_at_or_after_the_end() -> None:
+    dec = _after(HEADER + [V.bar, V.bar])  # bar 1 of 3/4 starts at step 36
+    mask = onset_limit_mask(TABLES, dec, end_step=36 + 12)
+    pos = [t - V.block("pos").start for t in _ids(mask) if V.kind(t) == "pos"]
+    assert pos == list(range(12))
+
+
+def test_density_bias_moves_onsets_against_bar_lines() -> None:
+    logits = torch.zeros(V.size)
+    more = density_bias(TABLES, logits, 2.0)
+    assert more[V.token("pos", 5)] == 2.0 and more[V.bar] == -2.0 and more[V.token("pitch", 60)] == 0.0
+    assert density_error_bias(8.0, notes_so_far=2, bars_elapsed=1.0) > 0
+    assert density_error_bias(2.0, notes_so_far=9, bars_elapsed=1.0) == -4.0
+
+
+def test_sampling_respects_temperature_top_p_and_seed() -> None:
+    logits = torch.tensor([0.0, 3.0, 1.0, 2.9])
+    gen = torch.Generator().manual_seed(1)
+    assert sample(logits, 0.0, 1.0, gen) == 1
+    assert {sample(logits, 1.0, 0.01, gen) for _ in range(20)} == {1}
+    a = [sample(logits, 1.0, 1.0, torch.Generator().manual_seed(5)) for _ in range(1)]
+    b = [sample(logits, 1.0, 1.0, torch.Generator().manual_seed(5)) for _ in range(1)]
+    assert a == b
+    masked = apply_mask(logits, torch.tensor([True, False, True, False]))
+    assert {sample(masked, 1.0, 1.0, gen) for _ in range(50)} <= {0, 2}
