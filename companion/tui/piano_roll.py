@@ -188,6 +188,7 @@ class PianoRoll(Widget):
         self._low_pitch: int | None = None
         self._strips: list[Strip] | None = None  # drawn once per change, handed out line by line
         self._drawn_ns = 0
+        self._dirty = False
         self.renders = 0  # how often it was drawn (the UI benchmark reports it)
 
     def on_mount(self) -> None:
@@ -202,16 +203,17 @@ class PianoRoll(Widget):
         """New data; redrawn only when the picture would change (the playhead moves a column at a time)."""
         notes, planned, bar_ticks = list(notes), list(planned), max(1, bar_ticks)
         tpc = ticks_per_col_for(self._cols_rows()[0], bar_ticks)
-        if (notes, planned, now_ticks // tpc, bar_ticks) == (self.notes, self.planned, self.now_ticks // tpc,
+        if (notes, planned, now_ticks // tpc, bar_ticks) != (self.notes, self.planned, self.now_ticks // tpc,
                                                             self.bar_ticks):
-            return
-        self.notes, self.planned, self.now_ticks, self.bar_ticks = notes, planned, now_ticks, bar_ticks
+            self.notes, self.planned, self.now_ticks, self.bar_ticks = notes, planned, now_ticks, bar_ticks
+            self._dirty = True
         now_ns = time.monotonic_ns()
-        if now_ns - self._drawn_ns < MIN_FRAME_NS:
-            return  # drawn very recently: this picture waits for the next snapshot (the UI's CPU is the engine's)
-        self._drawn_ns = now_ns
-        self._strips = None
-        self.refresh()
+        # At most one picture per MIN_FRAME_NS: a change waits for a later snapshot (the UI's CPU is the engine's).
+        if self._dirty and now_ns - self._drawn_ns >= MIN_FRAME_NS:
+            self._dirty = False
+            self._drawn_ns = now_ns
+            self._strips = None
+            self.refresh()
 
     def on_resize(self) -> None:
         self._strips = None

@@ -79,7 +79,8 @@ class RecordingJackInput:
 
 
 def _roll_styles(app: Any) -> set[str]:
-    return {str(span.style).split(" on ")[0].strip() for span in app.roll.render().spans}
+    """The foreground styles the roll draws with now (its strips, as the screen gets them)."""
+    return {str(seg.style).split(" on ")[0].strip() for strip in app.roll.strips() for seg in strip if seg.style}
 
 
 def test_ui_shows_both_parts_and_panic_silences_everything(jack_client: Callable[..., Any]) -> None:
@@ -115,7 +116,10 @@ def test_ui_shows_both_parts_and_panic_silences_everything(jack_client: Callable
             both = await until(lambda: {n[0] for n in app.roll.notes} >= {"player", "companion"}, 12.0)
             player.join()
             outcome["sources"] = {n[0] for n in app.roll.notes}
-            outcome["styles"] = _roll_styles(app)
+            # The roll draws at most every MIN_FRAME_NS: give the picture a moment to catch up with the data.
+            outcome["styles"] = await until(
+                lambda: (styles := _roll_styles(app)) >= {PLAYER_STYLE, COMPANION_STYLE} and styles, 2.0) \
+                or _roll_styles(app)
             outcome["player_pitches"] = {n[1] for n in app.roll.notes if n[0] == "player"}
             assert both, f"the roll never showed both parts: {app.roll.notes}"
             await pilot.press("space")
