@@ -213,3 +213,18 @@ def test_an_empty_snapshot_still_draws(run_pilot: Callable[..., None], fake_cloc
         assert "bar" in str(app.transport.render())
 
     run_pilot(app, scenario)
+
+
+def test_the_roll_catches_up_with_the_music_even_when_it_stops_changing(
+        make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, run_pilot: Callable[..., None]) -> None:
+    app = make_app()
+
+    def blocks() -> int:
+        return sum(strip.text.count("█") for strip in app.roll.strips())
+
+    async def scenario(pilot: Any) -> None:
+        assert await wait_until(pilot, lambda: blocks() > 0)
+        fake_runtime.snap["notes"] = []  # one change, then the same picture every snapshot after it
+        assert await wait_until(pilot, lambda: blocks() == 0)
+
+    run_pilot(app, scenario)
