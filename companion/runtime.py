@@ -44,6 +44,7 @@ ENGINE_TICK_NS = 2_000_000  # the engine polls phrase ends and answer starts eve
 GIL_SWITCH_INTERVAL_S = 0.0002
 ENGINE_REALTIME_PRIORITY = 5
 SNAPSHOT_NS = 33_000_000  # the UI's picture is rebuilt about 30 times a second
+LATENESS_REFRESH_NS = 500_000_000
 LOOKAHEAD_BEATS = 2.0  # the generator worker decodes at most this far ahead of the playhead (ReaLJam's lookahead)
 THROTTLE_WAIT_S = 0.01  # while held at the horizon, re-check cancel, close and tempo this often
 _STOP = object()
@@ -106,6 +107,8 @@ class Runtime:
         self.lookahead_beats = LOOKAHEAD_BEATS
         self._last_generation_ms: float | None = None
         self._snapshot: dict[str, Any] = {}
+        self._lateness: dict[str, int] = {}
+        self._lateness_at_ns = 0
         self._on_port_check = on_port_check
         self._port_names = port_names or {}
         self._lost_ports: set[str] = set()
@@ -207,7 +210,10 @@ class Runtime:
         with self._lock:
             snap = dict(self._snapshot)
         snap["log"] = list(self._log_lines)[-20:]
-        snap["lateness"] = self.scheduler.lateness_stats()
+        now_ns = time.monotonic_ns()
+        if now_ns - self._lateness_at_ns > LATENESS_REFRESH_NS:  # sorting the samples is not free: twice a second
+            self._lateness, self._lateness_at_ns = self.scheduler.lateness_stats(), now_ns
+        snap["lateness"] = self._lateness
         return snap
 
     # --- threads -----------------------------------------------------------------------------------------
