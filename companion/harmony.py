@@ -149,6 +149,7 @@ class HarmonyWorker:
         self._model_step = 0  # the next 16th step the active model expects
         self._last_soprano: int | None = None
         self._sounding: dict[NoteKey, None] = {}  # ordered set of the harmony notes we sounded
+        self._last_voices: Voices | None = None  # the chord of this change period (a detached note finds it again)
         self._velocity = 64
         self._latency_ns: deque[int] = deque(maxlen=LATENCY_CAPACITY)
         self.counts = {"notes": 0, "held": 0, "moves": 0, "steps": 0, "pieces": 0, "errors": 0}
@@ -276,11 +277,18 @@ class HarmonyWorker:
         voices = model.step(command.pitch)
         shift_changed = model.shift_changed
         held = [p for _, p in self._sounding]
-        if held and not command.may_change and not clashes(command.pitch, held, settings.harmony_style):
+        again = None if held or self._last_voices is None else voice_notes(settings, command.pitch, self._last_voices)
+        if not command.may_change and held and not clashes(command.pitch, held, settings.harmony_style):
             self.counts["held"] += 1  # between chord changes the chord rings on under the new melody note
         else:
+            if command.may_change or not again or clashes(command.pitch, [p for _, p in again],
+                                                                settings.harmony_style):
+                again = voice_notes(settings, command.pitch, voices)
+                self._last_voices = voices
+            else:
+                self.counts["held"] += 1  # a detached note between changes: the same chord again
             self._velocity = max(1, round(command.velocity * VELOCITY_SCALE))
-            if self._voice(voice_notes(settings, command.pitch, voices)) and arrival_ns is not None:
+            if self._voice(again) and arrival_ns is not None:
                 self._latency_ns.append(self._now_ns() - arrival_ns)
         # --- after the send: off the critical path ---
         self._advance(model, command.pitch)
@@ -296,6 +304,7 @@ class HarmonyWorker:
         voices = model.step(command.soprano)
         if command.holding and command.may_change and self._sounding:
             wanted = voice_notes(command.settings, command.soprano, voices)
+            self._last_voices = voices
             if set(wanted) != set(self._sounding):
                 self.counts["moves"] += 1  # the model moves a voice on the beat under a held melody note
                 self._voice(wanted)
@@ -349,6 +358,7 @@ class HarmonyWorker:
         self.counts["steps"] += 1
 
     def _end_piece(self) -> None:
+        self._last_voices = None
         if self._active is not None:
             self._spare.append(self._active)  # re-primed when the worker is idle
             self._active = None

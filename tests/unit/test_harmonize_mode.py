@@ -214,3 +214,14 @@ def test_harmony_settings_are_validated_with_the_field_named(changes: dict, fiel
 
 def test_harmony_channels_from_a_toml_list_become_a_tuple() -> None:
     assert EngineSettings(harmony_channels=[1, 2, 3]).harmony_channels == (1, 2, 3)  # type: ignore[arg-type]
+
+
+def test_between_change_lines_the_first_note_after_a_line_may_change_the_rest_may_not() -> None:
+    mode, ctx = HarmonizeMode(), context(change_every="bar")
+    flags = []
+    for ticks in (0, PPQ, 2 * PPQ, BAR + 2 * PPQ, BAR + 3 * PPQ):  # detached quarter notes; none on bar 2's line
+        [note] = [c for c in on(mode, ctx, 72, ticks) + off(mode, ctx, 72, ticks + PPQ - 40)
+                  if isinstance(c, HarmonizeNote)]
+        flags.append(note.may_change)
+        run_ticks(mode, ctx, ticks + PPQ - 40, ticks + PPQ - 1)
+    assert flags == [True, False, False, True, False]

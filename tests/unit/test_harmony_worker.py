@@ -308,3 +308,17 @@ def test_threaded_worker_voices_notes_and_closes_everything(tiny_checkpoint: Pat
     assert worker.latency_stats()["n"] >= 1
     worker.close()
     assert send.sounding == set()
+
+
+def test_a_detached_note_between_changes_finds_the_same_chord_again() -> None:
+    fake = FakeHarmonizer(lambda s, n: (67, 64, 48) if n == 1 else (65, 62, 50))
+    send = RecordingSend()
+    worker = worker_for(send, lambda: [fake])
+    settings = EngineSettings(mode="harmonize", harmony_style="block")
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, settings=settings))
+    worker.process(ReleaseHarmony(72, 100))
+    worker.process(HarmonizeNote(74, 100, 0, 2 * PPQ // 4, 2, False, settings=settings))
+    assert send.sounding == {(0, 64), (0, 67), (0, 72)}  # C major again, close under the new melody note D
+    worker.process(ReleaseHarmony(74, 300))
+    worker.process(HarmonizeNote(73, 100, 0, 3 * PPQ // 4, 3, False, settings=settings))
+    assert send.sounding == {(0, 62), (0, 65), (0, 61)}  # C# rubs against C: the model's new chord instead

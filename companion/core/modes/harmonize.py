@@ -68,6 +68,7 @@ class HarmonizeMode(Mode):
         self._last_pitch: int | None = None  # what the model hears while the melody rests
         self._next_step: int | None = None  # the next 16th step for the model; None: no piece in progress
         self._rest_steps = 0
+        self._change_step: int | None = None  # the step of the last chord change (or chance of one)
         self._pedal = False
         self._chord: set[int] = set()  # pitches held on `chord_channel`
         self._key_cache: tuple[str, frozenset[int]] | None = None
@@ -131,7 +132,9 @@ class HarmonizeMode(Mode):
         self._last_pitch = message.note
         self._rest_steps = 0
         self.voiced += 1
-        may_change = new_piece or (step is not None and (step * STEP_TICKS) % change_ticks(ctx) == 0)
+        may_change = new_piece or (step is not None and self._may_change(step, ctx))
+        if may_change and step is not None:
+            self._change_step = step
         commands.append(HarmonizeNote(message.note, message.velocity, message.channel, now_ticks, step, may_change,
                                       self._key_pcs(ctx), self._chord_pcs(), ctx.settings))
         return commands
@@ -164,14 +167,25 @@ class HarmonizeMode(Mode):
                 if self._rest_steps > rest_limit:
                     return commands + self._end_piece(now_ticks, "rest")
             may_change = (step * STEP_TICKS) % every == 0
+            if may_change and melody is not None:
+                self._change_step = step  # the model may move a voice here under the held note
             soprano = melody.pitch if melody is not None else self._last_pitch
             commands.append(HarmonyStep(step, soprano, melody is not None, may_change, key_pcs, chord_pcs,
                                         ctx.settings))
             self._next_step = step + 1
         return commands
 
+    def _may_change(self, step: int, ctx: ModeContext) -> bool:
+        """On a change line, or the first note since one: between lines the chord stays, however the melody
+        is articulated (a detached note finds the chord of its change period again)."""
+        every = change_ticks(ctx)
+        if (step * STEP_TICKS) % every == 0 or self._change_step is None:
+            return True
+        return (step * STEP_TICKS) // every > (self._change_step * STEP_TICKS) // every
+
     def _end_piece(self, now_ticks: int, reason: str) -> list[Command]:
         self._next_step = None
+        self._change_step = None
         self._last_pitch = None
         self._rest_steps = 0
         return [StopHarmony(now_ticks, reason)]

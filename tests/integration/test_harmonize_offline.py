@@ -1,0 +1,78 @@
+"""Offline harmonize with the shipped chorale model: a valid type-1 file, the melody unchanged, harmony under it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mido
+import pytest
+
+from companion.core.events import PPQ, Note
+from companion.errors import InputFileError
+from companion.harmony_offline import harmonize_file, melody_of
+from companion.midifile import COMPANION_TRACK, read_midi, write_take, write_with_answer
+from models.harmonizer import SHIPPED_CHECKPOINT
+
+pytestmark = pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="the shipped harmonizer is not built yet")
+
+# A folk-like line in G with 8ths, a long note, a leap and notes above the chorale range (folded, never silent).
+TUNE = [(67, 0, 480), (72, 480, 480), (72, 960, 240), (74, 1200, 240), (76, 1440, 960), (74, 2400, 480),
+        (72, 2880, 480), (71, 3360, 480), (72, 3840, 960), (88, 4800, 480), (86, 5280, 480), (84, 5760, 960)]
+
+
+def melody_file(tmp_path: Path, extra: list[Note] = ()) -> Path:  # type: ignore[assignment]
+    notes = [Note(p, 90, s, d, 0) for p, s, d in TUNE] + list(extra)
+    return write_take(tmp_path / "melody.mid", [("melody", notes)], 96.0, beats_per_bar=3)
+
+
+def sounding_at(notes: list[Note], ticks: int) -> list[Note]:
+    return [n for n in notes if n.start_ticks <= ticks < n.end_ticks]
+
+
+@pytest.mark.parametrize("style", ["chorale", "block", "bass", "pad"])
+def test_harmony_file_keeps_the_melody_and_sounds_under_its_notes(tmp_path: Path, style: str) -> None:
+    source = read_midi(melody_file(tmp_path))
+    harmony = harmonize_file(source, seed=2, settings={"harmony_style": style})
+    out = write_with_answer(source, harmony, tmp_path / "out.mid")
+    written = mido.MidiFile(out)
+    original = mido.MidiFile(source.path)
+    assert written.type == 1 and len(written.tracks) == len(original.tracks) + 1
+    for before, after in zip(original.tracks, written.tracks, strict=False):
+        assert [m.dict() for m in before] == [m.dict() for m in after]  # the input's tracks, unchanged
+    assert written.tracks[-1].name == COMPANION_TRACK
+    melody = list(source.notes)
+    assert harmony, "no harmony at all"
+    for note in harmony:
+        under = sounding_at(melody, note.start_ticks)
+        assert under, f"{note} starts where no melody note sounds"
+        assert note.end_ticks <= max(m.end_ticks for m in under), f"{note} outlasts its melody note"
+        assert note.channel == 1  # the first channel the input does not use
+    if style in ("chorale", "block"):
+        assert all(n.pitch < sounding_at(melody, n.start_ticks)[0].pitch for n in harmony), "a voice above the tune"
+    # every melody note on a beat has harmony starting with it: the folded high notes included
+    for p, s, _ in TUNE:
+        if s % PPQ == 0:
+            assert any(n.start_ticks == s for n in harmony), f"melody note {p} at {s} has no harmony"
+    reread = read_midi(out)
+    assert [n for n in reread.notes if n.channel == 0] == melody
+
+
+def test_same_seed_same_file_and_settings_are_checked(tmp_path: Path) -> None:
+    source = read_midi(melody_file(tmp_path))
+    first = harmonize_file(source, seed=5, settings={"temperature": 1.2})
+    assert harmonize_file(source, seed=5, settings={"temperature": 1.2}) == first
+    with pytest.raises(InputFileError, match="change_every"):
+        harmonize_file(source, seed=5, settings={"change_every": "fortnight"})
+
+
+def test_drums_only_is_a_clear_input_error(tmp_path: Path) -> None:
+    path = write_take(tmp_path / "drums.mid", [("drums", [Note(36, 100, i * PPQ, 100, 9) for i in range(8)])], 120.0)
+    with pytest.raises(InputFileError, match="no melody"):
+        harmonize_file(read_midi(path), seed=0, settings={})
+
+
+def test_the_melody_is_the_top_voice_of_chords_and_inner_voices() -> None:
+    notes = [Note(60, 80, 0, 960), Note(64, 80, 0, 960), Note(72, 80, 5, 960),  # a chord: the top is the melody
+             Note(67, 80, 480, 240),  # an inner voice under the held 72
+             Note(74, 80, 960, 480), Note(50, 80, 960, 480, 9)]  # drums are never melody
+    assert [(n.pitch, n.start_ticks, n.duration_ticks) for n in melody_of(notes)] == [(72, 5, 955), (74, 960, 480)]
