@@ -395,3 +395,10 @@ class HarmonyWorker:
         self._log_line("info", f"harmony: at {pitch_name(pitch)} the model hears the melody {octaves} "
                                f"octave{'s' if octaves > 1 else ''} {direction}, inside the chorale range it knows "
                                "(the harmony still sounds in your octave)")
+
+
+def bench_harmony(seconds: float) -> dict[str, Any]:
+    """Melody note -> harmony notes out, in-process (the real runtime and the shipped model; `companion bench`)."""
+    from companion.harmony_bench import bench_harmony as measure
+
+    return measure(seconds)
