@@ -14,10 +14,9 @@ from models.harmonizer_net import (
     ChoraleConfig,
     ChoraleNet,
     choose_tokens,
-    combine_masks,
+    forbidden_pitches,
     pitch_class_mask,
     range_mask,
-    voice_leading_mask,
 )
 from models.harmonizer_train import KIND, SHIPPED_CHECKPOINT, train_main
 from models.jsb import JsbVocab
@@ -94,7 +93,7 @@ class Harmonizer:
         self._cache = self.net.new_cache(1)
         self._step_index = position_in_beat % 4
         self._pending: list[int] | None = None
-        self._prev_pitches = torch.full((1, 4), -1, dtype=torch.long)  # model space, -1 = rest
+        self._prev_pitches = [-1, -1, -1, -1]  # model space, -1 = rest
         self.octave_shift_semitones = 0  # added to the melody to bring it into the soprano range
         self.shift_changed = False  # True on the step where octave_shift_semitones changed (log it)
         bos = torch.full((1, 4), JsbVocab.BOS, dtype=torch.long)
@@ -136,8 +135,7 @@ class Harmonizer:
         head = self.net.head
         chosen = [s_tok]
         rules = self.avoid_parallels or self.avoid_crossing
-        pitches = torch.full((1, 4), -1, dtype=torch.long)
-        pitches[0, 0] = int(self._token_pitch[s_tok])
+        pitches = [self._pitch_of(s_tok), -1, -1, -1]
         with torch.inference_mode():
             acc = head.embed_chosen(0, torch.tensor([s_tok]))
             for v in (1, 2, 3):
@@ -147,13 +145,11 @@ class Harmonizer:
                     logits = head.voice_logits(self._h, v, acc)  # (1, vocab)
                 mask = self._masks[v]
                 if rules:
-                    vl = voice_leading_mask(self._token_pitch, self._prev_pitches, pitches, v,
-                                            parallels=self.avoid_parallels, crossing=self.avoid_crossing)
-                    mask = combine_masks(mask, vl, self._token_pitch)
+                    mask = self._rule_mask(mask, v, pitches)
                 tok = choose_tokens(logits, mask, sample=sample, temperature=self.temperature,
                                     generator=self._generator)
                 chosen.append(int(tok))
-                pitches[0, v] = int(self._token_pitch[int(tok)])
+                pitches[v] = self._pitch_of(int(tok))
                 if v < 3:
                     acc = acc + head.embed_chosen(v, tok)
         self._pending = chosen
@@ -163,6 +159,20 @@ class Harmonizer:
             pitch = self.vocab.decode(tok)
             out.append(None if pitch is None else min(127, max(0, pitch - self.octave_shift_semitones)))
         return out[0], out[1], out[2]
+
+    def _pitch_of(self, token: int) -> int:
+        return -1 if token < self.vocab.FIRST_PITCH else token - self.vocab.FIRST_PITCH + self.vocab.pitch_lo
+
+    def _rule_mask(self, mask: torch.Tensor, voice: int, pitches: list[int]) -> torch.Tensor:
+        """``mask`` less the pitches that break the voice-leading rules, unless that leaves no pitch."""
+        lo, hi = self.voice_ranges[voice]
+        bad = forbidden_pitches(self._prev_pitches, pitches, voice, lo, hi, parallels=self.avoid_parallels,
+                                crossing=self.avoid_crossing)
+        if not bad:
+            return mask
+        ruled = mask.clone()
+        ruled[[self.vocab.encode(p) for p in bad]] = False
+        return ruled if bool(ruled[self.vocab.FIRST_PITCH :].any()) else mask
 
     def finish_step(self) -> None:
         """Feed the chord of the step just returned to the Transformer (off the latency-critical path)."""

@@ -200,3 +200,24 @@ def combine_masks(base: torch.Tensor, rules: torch.Tensor, token_pitch: torch.Te
     both = base & rules
     has_pitch = (both & (token_pitch >= 0)).any(dim=-1, keepdim=True)  # (B, 1)
     return torch.where(has_pitch, both, base.expand_as(both))
+
+
+def forbidden_pitches(prev: list[int], chosen: list[int], voice: int, lo: int, hi: int, *, parallels: bool,
+                      crossing: bool) -> list[int]:
+    """Pitches lo..hi that ``voice_leading_mask`` forbids, for one chord (plain ints, the fast live path)."""
+    pv0 = prev[voice]
+    out = []
+    for p in range(lo, hi + 1):
+        bad = crossing and voice > 0 and chosen[voice - 1] >= 0 and p > chosen[voice - 1]
+        if parallels and not bad and pv0 >= 0 and p != pv0:
+            for u in range(voice):
+                pu0, pu1 = prev[u], chosen[u]
+                if pu0 < 0 or pu1 < 0 or pu1 == pu0 or (pu1 > pu0) != (p > pv0):
+                    continue
+                iv0 = abs(pu0 - pv0) % 12
+                if iv0 in (0, 7) and abs(pu1 - p) % 12 == iv0:
+                    bad = True
+                    break
+        if bad:
+            out.append(p)
+    return out

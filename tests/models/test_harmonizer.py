@@ -210,3 +210,20 @@ def test_voice_leading_mask_forbids_parallels_and_crossings() -> None:
     base[VOCAB.REST] = True
     base[VOCAB.encode(62)] = True
     assert torch.equal(combine_masks(base, mask.unsqueeze(0), token_pitch)[0], base)
+
+
+def test_live_rule_path_matches_the_batched_mask() -> None:
+    from models.harmonizer_net import forbidden_pitches, voice_leading_mask
+
+    tokens = torch.arange(VOCAB.size)
+    token_pitch = torch.where(tokens >= VOCAB.FIRST_PITCH, tokens - VOCAB.FIRST_PITCH + VOCAB.pitch_lo, -1)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        prev = torch.randint(44, 80, (1, 4), generator=g)
+        chosen = torch.randint(44, 80, (1, 4), generator=g)
+        prev[0, int(torch.randint(0, 6, (1,), generator=g)) % 4] = -1 if _ % 5 == 0 else prev[0, 0]
+        voice = 1 + _ % 3
+        mask = voice_leading_mask(token_pitch, prev, chosen, voice, parallels=True, crossing=True)[0]
+        expected = [p for p in range(40, 80) if not bool(mask[VOCAB.encode(p)])]
+        assert forbidden_pitches(prev[0].tolist(), chosen[0].tolist(), voice, 40, 79, parallels=True,
+                                 crossing=True) == expected
