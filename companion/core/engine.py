@@ -111,6 +111,8 @@ class EngineSettings:
     """Meter numerator."""
     beat_unit: int = 4
     """Meter denominator (4: the beat is a quarter note, 8: an eighth)."""
+    morph_steps: int = 4
+    """Morph mode: phrases played from the older of the last two phrases to the newer, both ends included."""
     # --- harmonize mode (companion/core/modes/harmonize.py, companion/harmony.py) ---
     harmony_style: str = "chorale"
     """Harmonize: "chorale" (alto, tenor, bass), "block" (close chord under the melody), "bass" or "pad"."""
@@ -143,6 +145,8 @@ class EngineSettings:
             raise ValueError(f"temperature must be above 0 and at most 5, got {self.temperature!r}")
         if not isinstance(self.seed, int):
             raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+        if not isinstance(self.morph_steps, int) or not (2 <= self.morph_steps <= 32):
+            raise ValueError(f"morph_steps must be a whole number 2..32, got {self.morph_steps!r}")
         if self.beat_unit not in (2, 4, 8, 16):
             raise ValueError(f"beat_unit must be 2, 4, 8 or 16, got {self.beat_unit!r}")
         self._check_harmony()

@@ -1,0 +1,51 @@
+"""Morph: when a phrase ends, play ``morph_steps`` phrases from the one before it to this one, from the next bar.
+
+The request's phrase is the newer one (B); ``settings["vae"]`` holds ``{"op": "morph", "other": A's notes as
+[pitch, velocity, onset_ticks, duration_ticks] from A's bar line, "steps": n, "bars": b, "seed": s}``. Each step
+is ``b`` bars long (the longer of the two phrases), so the answer lasts ``n * b`` bars; the first step is A
+again, the last is B.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from companion.core.events import Command, Log, Phrase
+from companion.core.modes.base import ModeContext
+from companion.core.modes.variation import VariationMode, phrase_bars
+
+MAX_MORPH_BARS = 64  # steps x bars: a long morph is shortened (fewer steps) rather than running for minutes
+
+
+class MorphMode(VariationMode):
+    """Morphs between the last two phrases; the first phrase of a session only sets up the next morph."""
+
+    name = "morph"
+    tag_prefix = "morph"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._previous: Phrase | None = None  # the phrase the next morph starts from
+        self._from: Phrase | None = None  # A of the morph in play (for regenerate)
+
+    def phrase_ended(self, phrase: Phrase, now_ticks: int, ctx: ModeContext) -> list[Command]:
+        if not phrase.notes:
+            return []
+        previous, self._previous = self._previous, phrase
+        if previous is None:
+            return [Log("info", "morph: play one more phrase and the companion morphs from this one to it")]
+        self._from = previous
+        return super().phrase_ended(phrase, now_ticks, ctx)
+
+    def _plan(self, phrase: Phrase, ctx: ModeContext, seed: int) -> tuple[int, dict[str, Any]]:
+        a = self._from if self._from is not None else phrase
+        bars = max(phrase_bars(a), phrase_bars(phrase))
+        steps = max(2, min(ctx.settings.morph_steps, MAX_MORPH_BARS // bars))
+        other = [[n.pitch, n.velocity, n.start_ticks - a.start_ticks, n.duration_ticks] for n in a.notes]
+        return steps * bars, {"op": "morph", "other": other, "steps": steps, "bars": bars, "seed": seed}
+
+    def snapshot(self, now_ticks: int) -> dict[str, Any]:
+        return {**super().snapshot(now_ticks), "morph_ready": self._previous is not None}
+
+
+MODE = MorphMode
