@@ -81,7 +81,7 @@ def test_one_plan_per_beat_however_often_it_ticks() -> None:
 
 
 def test_with_an_unchanged_context_spans_follow_each_other_without_gap_or_overlap() -> None:
-    player = FakePlayer(DuetMode(idle_bars=8), context())
+    player = FakePlayer(DuetMode(idle_bars=8, hear_itself=True), context())
     player.play(67, 10, BEAT)
     player.run_until(5 * BAR)
     requests = player.requests()
@@ -97,7 +97,7 @@ def test_with_an_unchanged_context_spans_follow_each_other_without_gap_or_overla
 
 
 def test_a_new_note_replaces_the_tentative_part_from_the_next_beat() -> None:
-    player = FakePlayer(DuetMode(), context())
+    player = FakePlayer(DuetMode(hear_itself=True), context())
     player.play(67, 10, 200)
     player.run_until(BEAT + 1)
     [(_, first)] = player.requests()
@@ -130,6 +130,10 @@ def test_a_held_note_is_in_the_context_with_its_length_so_far() -> None:
     [request] = [c for t in range(100, BEAT + 1) for c in mode.tick(t, ctx)]
     [note] = request.phrase.notes  # type: ignore[union-attr]
     assert note.pitch == 62 and note.start_ticks == 100 and note.duration_ticks == BEAT - 100
+    mode.handle(NoteOn(0, 64, 90), 2 * BEAT - 1, ctx, True)  # pressed a tick before the beat
+    [request] = [c for t in range(BEAT + 1, 2 * BEAT + 1) for c in mode.tick(t, ctx)]
+    fresh = [n for n in request.phrase.notes if n.pitch == 64]  # type: ignore[union-attr]
+    assert fresh[0].duration_ticks == BEAT // 2  # counted as an 8th so far, not as a click
 
 
 def test_the_duet_rests_when_the_player_stops_and_comes_back_with_the_player() -> None:
@@ -150,6 +154,14 @@ def test_a_long_held_note_keeps_the_duet_going() -> None:
     assert max(r.end_ticks for _, r in player.requests()) >= 4 * BAR
 
 
+def test_by_default_the_duet_listens_to_the_player_only() -> None:
+    player = FakePlayer(DuetMode(idle_bars=8), context())
+    player.play(67, 10, BEAT)
+    player.run_until(3 * BAR)
+    assert len(player.requests()) >= 2
+    assert all(r.settings["continues"] == [] for _, r in player.requests())
+
+
 def test_key_from_the_engine_else_estimated_from_the_window_and_none_without_key_lock() -> None:
     player = FakePlayer(DuetMode(), context(key=Key(2, "minor")))
     player.play(60, 10, 100)
@@ -157,7 +169,7 @@ def test_key_from_the_engine_else_estimated_from_the_window_and_none_without_key
     assert player.requests()[0][1].key == (2, "minor")
 
     player = FakePlayer(DuetMode(), context(key=None))
-    for i, pitch in enumerate([60, 64, 67, 72, 65, 62, 59, 60]):
+    for i, pitch in enumerate([60, 64, 67, 72, 71, 67, 62, 60, 65, 64, 62, 60, 67, 64, 60, 60]):
         player.play(pitch, 10 + i * 100, 90)
     assert player.requests()[-1][1].key == (0, "major")
 

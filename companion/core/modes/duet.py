@@ -46,13 +46,16 @@ class DuetMode(Mode):
     name = "duet"
 
     def __init__(self, *, span_beats: int | None = None, commit_beats: int = 1, context_bars: int = 2,
-                 idle_bars: int = 2) -> None:
+                 idle_bars: int = 2, hear_itself: bool = False) -> None:
         if commit_beats < 1 or context_bars < 1 or idle_bars < 1 or (span_beats is not None and span_beats < 1):
             raise ValueError("span_beats, commit_beats, context_bars and idle_bars must be at least 1")
         self.span_beats = span_beats  # None: one bar
         self.commit_beats = commit_beats
         self.context_bars = context_bars
         self.idle_bars = idle_bars
+        # Off by default: with its own line in the prompt beside the player's, the Transformer reads one dense
+        # texture and each span gets busier than the last (measured: 2 -> 15 notes a beat within four bars).
+        self.hear_itself = hear_itself
         self._notes: deque[Note] = deque(maxlen=_MAX_CONTEXT_NOTES)  # the player's notes, closed ones
         self._open: dict[tuple[int, int], tuple[int, int]] = {}  # (channel, pitch) -> (start_ticks, velocity)
         self._spans: list[_Span] = []  # requested, not yet over
@@ -96,8 +99,11 @@ class DuetMode(Mode):
         while self._notes and self._notes[0].start_ticks < window_start:
             self._notes.popleft()
         notes = [n for n in self._notes if n.start_ticks >= window_start]
-        notes += [Note(pitch, velocity, start, max(1, now_ticks - start), channel)
-                  for (channel, pitch), (start, velocity) in self._open.items() if start >= window_start]
+        # A key still down has lasted at least this long; one that went down a moment ago would read as a
+        # click (a tick long), and the model answers clicks with clicks: count it as an 8th at least.
+        held = [Note(pitch, velocity, start, max(ctx.beat_ticks // 2, now_ticks - start), channel)
+                for (channel, pitch), (start, velocity) in self._open.items() if start >= window_start]
+        notes += held
         notes.sort(key=lambda n: (n.start_ticks, n.pitch))
         return Phrase(tuple(notes), window_start, now_ticks, ctx.bar_ticks)
 
@@ -162,8 +168,9 @@ class DuetMode(Mode):
             elif len(phrase.notes) >= _KEY_MIN_NOTES:
                 estimate = estimate_key((n.pitch, float(n.duration_ticks)) for n in phrase.notes)
                 key = estimate.as_pair() if estimate is not None else None
-        # The generator prompts with the player's notes and what these spans played before `start_ticks`.
-        request_settings = {**dataclasses.asdict(settings), "task": "duet", "continues": list(self._recent_tags)}
+        # The generator prompts with the player's notes (and, if it hears itself, what the earlier spans played).
+        continues = list(self._recent_tags) if self.hear_itself else []
+        request_settings = {**dataclasses.asdict(settings), "task": "duet", "continues": continues}
         self._spans.append(_Span(tag, start_ticks, end_ticks))
         self._recent_tags.append(tag)
         self._requested_version = self._context_version
