@@ -32,6 +32,7 @@ PRIMED_POSITIONS = 4  # a fresh model per 16th position in the beat, so a phrase
 VELOCITY_SCALE = 0.8  # the harmony sits a little under the melody
 MAX_FILL_STEPS = 64  # a gap longer than this (a stalled machine) starts a fresh piece instead of catching up
 LATENCY_CAPACITY = 4096
+STALE_NOTE_NS = 250_000_000  # harmony this late (the model was still loading, the machine stalled) stays silent
 WARMUP_STEPS = 24
 _STOP = object()
 
@@ -152,7 +153,7 @@ class HarmonyWorker:
         self._last_voices: Voices | None = None  # the chord of this change period (a detached note finds it again)
         self._velocity = 64
         self._latency_ns: deque[int] = deque(maxlen=LATENCY_CAPACITY)
-        self.counts = {"notes": 0, "held": 0, "moves": 0, "steps": 0, "pieces": 0, "errors": 0}
+        self.counts = dict.fromkeys(("notes", "held", "moves", "steps", "pieces", "late", "errors"), 0)
 
     # --- life cycle (any thread) ---------------------------------------------------------------------------
 
@@ -238,7 +239,12 @@ class HarmonyWorker:
     def _prime_one(self) -> None:
         position = next(p for p in range(PRIMED_POSITIONS) if p not in self._primed)
         model = self._spare.pop()
-        model.reset(self._seed, position_in_beat=position)
+        try:
+            model.reset(self._seed, position_in_beat=position)
+        except Exception as err:  # noqa: BLE001 - this copy is dropped; the others keep harmony going
+            self.counts["errors"] += 1
+            self._log_line("error", f"a harmony model failed to reset ({type(err).__name__}: {err}); dropped")
+            return
         self._primed[position] = (model, self._seed)
 
     def process(self, command: HarmonyCommand, arrival_ns: int | None = None) -> None:
@@ -276,6 +282,10 @@ class HarmonyWorker:
         self._fill_to(model, command.step_index)
         voices = model.step(command.pitch)
         shift_changed = model.shift_changed
+        if arrival_ns is not None and self._now_ns() - arrival_ns > STALE_NOTE_NS:
+            self.counts["late"] += 1  # the model still hears it, but harmony this late would sound wrong
+            self._advance(model, command.pitch)
+            return
         held = [p for _, p in self._sounding]
         again = None if held or self._last_voices is None else voice_notes(settings, command.pitch, self._last_voices)
         if not command.may_change and held and not clashes(command.pitch, held, settings.harmony_style):

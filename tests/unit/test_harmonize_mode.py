@@ -225,3 +225,12 @@ def test_between_change_lines_the_first_note_after_a_line_may_change_the_rest_ma
         flags.append(note.may_change)
         run_ticks(mode, ctx, ticks + PPQ - 40, ticks + PPQ - 1)
     assert flags == [True, False, False, True, False]
+
+
+def test_a_clock_that_moved_back_starts_a_new_piece_where_the_note_is() -> None:
+    mode, ctx = HarmonizeMode(), context()
+    on(mode, ctx, 60, 8 * BAR)
+    off(mode, ctx, 60, 8 * BAR + 100)
+    commands = on(mode, ctx, 62, BAR)  # the DAW jumped back to bar 2
+    assert isinstance(commands[0], StopHarmony) and commands[0].reason == "the clock moved back"
+    assert commands[-1].step_index == BAR // STEP and commands[-1].may_change  # type: ignore[union-attr]

@@ -322,3 +322,14 @@ def test_a_detached_note_between_changes_finds_the_same_chord_again() -> None:
     worker.process(ReleaseHarmony(74, 300))
     worker.process(HarmonizeNote(73, 100, 0, 3 * PPQ // 4, 3, False, settings=settings))
     assert send.sounding == {(0, 62), (0, 65), (0, 61)}  # C# rubs against C: the model's new chord instead
+
+
+def test_a_note_that_waited_too_long_is_not_sounded_late() -> None:
+    fake = FakeHarmonizer(chorale)
+    send = RecordingSend()
+    worker = worker_for(send, lambda: [fake])
+    settings = EngineSettings(mode="harmonize")
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, settings=settings), time.monotonic_ns() - 2 * 10**9)
+    assert send.messages == [] and worker.counts["late"] == 1 and fake.sopranos == [72]  # the model still heard it
+    worker.process(HarmonizeNote(74, 100, 0, PPQ, 4, True, settings=settings), time.monotonic_ns())
+    assert len(send.sounding) == 3 and fake.sopranos == [72] * 4 + [74]

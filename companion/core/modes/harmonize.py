@@ -30,6 +30,8 @@ STEP_TICKS = TICKS_PER_16TH
 HALF_STEP_TICKS = STEP_TICKS // 2
 CHORD_WINDOW_TICKS = PPQ // 8
 """Notes starting within a 32nd of the melody note form a chord with it: the top note is the melody."""
+MAX_ORNAMENT_STEPS = 4
+"""Notes crowding this many steps ahead of the grid are ornaments; further ahead means the clock moved back."""
 MAX_BEHIND_BARS = 2
 """If the engine falls this far behind the grid (a stalled machine), the piece restarts at the next note."""
 
@@ -114,6 +116,8 @@ class HarmonizeMode(Mode):
             return []  # played with the melody note and below it: the player's own chord tone
         commands = self._catch_up(now_ticks, ctx)
         quantized = (now_ticks + HALF_STEP_TICKS) // STEP_TICKS
+        if self._next_step is not None and self._next_step > quantized + MAX_ORNAMENT_STEPS:
+            commands += self._end_piece(now_ticks, "the clock moved back")  # a DAW relocated: start afresh here
         step: int | None
         new_piece = self._next_step is None
         if new_piece:
