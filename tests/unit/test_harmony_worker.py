@@ -333,3 +333,58 @@ def test_a_note_that_waited_too_long_is_not_sounded_late() -> None:
     assert send.messages == [] and worker.counts["late"] == 1 and fake.sopranos == [72]  # the model still heard it
     worker.process(HarmonizeNote(74, 100, 0, PPQ, 4, True, settings=settings), time.monotonic_ns())
     assert len(send.sounding) == 3 and fake.sopranos == [72] * 4 + [74]
+
+
+def test_the_runtime_starts_the_worker_and_routes_harmony_through_the_scheduler(tiny_checkpoint: Path) -> None:
+    import threading
+
+    from companion.generators import MarkovGenerator
+    from companion.midi.clock import InternalClock
+    from companion.midi.ports import LoopbackPorts
+    from companion.runtime import Runtime
+
+    to_engine, from_engine = LoopbackPorts("in"), LoopbackPorts("out")
+    received: list[list[int]] = []
+    lock = threading.Lock()
+
+    def on_receive(data: list[int], time_ns: int) -> None:
+        with lock:
+            received.append(data)
+
+    def sounding() -> set[tuple[int, int]]:
+        keys: set[tuple[int, int]] = set()
+        with lock:
+            for data in received:
+                if data[0] & 0xF0 == 0x90 and data[2] > 0:
+                    keys.add((data[0] & 0x0F, data[1]))
+                elif data[0] & 0xF0 in (0x80, 0x90):
+                    keys.discard((data[0] & 0x0F, data[1]))
+        return keys
+
+    def poll(predicate: Callable[[], object], timeout_s: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    receiver = from_engine.open_input(on_receive)
+    settings = EngineSettings(mode="harmonize", harmony_channels=(1, 2, 3), key_lock=False)
+    runtime = Runtime(settings, inputs=[to_engine.open_input], outputs=[from_engine.open_output()],
+                      generator=MarkovGenerator(), clock=InternalClock(120.0), harmonizer_loader=tiny(tiny_checkpoint))
+    player = to_engine.open_output()
+    try:
+        runtime.start()
+        assert poll(lambda: runtime.harmony is not None and runtime.harmony.wait_ready(0))
+        player.send([0x90, 72, 100])
+        assert poll(lambda: len(sounding()) >= 1), "no harmony came out"
+        assert {channel for channel, _ in sounding()} <= {1, 2, 3}
+        player.send([0x80, 72, 0])
+        assert poll(lambda: not sounding()), "the harmony outlived its melody note"
+        player.send([0x90, 74, 100])
+        assert poll(lambda: len(sounding()) >= 1)
+    finally:
+        runtime.close()
+        receiver.close()
+    assert not sounding() and runtime.harmony is not None and runtime.harmony.counts["notes"] == 2
