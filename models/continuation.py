@@ -12,6 +12,7 @@ import copy
 import random
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,7 @@ class ContinuationModel:
             raise ValueError(f"unknown style {style!r}; this model knows {', '.join(self.styles)}")
         if pitch_range is not None and not 0 <= pitch_range[0] <= pitch_range[1] <= 127:
             raise ValueError(f"pitch_range must be (low, high) within 0..127, got {pitch_range!r}")
+        meter = self.supported_meter(meter)
         if key is None and notes:
             key = estimate_key([n[0] for n in notes], [max(1, n[3]) for n in notes])
         prompt = self._prompt(notes, ppq, style, meter, key, answer_start_ticks)
@@ -125,6 +127,18 @@ class ContinuationModel:
             key = (rng.randrange(12), rng.choice(("major", "minor")))
         return self.stream([], ppq=ppq, length_ticks=length_ticks, style=style, meter=meter, key=key,
                            seed=seed, answer_start_ticks=0, follow_velocity=False, **kw)
+
+    def supported_meter(self, meter: str) -> str:
+        """``meter`` if the tokenizer has it, else one with the same bar length, else 4/4 (never fails live)."""
+        cfg = self.tokenizer.config
+        if meter in cfg.meters:
+            return meter
+        try:
+            num, den = (int(x) for x in meter.split("/"))
+        except ValueError:
+            raise ValueError(f"meter must look like '6/8', got {meter!r}") from None
+        same = [m for m in cfg.meters if Fraction(num, den) == Fraction(*(int(x) for x in m.split("/")))]
+        return same[0] if same else "4/4"
 
     # --- internals --------------------------------------------------------------------------------
 

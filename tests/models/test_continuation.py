@@ -45,10 +45,10 @@ def live(checkpoint: Path) -> ContinuationModel:
 
 
 def test_answers_stay_inside_the_answer_and_in_time_order(live: ContinuationModel) -> None:
-    length = 2 * BAR
-    for seed in range(4):
+    length = BAR
+    for seed in range(2):
         notes = list(live.stream(PHRASE, ppq=PPQ, length_ticks=length, style="folk", seed=seed))
-        assert notes, "an untrained model still answers something in two bars"
+        assert notes, "an untrained model still answers something in a bar"
         starts = [n[2] for n in notes]
         assert starts == sorted(starts)
         assert all(0 <= n[2] < length and n[2] + n[3] <= length and n[3] > 0 for n in notes)
@@ -57,16 +57,16 @@ def test_answers_stay_inside_the_answer_and_in_time_order(live: ContinuationMode
 
 def test_key_lock_and_pitch_range_hold(live: ContinuationModel) -> None:
     pcs = {0, 2, 4, 5, 7, 9, 11}
-    for seed in range(3):
-        notes = list(live.stream(PHRASE, ppq=PPQ, length_ticks=2 * BAR, style="folk", seed=seed, key_pcs=pcs,
+    for seed in range(2):
+        notes = list(live.stream(PHRASE, ppq=PPQ, length_ticks=BAR, style="folk", seed=seed, key_pcs=pcs,
                                  pitch_range=(55, 76)))
         assert all(n[0] % 12 in pcs and 55 <= n[0] <= 76 for n in notes)
 
 
 def test_same_seed_same_answer(live: ContinuationModel) -> None:
-    a = list(live.stream(PHRASE, ppq=PPQ, length_ticks=BAR, style="folk", seed=7))
-    b = list(live.stream(PHRASE, ppq=PPQ, length_ticks=BAR, style="folk", seed=7))
-    c = list(live.stream(PHRASE, ppq=PPQ, length_ticks=BAR, style="folk", seed=8))
+    a = list(live.stream(PHRASE, ppq=PPQ, length_ticks=BAR // 2, style="folk", seed=7))
+    b = list(live.stream(PHRASE, ppq=PPQ, length_ticks=BAR // 2, style="folk", seed=7))
+    c = list(live.stream(PHRASE, ppq=PPQ, length_ticks=BAR // 2, style="folk", seed=8))
     assert a == b and a != c
 
 
@@ -81,6 +81,13 @@ def test_bad_arguments_fail_at_the_call(live: ContinuationModel) -> None:
         live.stream(PHRASE, ppq=PPQ, length_ticks=BAR, style="bebop")
     with pytest.raises(ValueError, match="pitch_range"):
         live.stream(PHRASE, ppq=PPQ, length_ticks=BAR, pitch_range=(80, 20))
+
+
+def test_unsupported_meters_fall_back(live: ContinuationModel) -> None:
+    assert live.supported_meter("8/8") == "4/4" and live.supported_meter("11/8") == "4/4"
+    assert live.supported_meter("6/8") == "6/8"
+    with pytest.raises(ValueError, match="meter"):
+        live.supported_meter("fast")
 
 
 def test_generate_plays_alone(live: ContinuationModel) -> None:
