@@ -77,6 +77,16 @@ def _seed_motif(request: RequestAnswer) -> list[tuple[int, int, int, int]]:
     return [(degree_pitch[d % len(degree_pitch)], 80, i * step, step) for i, d in enumerate(pattern[: 2 * beats])]
 
 
+def _call_density(request: RequestAnswer) -> float | None:
+    """An answer as busy as the call (notes per bar of the player's phrase), unless the preset sets a density."""
+    phrase = request.phrase
+    if request.settings.get("task") in ("duet", "generate") or not phrase.notes or phrase.bar_ticks <= 0:
+        return None
+    onsets = {n.start_ticks for n in phrase.notes}  # a chord counts once
+    bars = max(1.0, (max(n.end_ticks for n in phrase.notes) - phrase.start_ticks) / phrase.bar_ticks)
+    return max(1.0, len(onsets) / bars)
+
+
 def _key_pitch_classes(request: RequestAnswer) -> set[int] | None:
     if request.key is None or not request.settings.get("key_lock", True):
         return None
@@ -147,13 +157,13 @@ class TransformerGenerator:
             temperature=float(s.get("temperature", 1.0)),
             top_p=float(s.get("top_p", 0.95)),
             seed=request.seed,
-            density=s.get("density"),
+            density=s.get("density") or _call_density(request),
             pitch_range=s.get("pitch_range"),
             meter=f"{s.get('beats_per_bar', 4)}/{s.get('beat_unit', 4)}",
         )
         if prompt:
             notes = self._model.stream(prompt, answer_start_ticks=request.start_ticks - request.phrase.start_ticks,
-                                       **common)
+                                       first_on_start=s.get("task") not in ("duet", "generate"), **common)
         else:  # generate mode's first span: nothing to continue, play from the style and key alone
             notes = self._model.generate(**common)
         yield from self._history.record(request.tag, _to_absolute(request, notes))
@@ -169,3 +179,44 @@ def make_generator(model: str = "auto", checkpoint: Path | None = None) -> tuple
         if model == "transformer":
             raise
         return MarkovGenerator(), f"Transformer not available ({err}); answering with the Markov responder"
+
+
+class VaeGenerator:
+    """The phrase VAE: a variation ("vary") or a morph ("morph") of the player's phrases, as the request's
+    ``settings["vae"]`` says (the variation and morph modes fill it in; without it, a variation)."""
+
+    name = "vae"
+
+    def __init__(self, checkpoint: Path | None = None) -> None:
+        from models.phrase_vae import PhraseVAE
+
+        self._model = PhraseVAE.load(checkpoint)
+
+    def stream(self, request: RequestAnswer) -> Iterator[Note]:
+        s = request.settings
+        vae = dict(s.get("vae") or {})
+        bar_ticks = request.phrase.bar_ticks
+        steps_per_bar = bar_ticks // (PPQ // 4)
+        bars = int(vae.get("bars") or max(1, -(-(request.end_ticks - request.start_ticks) // bar_ticks)))
+        key_lock = bool(s.get("key_lock", True))
+        temperature = float(vae.get("temperature", 0.0))
+        prompt = _relative_prompt(request)
+        if vae.get("op") == "morph":
+            other = [(int(p), int(v), int(o), int(d)) for p, v, o, d in vae.get("other", [])]
+            steps = int(vae.get("steps") or s.get("morph_steps") or 4)
+            yield from _to_absolute(request, self._morph(other, prompt, bars, steps, steps_per_bar, key_lock))
+            return
+        distance = vae.get("distance", s.get("distance"))
+        distance = 0.3 if distance is None else max(0.0, min(1.0, float(distance)))
+        notes = self._model.vary(prompt, PPQ, bars, distance, int(vae.get("seed", request.seed)),
+                                 steps_per_bar=steps_per_bar, temperature=temperature, key_lock=key_lock)
+        yield from _to_absolute(request, iter(sorted(notes, key=lambda n: n[2])))
+
+    def _morph(self, a: list[tuple[int, int, int, int]], b: list[tuple[int, int, int, int]], bars: int, steps: int,
+               steps_per_bar: int, key_lock: bool) -> Iterator[tuple[int, int, int, int]]:
+        """The morph's steps one after another, each decoded only when the one before has been streamed."""
+        span = bars * steps_per_bar * (PPQ // 4)
+        phrases = self._model.morph_iter(a, b, PPQ, bars, steps, steps_per_bar=steps_per_bar, key_lock=key_lock)
+        for k, phrase in enumerate(phrases):
+            for pitch, velocity, onset, duration in sorted(phrase, key=lambda n: n[2]):
+                yield pitch, velocity, k * span + onset, max(1, min(duration, span - onset))

@@ -22,6 +22,7 @@ from models.checkpoint import load_checkpoint, load_into
 from models.data.pieces import estimate_key
 from models.sampling import (
     MaskTables,
+    anchor_mask,
     apply_mask,
     density_bias,
     density_error_bias,
@@ -89,7 +90,7 @@ class ContinuationModel:
                temperature: float = 1.0, top_p: float = 0.95, seed: int = 0, density: float | None = None,
                pitch_range: tuple[int, int] | None = None, meter: str = "4/4",
                answer_start_ticks: int | None = None, bars: int | None = None,
-               follow_velocity: bool = True) -> Iterator[NoteTuple]:
+               follow_velocity: bool = True, first_on_start: bool = False) -> Iterator[NoteTuple]:
         """Answer a phrase. Yields notes in onset order, each as soon as it is decoded.
 
         ``prompt_notes``: (pitch, velocity, start_ticks, duration_ticks) with tick 0 on the phrase's bar
@@ -97,7 +98,8 @@ class ContinuationModel:
         and lasts ``length_ticks`` (and at most ``bars`` bars); yielded onsets count from its start.
         ``key`` conditions the model (estimated from the phrase if None); ``key_pcs`` locks pitch classes;
         ``density`` steers towards that many notes per bar; ``follow_velocity`` shifts the answer's
-        velocities by the phrase's mean loudness. ValueError for a bad argument (raised here, not lazily).
+        velocities by the phrase's mean loudness; ``first_on_start`` puts the first note exactly on the
+        answer's start (a call-and-response answer begins on its beat). ValueError for a bad argument.
         """
         notes = [tuple(int(x) for x in n[:4]) for n in prompt_notes]
         if ppq <= 0 or length_ticks < 0:
@@ -117,7 +119,7 @@ class ContinuationModel:
         if follow_velocity and notes:
             shift = round(sum(n[1] for n in notes) / len(notes)) - DEFAULT_VELOCITY
         masks = pitch_mask(self.tables, key_pcs, pitch_range)
-        return self._run(prompt, length_steps, ppq, masks, temperature, top_p, seed, density, shift)
+        return self._run(prompt, length_steps, ppq, masks, temperature, top_p, seed, density, shift, first_on_start)
 
     def generate(self, *, ppq: int = 480, length_ticks: int, style: str = "folk", meter: str = "4/4",
                  key: tuple[int, str] | None = None, seed: int = 0, **kw: Any) -> Iterator[NoteTuple]:
@@ -160,7 +162,8 @@ class ContinuationModel:
 
     @torch.inference_mode()
     def _run(self, prompt: Prompt, length_steps: int, ppq: int, masks: torch.Tensor, temperature: float,
-             top_p: float, seed: int, density: float | None, velocity_shift: int) -> Iterator[NoteTuple]:
+             top_p: float, seed: int, density: float | None, velocity_shift: int,
+             first_on_start: bool = False) -> Iterator[NoteTuple]:
         tok, v, runner = self.tokenizer, self.tokenizer.vocab, self.runner
         gen = torch.Generator().manual_seed(seed)
         dec = StreamDecoder(tok, prompt.meter, start_bar=prompt.start_bar - 1)
@@ -177,6 +180,8 @@ class ContinuationModel:
         while True:
             grammar = grammar_mask(self.tables, dec, prompt.min_pos if dec.bar == answer_bar else 0, masks)
             grammar &= onset_limit_mask(self.tables, dec, end)
+            if first_on_start and notes_out == 0:
+                grammar &= anchor_mask(self.tables, dec, start)
             mask = grammar & masks
             if not bool(mask.any()):
                 mask = grammar  # the locks admit no pitch at all: the grammar alone decides

@@ -112,6 +112,20 @@ def onset_limit_mask(tables: MaskTables, state: StreamDecoder, end_step: int) ->
     return mask
 
 
+def anchor_mask(tables: MaskTables, state: StreamDecoder, start_step: int) -> torch.Tensor:
+    """Before the answer's first note: no onset but exactly ``start_step`` (bar lines may pass on the way)."""
+    mask = torch.ones(tables.size, dtype=torch.bool)
+    v = tables.vocab
+    pos = v.block("pos")
+    bar_start = max(0, state.bar) * state.bar_positions
+    mask[pos.start : pos.stop] = False
+    if bar_start <= start_step < bar_start + state.bar_positions:
+        mask[pos.start + start_step - bar_start] = True
+        mask[v.bar] = False  # the answer's bar: its first note comes before the bar may close
+        mask[v.eos] = False
+    return mask
+
+
 def apply_mask(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """logits with the masked-out tokens at -inf (a new tensor)."""
     return logits.masked_fill(~mask, -math.inf)

@@ -47,8 +47,10 @@ def live(checkpoint: Path) -> ContinuationModel:
 def test_answers_stay_inside_the_answer_and_in_time_order(live: ContinuationModel) -> None:
     length = BAR
     for seed in range(2):
-        notes = list(live.stream(PHRASE, ppq=PPQ, length_ticks=length, style="folk", seed=seed))
-        assert notes, "an untrained model still answers something in a bar"
+        free = list(live.stream(PHRASE, ppq=PPQ, length_ticks=length, style="folk", seed=seed))
+        assert all(0 <= n[2] < length for n in free)
+        notes = list(live.stream(PHRASE, ppq=PPQ, length_ticks=length, style="folk", seed=seed, first_on_start=True))
+        assert notes and notes[0][2] == 0, "anchored: even an untrained model's answer starts on its beat"
         starts = [n[2] for n in notes]
         assert starts == sorted(starts)
         assert all(0 <= n[2] < length and n[2] + n[3] <= length and n[3] > 0 for n in notes)
