@@ -23,6 +23,7 @@ from companion.core.events import (
 )
 from companion.core.modes.harmonize import HARMONY_TAG
 from companion.core.theory import pitch_name
+from companion.midi.clock import try_realtime
 
 log = logging.getLogger("companion")
 
@@ -34,6 +35,7 @@ MAX_FILL_STEPS = 64  # a gap longer than this (a stalled machine) starts a fresh
 LATENCY_CAPACITY = 4096
 STALE_NOTE_NS = 250_000_000  # harmony this late (the model was still loading, the machine stalled) stays silent
 WARMUP_STEPS = 24
+REALTIME_PRIORITY = 4  # SCHED_FIFO once warm: below the engine (5) and scheduler (10), above the DAW's other work
 _STOP = object()
 
 
@@ -134,12 +136,14 @@ class HarmonyWorker:
 
     def __init__(self, send_now: Callable[[ChannelMessage, str], None], load: Loader, *,
                  log_line: Callable[[str, str], None] | None = None, seed: int = 0,
-                 now_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 now_ns: Callable[[], int] = time.monotonic_ns,
+                 realtime_priority: int | None = REALTIME_PRIORITY) -> None:
         self._send_now = send_now
         self._load = load
         self._log_line = log_line or (lambda level, text: getattr(log, level, log.info)(text))
         self._now_ns = now_ns
         self._seed = seed
+        self._realtime_priority = realtime_priority
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -201,7 +205,10 @@ class HarmonyWorker:
     # --- the thread ------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        self.load()
+        self.load()  # at normal priority: loading is long and must not starve the UI
+        problem = try_realtime(self._realtime_priority)
+        if problem is not None and self._realtime_priority is not None:
+            self._log_line("info", f"harmony worker at normal priority ({problem})")
         while True:
             try:
                 item = self._inbox.get_nowait() if self._needs_priming() else self._inbox.get()
