@@ -227,3 +227,17 @@ def test_live_rule_path_matches_the_batched_mask() -> None:
         expected = [p for p in range(40, 80) if not bool(mask[VOCAB.encode(p)])]
         assert forbidden_pitches(prev[0].tolist(), chosen[0].tolist(), voice, 40, 79, parallels=True,
                                  crossing=True) == expected
+
+
+def test_int8_head_keeps_the_outputs_close() -> None:
+    net = _tiny_net()
+    h32 = _harmonizer(net, temperature=1.0)
+    ref = h32.net.head.voice_logits(torch.randn(1, 32, generator=torch.Generator().manual_seed(0)), 2,
+                                    torch.zeros(1, 32)).detach()
+    h8 = Harmonizer(_tiny_net(), VOCAB, RANGES, int8_head=True)
+    if not h8.int8_head:
+        pytest.skip("this torch build has no dynamic int8 quantization")
+    got = h8.net.head.voice_logits(torch.randn(1, 32, generator=torch.Generator().manual_seed(0)), 2,
+                                   torch.zeros(1, 32))
+    assert torch.allclose(got, ref, atol=0.05)
+    assert len(h8.harmonize_melody([72, 74, 76], seed=0)) == 3
