@@ -39,7 +39,8 @@ class Harmonizer:
                  meta: dict[str, Any] | None = None, *, temperature: float = 1.0,
                  avoid_parallels: bool = True, avoid_crossing: bool = True, int8_head: bool = False) -> None:
         self.net = net.eval()
-        self.int8_head = int8_head and _quantize_head(net)
+        # a network shared with another Harmonizer may already carry the int8 head
+        self.int8_head = (int8_head and _quantize_head(net)) or _head_is_int8(net)
         self.vocab = vocab
         self.meta = meta or {}
         self.voice_ranges = [(int(lo), int(hi)) for lo, hi in voice_ranges]
@@ -217,6 +218,10 @@ def _quantize_head(net: ChoraleNet) -> bool:
         warnings.simplefilter("ignore", UserWarning)
         net.head = quantize_dynamic(net.head, {torch.nn.Linear}, dtype=torch.qint8)
     return True
+
+
+def _head_is_int8(net: ChoraleNet) -> bool:
+    return "quantized" in type(net.head.out).__module__
 
 
 def eval_main(argv: list[str]) -> int:

@@ -241,3 +241,4 @@ def test_int8_head_keeps_the_outputs_close() -> None:
                                    torch.zeros(1, 32))
     assert torch.allclose(got, ref, atol=0.05)
     assert len(h8.harmonize_melody([72, 74, 76], seed=0)) == 3
+    assert Harmonizer(h8.net, VOCAB, RANGES).int8_head  # a second harmonizer on the shared network knows
