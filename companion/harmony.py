@@ -123,6 +123,15 @@ def clashes(soprano: int, pitches: Iterable[int], style: str) -> bool:
     return False
 
 
+def _in_range(model: HarmonizerLike, voices: Voices) -> Voices:
+    """A melody above the chorale range leaves the voices in their ranges (the model's own octave) instead of
+    lifting them with it; one below it takes them down with it, so the harmony stays under the melody."""
+    shift = model.octave_shift_semitones
+    if shift >= 0:
+        return voices
+    return tuple(None if v is None else v + shift for v in voices)  # type: ignore[return-value]
+
+
 # --- the worker ----------------------------------------------------------------------------------------------
 
 
@@ -287,7 +296,7 @@ class HarmonyWorker:
         model = self._model_for(command.step_index, settings)
         self._steer(model, command.key_pcs, command.chord_pcs)
         self._fill_to(model, command.step_index)
-        voices = model.step(command.pitch)
+        voices = _in_range(model, model.step(command.pitch))
         shift_changed = model.shift_changed
         if arrival_ns is not None and self._now_ns() - arrival_ns > STALE_NOTE_NS:
             self.counts["late"] += 1  # the model still hears it, but harmony this late would sound wrong
@@ -318,7 +327,7 @@ class HarmonyWorker:
             return  # no phrase in progress, or a note already took this step
         self._steer(model, command.key_pcs, command.chord_pcs)
         self._fill_to(model, command.step_index)
-        voices = model.step(command.soprano)
+        voices = _in_range(model, model.step(command.soprano))
         if command.holding and command.may_change and self._sounding:
             wanted = voice_notes(command.settings, command.soprano, voices)
             self._last_voices = voices
@@ -409,9 +418,10 @@ class HarmonyWorker:
             return
         octaves = abs(shift) // 12
         direction = "up" if shift > 0 else "down"
+        where = "the harmony goes down with your melody" if shift > 0 else "the voices stay in their ranges under it"
         self._log_line("info", f"harmony: at {pitch_name(pitch)} the model hears the melody {octaves} "
-                               f"octave{'s' if octaves > 1 else ''} {direction}, inside the chorale range it knows "
-                               "(the harmony still sounds in your octave)")
+                               f"octave{'s' if octaves > 1 else ''} {direction}, inside the chorale range it knows; "
+                               f"{where}")
 
 
 def bench_harmony(seconds: float) -> dict[str, Any]:

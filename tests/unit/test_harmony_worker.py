@@ -388,3 +388,24 @@ def test_the_runtime_starts_the_worker_and_routes_harmony_through_the_scheduler(
         runtime.close()
         receiver.close()
     assert not sounding() and runtime.harmony is not None and runtime.harmony.counts["notes"] == 2
+
+
+def test_a_melody_above_the_range_keeps_the_voices_in_their_ranges_one_below_takes_them_down() -> None:
+    class FoldingFake(FakeHarmonizer):
+        """Folds the melody into 60..84 by octaves and voices under it, un-shifted as models.harmonizer does."""
+
+        def step(self, soprano: int | None) -> Voices:
+            assert soprano is not None
+            self.octave_shift_semitones = 12 * ((60 - soprano + 11) // 12) if soprano < 60 else \
+                -12 * ((soprano - 84 + 11) // 12) if soprano > 84 else 0
+            heard = soprano + self.octave_shift_semitones
+            return (heard - 5 - self.octave_shift_semitones, heard - 12 - self.octave_shift_semitones,
+                    heard - 24 - self.octave_shift_semitones)
+
+    send = RecordingSend()
+    worker = worker_for(send, lambda: [FoldingFake(chorale)])
+    settings = EngineSettings(mode="harmonize")
+    worker.process(HarmonizeNote(96, 100, 0, 0, 0, True, settings=settings))  # heard as 84
+    assert send.sounding == {(0, 79), (0, 72), (0, 60)}  # in the voices' ranges, not an octave up
+    worker.process(HarmonizeNote(50, 100, 0, PPQ, 4, True, settings=settings))  # heard as 62
+    assert send.sounding == {(0, 45), (0, 38), (0, 26)}  # taken down with it: still under the melody
