@@ -20,7 +20,8 @@ from companion.core.events import (
     StopHarmony,
 )
 from companion.core.modes.harmonize import HARMONY_TAG
-from companion.harmony import HarmonyWorker, clashes, load_harmonizers, voice_notes
+from companion.harmony import HarmonyWorker, load_harmonizers
+from companion.harmony_voicing import clashes, voice_notes
 
 RANGES = [(60, 81), (52, 74), (46, 69), (36, 66)]
 Voices = tuple[int | None, int | None, int | None]
