@@ -40,18 +40,26 @@ TRANSPOSE_SEMITONES = 6  # training-time transposition, uniform in [-6, +6]
 
 
 def prepare_data(out: Path, cache_dir: Path = DEFAULT_CORPUS_CACHE, workers: int = 1,
-                 limit_per_style: int | None = None) -> dict[str, Any]:
-    """Parse (or read from the shared cache) music21's folk corpus and write the phrase arrays to ``out``."""
-    from models.data.cache import build_pieces, corpus_sources
+                 limit_per_style: int | None = None, pieces_path: Path | None = None) -> dict[str, Any]:
+    """Music21's folk corpus -> the phrase arrays at ``out``: from a consolidated pieces .npz (``pieces_path``,
+    as the corpus parse for the continuation model writes it) or parsed here through the shared cache."""
+    from models.data.pieces import load_pieces
     from models.tokenizer import TokenizerConfig
 
     config = TokenizerConfig()
-    report = build_pieces(corpus_sources(("folk",), limit_per_style), cache_dir, config, workers=workers)
-    arrays = phrase_arrays(report.pieces, config.positions_per_beat)
+    if pieces_path is not None:
+        pieces = [p for p in load_pieces(pieces_path) if p.style == "folk"]
+        summary: dict[str, Any] = {"pieces_file": str(pieces_path), "pieces": len(pieces)}
+    else:
+        from models.data.cache import build_pieces, corpus_sources
+
+        report = build_pieces(corpus_sources(("folk",), limit_per_style), cache_dir, config, workers=workers)
+        pieces = report.pieces
+        summary = report.summary()
+    arrays = phrase_arrays(pieces, config.positions_per_beat)
     save_phrase_arrays(out, arrays)
-    summary = {**report.summary(), "phrase_pieces": int(len(arrays["bar_steps"])), "steps": int(len(arrays["tokens"])),
-               "out": str(out)}
-    return summary
+    return {**summary, "phrase_pieces": int(len(arrays["bar_steps"])), "steps": int(len(arrays["tokens"])),
+            "out": str(out)}
 
 
 class VaeTask:
@@ -146,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="phrase arrays (.npz); made by --prepare")
     p.add_argument("--prepare", action="store_true", help="parse the music21 folk corpus into --data, then stop")
     p.add_argument("--corpus-cache", type=Path, default=DEFAULT_CORPUS_CACHE, help="parse cache folder")
+    p.add_argument("--pieces", type=Path, help="--prepare from this consolidated pieces .npz instead of parsing")
     p.add_argument("--workers", type=int, default=1, help="parse processes for --prepare")
     p.add_argument("--limit-per-style", type=int, help="--prepare only this many corpus files (smoke runs)")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "vae", help="run folder (best.pt, last.pt, logs)")
@@ -177,7 +186,7 @@ def train_main(argv: list[str] | None = None) -> int:
     """`companion train vae [...]`: prepare the data (--prepare) or train; prints progress, writes the run."""
     args = _parser().parse_args(argv)
     if args.prepare:
-        print(json.dumps(prepare_data(args.data, args.corpus_cache, args.workers, args.limit_per_style)))
+        print(json.dumps(prepare_data(args.data, args.corpus_cache, args.workers, args.limit_per_style, args.pieces)))
         return 0
     if not args.data.is_file():
         print(f"companion train vae: no phrase data at {args.data}; make it with `companion train vae --prepare "

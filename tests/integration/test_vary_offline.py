@@ -1,0 +1,112 @@
+"""`companion generate vary|interpolate` end to end with the shipped phrase VAE: valid files, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mido
+import pytest
+
+from companion.cli import main
+
+TPB = 480
+BAR = 4 * TPB
+
+
+def _write(path: Path, notes: list[tuple[int, int, int]], numerator: int = 4, bpm: float = 96.0) -> Path:
+    """A type-1 file: tempo/meter track, then one melody track; notes are (pitch, start, duration) in ticks."""
+    midi = mido.MidiFile(type=1, ticks_per_beat=TPB)
+    midi.tracks.append(mido.MidiTrack([
+        mido.MetaMessage("time_signature", numerator=numerator, denominator=4, time=0),
+        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0),
+    ]))
+    events = sorted([(s, 1, p) for p, s, _ in notes] + [(s + d, 0, p) for p, s, d in notes])
+    track, now = mido.MidiTrack([mido.MetaMessage("track_name", name="melody", time=0)]), 0
+    for at, on, pitch in events:
+        track.append(mido.Message("note_on" if on else "note_off", note=pitch, velocity=90 if on else 0, time=at - now))
+        now = at
+    midi.tracks.append(track)
+    midi.save(path)
+    return path
+
+
+def _melody(bars: int, base: int = 62) -> list[tuple[int, int, int]]:
+    scale = (0, 2, 4, 5, 7, 9, 7, 5)
+    return [(base + scale[i % 8], i * TPB, TPB - 30) for i in range(4 * bars)]
+
+
+def _companion_notes(path: Path) -> tuple[mido.MidiFile, list[tuple[int, int]]]:
+    """The file, and (start tick, pitch) of every note on its `companion` track."""
+    midi = mido.MidiFile(path)
+    [track] = [t for t in midi.tracks if t.name == "companion"]
+    now, notes = 0, []
+    for msg in track:
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            notes.append((now, msg.note))
+    return midi, notes
+
+
+def test_vary_writes_count_variations_after_the_input(tmp_path: Path) -> None:
+    source = _write(tmp_path / "in.mid", _melody(4))
+    out = tmp_path / "out.mid"
+    assert main(["generate", "vary", str(source), "-o", str(out), "--count", "2", "--distance", "0.3",
+                 "--seed", "5"]) == 0
+    midi, notes = _companion_notes(out)
+    assert midi.type == 1 and len(midi.tracks) == 3  # tempo, the melody unchanged, companion
+    assert [m.type for m in midi.tracks[0] if m.is_meta][:2] == ["time_signature", "set_tempo"]
+    assert notes and all(4 * BAR <= start < 12 * BAR for start, _ in notes)  # two 4-bar variations after 4 bars
+    assert any(start >= 8 * BAR for start, _ in notes)  # the second variation is there too
+    # the same seed gives the same variations
+    again = tmp_path / "again.mid"
+    assert main(["generate", "vary", str(source), "-o", str(again), "--count", "2", "--seed", "5",
+                 "--distance", "0.3"]) == 0
+    assert _companion_notes(again)[1] == notes
+
+
+def test_vary_at_distance_zero_plays_the_phrase_back(tmp_path: Path) -> None:
+    melody = _melody(2)
+    source = _write(tmp_path / "in.mid", melody)
+    out = tmp_path / "out.mid"
+    assert main(["generate", "vary", str(source), "-o", str(out), "--distance", "0"]) == 0
+    _, notes = _companion_notes(out)
+    assert notes == [(start + 2 * BAR, pitch) for pitch, start, _ in melody]
+
+
+def test_interpolate_goes_from_the_first_file_to_the_second(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.mid", _melody(2, base=62))
+    b = _write(tmp_path / "b.mid", [(69, 0, 2 * TPB), (67, 2 * TPB, 2 * TPB), (66, 4 * TPB, 4 * TPB)])
+    out = tmp_path / "out.mid"
+    assert main(["generate", "interpolate", str(a), str(b), "-o", str(out), "--steps", "4"]) == 0
+    _, notes = _companion_notes(out)
+    first = [n for n in notes if 2 * BAR <= n[0] < 4 * BAR]
+    last = [n for n in notes if 8 * BAR <= n[0] < 10 * BAR]
+    assert [p for _, p in first] == [p for p, _, _ in _melody(2, base=62)]
+    assert [p for _, p in last] == [69, 67, 66]
+    assert all(n[0] < 10 * BAR for n in notes)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--distance", "1.5"], "--distance must be between 0"),
+    (["--count", "0"], "--count must be between 1 and 64"),
+])
+def test_bad_options_exit_2_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                           message: str) -> None:
+    source = _write(tmp_path / "in.mid", _melody(1))
+    assert main(["generate", "vary", str(source), "-o", str(tmp_path / "o.mid"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_or_empty_files_exit_2_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.mid"
+    broken.write_bytes(b"MThd not really")
+    assert main(["generate", "vary", str(broken), "-o", str(tmp_path / "o.mid")]) == 2
+    assert "broken.mid" in capsys.readouterr().err
+    empty = _write(tmp_path / "empty.mid", [])
+    assert main(["generate", "vary", str(empty), "-o", str(tmp_path / "o.mid")]) == 2
+    assert "empty.mid" in capsys.readouterr().err
+    a = _write(tmp_path / "a.mid", _melody(1))
+    waltz = _write(tmp_path / "waltz.mid", _melody(1), numerator=3)
+    assert main(["generate", "interpolate", str(a), str(waltz), "-o", str(tmp_path / "o.mid")]) == 2
+    assert "waltz.mid" in capsys.readouterr().err
+    assert main(["generate", "interpolate", str(a), "-o", str(tmp_path / "o.mid")]) == 2
