@@ -22,6 +22,7 @@ import torch
 from models.checkpoint import load_checkpoint, load_into
 from models.data.pieces import estimate_key
 from models.vae import PhraseVAENet, VAEConfig, pitch_mask
+from models.vae_cpu import NumpyDecoder, allowed_array
 from models.vae_data import notes_to_tokens, ticks_to_step_notes, tokens_to_notes
 from models.vae_eval import eval_main
 from models.vae_train import KIND, train_main
@@ -34,7 +35,8 @@ CENTRE_PITCH = 70  # the folk corpus's middle: phrases are moved by octaves to s
 DEFAULT_VELOCITY = 88
 _MAJOR = (0, 2, 4, 5, 7, 9, 11)
 _MINOR = (0, 2, 3, 5, 7, 8, 10, 11)  # natural minor with the leading tone folk tunes raise
-_DENSITY_BIASES = (0.5, 1.0, 1.5, 2.5, 4.0)  # note-on logit offsets tried when a morph step is too sparse/busy
+_DENSITY_BIASES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0)  # note-on logit offsets tried
+# in turn when a morph step has fewer (or, negated, more) notes than both of its ends
 
 
 @contextmanager
@@ -101,6 +103,7 @@ class PhraseVAE:
     def __init__(self, net: PhraseVAENet, meta: dict[str, Any] | None = None) -> None:
         self.net = net.eval()
         self.meta = meta or {}
+        self._decoder = NumpyDecoder(self.net)  # batch-1 decoding without torch's per-op cost
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> PhraseVAE:
@@ -154,11 +157,9 @@ class PhraseVAE:
         allowed = None
         if key_pcs is not None:
             allowed = pitch_mask({(pc + shift) % 12 for pc in key_pcs}, self.net.config.n_classes)
-        z = torch.from_numpy(np.asarray(latent.z, dtype=np.float32))[None]
-        generator = torch.Generator().manual_seed(int(seed))
-        with torch.inference_mode(), _one_thread():
-            tokens = self.net.generate(z, latent.n_steps, temperature, generator, allowed, note_bias)[0]
-        return self._to_notes(tokens.numpy(), latent, ppq_used)
+        tokens = self._decoder.generate(latent.z, latent.n_steps, temperature, int(seed), allowed_array(allowed),
+                                        note_bias)
+        return self._to_notes(tokens, latent, ppq_used)
 
     def _to_notes(self, tokens: np.ndarray, latent: PhraseLatent, ppq: int) -> list[NoteTuple]:
         step_ticks = ppq // 4
@@ -235,7 +236,7 @@ class PhraseVAE:
         bar_ticks = steps_per_bar * ppq // 4
         pcs = key_pitch_classes([*notes_a, *notes_b]) if key_lock else None
         plans = []
-        for (first, n_bars, part_a), (_, _, part_b) in zip(chunks_a, chunks_b):
+        for (first, n_bars, part_a), (_, _, part_b) in zip(chunks_a, chunks_b, strict=False):
             if not part_a and not part_b:
                 plans.append(None)
                 continue

@@ -84,7 +84,7 @@ def piece_tokens(piece: Piece, positions_per_beat: int) -> tuple[np.ndarray, int
     onsets = np.rint(piece.notes[:, 0] / per_step).astype(np.int64)
     durations = np.maximum(1, np.rint(piece.notes[:, 1] / per_step).astype(np.int64))
     n_steps = int((onsets + durations).max())
-    notes = zip(piece.notes[:, 2].tolist(), onsets.tolist(), durations.tolist())
+    notes = zip(piece.notes[:, 2].tolist(), onsets.tolist(), durations.tolist(), strict=False)
     return notes_to_tokens(notes, n_steps), bar_16ths
 
 

@@ -69,7 +69,7 @@ def morph_quality(model: Any, pairs: list[tuple[np.ndarray, np.ndarray]], steps:
         n_steps = len(a)
         phrases = model.morph(na, nb, PPQ, n_steps // 16, steps, key_lock=lock, density_lock=lock)
         grids = [_grid(p, n_steps) for p in phrases]
-        neighbour.extend(float((g1 == g2).mean()) for g1, g2 in zip(grids, grids[1:]))
+        neighbour.extend(float((g1 == g2).mean()) for g1, g2 in zip(grids, grids[1:], strict=False))
         ends.append(float((grids[0] == grids[-1]).mean()))
         endpoints.append(float(((grids[0] == a).mean() + (grids[-1] == b).mean()) / 2))
         pcs = key_pitch_classes([*na, *nb]) or set(range(12))

@@ -224,3 +224,14 @@ def test_vae_generator_morphs_step_after_step(tiny_checkpoint: Path) -> None:
     first = [(n.pitch, n.start_ticks - 11 * bar, n.duration_ticks) for n in notes if n.start_ticks < 13 * bar]
     last = [(n.pitch, n.start_ticks - 15 * bar, n.duration_ticks) for n in notes if n.start_ticks >= 15 * bar]
     assert first == _grid(PHRASES[3]) and last == _grid(PHRASES[0])
+
+
+def test_the_numpy_decoder_matches_the_torch_one(tiny: PhraseVAE) -> None:
+    torch.manual_seed(5)
+    z = torch.randn(6, TINY.z_dim)
+    allowed = torch.ones(N_CLASSES, dtype=torch.bool)
+    allowed[NOTE_OFFSET + 61] = False
+    expected = tiny.net.generate(z, 32, allowed=allowed, note_bias=0.5)
+    for row, want in zip(z, expected, strict=True):
+        got = tiny._decoder.generate(row.numpy(), 32, allowed=allowed.numpy(), note_bias=0.5)
+        assert got.tolist() == want.tolist()
