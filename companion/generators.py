@@ -144,6 +144,9 @@ class TransformerGenerator:
 
         self._model = ContinuationModel.load(checkpoint)
         self._history = _OwnHistory()
+        # The first decode pays for lazy set-up (allocations, kernels): pay it now, not in the first answer.
+        warm = [(62, 80, 0, PPQ), (66, 80, PPQ, PPQ), (69, 80, 2 * PPQ, PPQ)]
+        next(iter(self._model.stream(warm, ppq=PPQ, length_ticks=4 * PPQ, first_on_start=True)), None)
 
     def stream(self, request: RequestAnswer) -> Iterator[Note]:
         s = request.settings
