@@ -116,18 +116,18 @@ SCHEMA: dict[str, dict[str, Field]] = {
                           none="full"),
     },
     "harmony": {
-        "style": _f("choice", "chorale", "extra.harmony_style", "voicing: four-part chorale, block chords, bass "
+        "style": _f("choice", "chorale", "engine.harmony_style", "voicing: four-part chorale, block chords, bass "
                     "line only, or pads", choices=HARMONY_STYLES),
-        "register": _f("choice", "middle", "extra.harmony_register", "where the harmony sits",
+        "register": _f("choice", "middle", "engine.pad_low_note", "where the harmony sits",
                        choices=("low", "middle", "high")),
-        "change_every": _f("choice", "beat", "extra.harmony_change_every", "chords change at most this often",
+        "change_every": _f("choice", "beat", "engine.change_every", "chords change at most this often",
                            choices=("beat", "half_bar", "bar")),
-        "channels": _f("channels", None, "extra.harmony_channels", "channels of the voices (alto, tenor, bass), "
+        "channels": _f("channels", None, "engine.harmony_channels", "channels of the voices (alto, tenor, bass), "
                        "or one channel for all", none="output"),
     },
     "variation": {
         "distance": _f("float", 0.3, "extra.distance", "0 nearly the same phrase, 1 a stranger", low=0, high=1),
-        "morph_steps": _f("int", 4, "extra.morph_steps", "steps of a morph between two phrases", low=2, high=32),
+        "morph_steps": _f("int", 4, "engine.morph_steps", "steps of a morph between two phrases", low=2, high=32),
     },
     "clock": {
         "source": _f("choice", "internal", "clock.source", "internal clock, or follow the DAW's MIDI clock",

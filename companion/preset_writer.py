@@ -14,7 +14,7 @@ from companion.core.control import CCMapping
 from companion.core.engine import EngineSettings
 from companion.errors import PresetError
 from companion.preset_schema import SCHEMA, to_toml_value
-from companion.presets import BANK_CHANNEL, Preset, parse_preset, user_presets_dir
+from companion.presets import BANK_CHANNEL, PAD_LOW_NOTES, Preset, parse_preset, user_presets_dir
 
 
 def _toml_scalar(value: Any) -> str:
@@ -35,6 +35,8 @@ def dump_preset(preset: Preset) -> str:
     targets["engine.meter"] = (preset.engine["beats_per_bar"], preset.engine["beat_unit"])
     targets.update({f"extra.{k}": v for k, v in preset.extras.items()})
     targets.update({f"clock.{k}": v for k, v in dataclasses.asdict(preset.clock).items()})
+    registers = {note: name for name, note in PAD_LOW_NOTES.items()}  # the engine's pad note -> [harmony] register
+    targets["engine.pad_low_note"] = registers.get(targets.get("engine.pad_low_note"), "middle")
     out = [f"name = {_toml_scalar(preset.name)}", f"description = {_toml_scalar(preset.description)}"]
     for table_name, fields in SCHEMA.items():
         out += ["", f"[{table_name}]"]

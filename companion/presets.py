@@ -87,6 +87,21 @@ class Preset:
         return {"preset": self.id, **self.extras}
 
 
+PAD_LOW_NOTES = {"low": 36, "middle": 48, "high": 60}  # [harmony] register -> the pad's lowest note
+
+
+def _harmony_engine_values(engine: dict[str, Any]) -> None:
+    """[harmony] in the engine's terms: register -> pad_low_note, one channel -> all three voices on it."""
+    register = engine.get("pad_low_note")
+    if isinstance(register, str):
+        engine["pad_low_note"] = PAD_LOW_NOTES[register]
+    channels = engine.get("harmony_channels")
+    if channels is not None and len(channels) == 1:
+        engine["harmony_channels"] = (channels[0],) * 3
+    elif channels is not None and len(channels) == 2:
+        engine["harmony_channels"] = (channels[0], channels[1], channels[1])  # tenor and bass share the second
+
+
 def config_dir() -> Path:
     """The user's Companion folder: $COMPANION_CONFIG_DIR, else the platform's config folder (platformdirs)."""
     override = os.environ.get(ENV_CONFIG_DIR)
@@ -293,6 +308,7 @@ def parse_preset(text: str, *, source: str = "<preset>", preset_id: str = "prese
     bank = _parse_bank(problems, special["bank"]) if special["bank"] else None
 
     engine = {t.split(".", 1)[1]: v for t, v in targets.items() if t.startswith("engine.")}
+    _harmony_engine_values(engine)
     beats_per_bar, beat_unit = engine.pop("meter")
     engine.update(beats_per_bar=beats_per_bar, beat_unit=beat_unit)
     try:  # cross-field checks; a mode still being written is checked as call_response

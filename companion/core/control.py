@@ -63,7 +63,8 @@ _SPECS = (
     ControlSpec("top_p", "float", "extra", 0.5, 1.0, doc="nucleus sampling: lower keeps to likelier notes"),
     ControlSpec("distance", "float", "extra", 0.0, 1.0, doc="variation distance: 0 nearly the same, 1 a stranger"),
     ControlSpec("humanize", "float", "extra", 0.0, 1.0, doc="timing and velocity looseness of the output"),
-    ControlSpec("harmony_style", "choice", "extra", choices=HARMONY_STYLES, doc="harmony voicing, one CC slice each"),
+    ControlSpec("harmony_style", "choice", "engine", choices=HARMONY_STYLES, doc="harmony voicing, one CC slice each"),
+    ControlSpec("morph_steps", "int", "engine", 2, 16, doc="steps of a morph between the last two phrases"),
     ControlSpec("regenerate", "trigger", "action", doc="replay the last answer with a new seed (press: >= 64)"),
     ControlSpec("panic", "trigger", "action", doc="all notes off (press: >= 64)"),
 )
@@ -259,7 +260,8 @@ def switch_commands(engine: Engine, settings: EngineSettings, at_ticks: int, rea
 
 
 def split_changes(changes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(engine settings, extras): a UI or CC change of density/distance/harmony_style goes to the extras."""
+    """(engine settings, extras): a UI or CC change of an EngineSettings field goes to the engine, else (density,
+    distance, style...) to the extras."""
     fields = {f.name for f in dataclasses.fields(EngineSettings)}
     engine = {k: v for k, v in changes.items() if k in fields}
     return engine, {k: v for k, v in changes.items() if k not in fields}

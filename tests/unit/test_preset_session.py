@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from companion.core.engine import ChangeSettings, Engine, available_modes
+from companion.core.engine import ChangeSettings, Engine
 from companion.core.events import PPQ, Cancel, ControlChange, Log, NoteOff, NoteOn, Panic, ProgramChange, RequestAnswer
 from companion.errors import PresetError
 from companion.preset_session import ClockChange, PresetSession
@@ -86,15 +86,6 @@ def test_a_preset_that_fails_to_load_is_refused_and_the_current_stays() -> None:
     consumed, commands = session.handle(engine, ProgramChange(15, 9), 10)
     assert consumed and any(isinstance(c, Log) and c.level == "warning" and "refused" in c.text for c in commands)
     assert session.tick(engine, BAR) == [] and session.name == "folk-call-response" and engine.settings == before
-
-
-def test_a_preset_of_a_mode_not_built_is_refused_at_once() -> None:
-    session, engine, _ = _session()
-    if "harmonize" in available_modes():
-        pytest.skip("harmonize exists now")
-    commands = session.handle(engine, ProgramChange(15, 3), 10)[1]
-    assert any("refused" in c.text and "not available" in c.text for c in commands if isinstance(c, Log))
-    assert session.controller.pending is None
 
 
 def test_load_preset_intent_from_the_ui_switches_at_the_bar() -> None:

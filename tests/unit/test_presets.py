@@ -161,14 +161,6 @@ def test_cc_and_bank_mistakes(table: str, needle: str) -> None:
     assert needle in _error(table)
 
 
-def test_mode_not_built_yet_is_a_valid_file_but_refused_at_engine_time() -> None:
-    preset = parse_preset('[engine]\nmode = "generate"\n', preset_id="later")
-    if "generate" in available_modes():
-        pytest.skip("generate mode exists now")
-    with pytest.raises(PresetError, match='mode "generate" is not available'):
-        preset.engine_settings()
-
-
 def test_missing_checkpoint_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     path.write_text('[model]\ncheckpoint = "models/nowhere.pt"\n')
