@@ -79,7 +79,8 @@ def build_runtime(config: RuntimeConfig, settings: EngineSettings, preset: Prese
         inputs = [input_factory(config.in_port, config.in_name)]
         if config.connect_in:
             inputs.append(input_factory(config.connect_in, "Companion In link"))
-        generator, warning = make_generator(config.model, Path(config.checkpoint) if config.checkpoint else None)
+        generator, warning = make_generator(config.model, Path(config.checkpoint) if config.checkpoint else None,
+                                            preload_vae=settings.mode in ("variation", "morph"))
         recorder = TakeRecorder(config.record_dir) if config.record_dir else None
         runtime = Runtime(
             settings,

@@ -142,7 +142,10 @@ class TransformerGenerator:
     def __init__(self, checkpoint: Path | None = None) -> None:
         from models.continuation import ContinuationModel
 
-        self._model = ContinuationModel.load(checkpoint)
+        from models.continuation import DEFAULT_CHECKPOINT
+
+        self.checkpoint = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+        self._model = ContinuationModel.load(self.checkpoint)
         self._history = _OwnHistory()
         # The first decode pays for lazy set-up (allocations, kernels): pay it now, not in the first answer.
         warm = [(62, 80, 0, PPQ), (66, 80, PPQ, PPQ), (69, 80, 2 * PPQ, PPQ)]
@@ -172,16 +175,55 @@ class TransformerGenerator:
         yield from self._history.record(request.tag, _to_absolute(request, notes))
 
 
-def make_generator(model: str = "auto", checkpoint: Path | None = None) -> tuple[Generator, str | None]:
+class ModeRouter:
+    """Sends each request to the model its mode needs: the phrase VAE for variation and morph (requests that carry
+    settings["vae"]), the continuation model (Transformer or Markov) for everything else."""
+
+    def __init__(self, main: Generator, *, preload_vae: bool = False) -> None:
+        self.main = main
+        self._vae: Generator | None = None
+        self._vae_error: str | None = None
+        if preload_vae:
+            self._load_vae()
+
+    @property
+    def name(self) -> str:
+        return self.main.name
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The main model's checkpoint file (recorded with each take), if it has one."""
+        return getattr(self.main, "checkpoint", None)
+
+    def _load_vae(self) -> Generator | None:
+        if self._vae is None and self._vae_error is None:
+            try:
+                self._vae = VaeGenerator()
+            except (ImportError, FileNotFoundError, ValueError, RuntimeError, OSError) as err:
+                self._vae_error = str(err)
+                log.warning("phrase VAE not available (%s); variations come from the %s model", err, self.main.name)
+        return self._vae
+
+    def stream(self, request: RequestAnswer) -> Iterator[Note]:
+        vae = self._load_vae() if request.settings.get("vae") is not None else None
+        return (vae or self.main).stream(request)
+
+
+def make_generator(model: str = "auto", checkpoint: Path | None = None,
+                   preload_vae: bool = False) -> tuple[Generator, str | None]:
     """The generator to use, and a warning to show if the Transformer was wanted but is not available."""
+    warning = None
     if model == "markov":
-        return MarkovGenerator(), None
-    try:
-        return TransformerGenerator(checkpoint), None
-    except (ImportError, FileNotFoundError, ValueError, RuntimeError, OSError) as err:
-        if model == "transformer":
-            raise
-        return MarkovGenerator(), f"Transformer not available ({err}); answering with the Markov responder"
+        main: Generator = MarkovGenerator()
+    else:
+        try:
+            main = TransformerGenerator(checkpoint)
+        except (ImportError, FileNotFoundError, ValueError, RuntimeError, OSError) as err:
+            if model == "transformer":
+                raise
+            main = MarkovGenerator()
+            warning = f"Transformer not available ({err}); answering with the Markov responder"
+    return ModeRouter(main, preload_vae=preload_vae), warning
 
 
 class VaeGenerator:

@@ -48,7 +48,8 @@ def read_midi(path: str | Path) -> MidiInput:
     try:
         source = mido.MidiFile(path, clip=True)
     except (OSError, EOFError, ValueError, KeyError, IndexError) as err:
-        raise InputFileError(f"{path}: not a readable MIDI file ({err}); export it again as a standard MIDI file") from None
+        raise InputFileError(f"{path}: not a readable MIDI file ({err}); "
+                             "export it again as a standard MIDI file") from None
     if source.type == 2:
         raise InputFileError(f"{path}: type-2 MIDI files (independent patterns) are not supported; export type 0 or 1")
     file_ppq = source.ticks_per_beat or PPQ
@@ -133,10 +134,19 @@ def save_atomically(midi: mido.MidiFile, path: str | Path) -> Path:
     return path
 
 
-def write_with_answer(source: MidiInput, generated: Sequence[Note], path: str | Path) -> Path:
-    """Type-1 file: the input's tracks unchanged (tempo and meter with them), then one `companion` track."""
+def _track_name(track: mido.MidiTrack) -> str | None:
+    return next((msg.name for msg in track if msg.type == "track_name"), None)
+
+
+def write_with_answer(source: MidiInput, generated: Sequence[Note], path: str | Path,
+                      replace_companion: bool = False) -> Path:
+    """Type-1 file: the input's tracks unchanged (tempo and meter with them), then one `companion` track.
+
+    `replace_companion` leaves out the input's own `companion` track (a recorded take whose answers are replayed).
+    """
     out = mido.MidiFile(type=1, ticks_per_beat=source.source.ticks_per_beat or PPQ)
-    out.tracks.extend(track.copy() for track in source.source.tracks)
+    out.tracks.extend(track.copy() for track in source.source.tracks
+                      if not (replace_companion and _track_name(track) == COMPANION_TRACK))
     out.tracks.append(_note_track(COMPANION_TRACK, generated, out.ticks_per_beat))
     return save_atomically(out, path)
 

@@ -61,6 +61,34 @@ def _generate_piece(args: argparse.Namespace, output: Path) -> int:
     return 0
 
 
+def _preset_settings(name: str) -> dict:
+    """A preset's generator settings (engine settings over its extras), as the live engine would send them."""
+    import dataclasses
+
+    from companion.presets import load_preset
+
+    preset = load_preset(name)
+    return {**preset.request_settings(), **dataclasses.asdict(preset.engine_settings())}
+
+
+def replay_answers(sidecar: str | Path) -> list[Note]:
+    """Every answer of a recorded take, generated again from its phrase, seed and settings, in order."""
+    from companion.recording import read_sidecar
+
+    replay = read_sidecar(sidecar)
+    warning = replay.checkpoint_warning()
+    if warning:
+        log.warning(warning)
+    model = replay.model if replay.model in ("markov", "transformer") else "auto"
+    generator, fallback = make_generator(model, Path(replay.checkpoint) if replay.checkpoint else None)
+    if fallback:
+        log.warning(fallback)
+    notes: list[Note] = []
+    for request in replay.requests():  # in order: the Markov responder learns the phrases as it did live
+        notes.extend(generator.stream(request))
+    return notes
+
+
 def generate_command(args: argparse.Namespace) -> int:
     """Dispatch `companion generate MODE`; bad input raises InputFileError (exit 2)."""
     if args.bars is not None and args.bars < 1:
@@ -74,10 +102,20 @@ def generate_command(args: argparse.Namespace) -> int:
         raise InputFileError(f"`companion generate {args.mode}` takes {wanted_inputs} input file(s), "
                              f"got {len(args.inputs)}: {' '.join(args.inputs) or '(none)'}")
     output = Path(args.output)
+    settings = _preset_settings(args.preset) if args.preset else {}
+    if args.temperature:
+        settings["temperature"] = args.temperature
     if args.mode == "generate":
         return _generate_piece(args, output)
     source = read_midi(args.inputs[0])
-    settings = {"temperature": args.temperature} if args.temperature else {}
+    if args.replay:
+        if args.mode != "continue":
+            raise InputFileError("--replay plays a take's answers again: use it with `companion generate continue "
+                                 "TAKE.mid --replay TAKE.json -o OUT.mid`")
+        notes = replay_answers(args.replay)
+        write_with_answer(source, notes, output, replace_companion=True)
+        print(f"wrote {output}: {len(notes)} notes of the take's answers, generated again")
+        return 0
     if args.mode == "continue":
         notes = continue_file(source, bars=args.bars, seed=args.seed, model=args.model, settings=settings)
     else:

@@ -31,12 +31,20 @@ def run(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -
     handlers: dict[str, Callable[[argparse.Namespace, MidiInput, dict[str, Any]], list[Note]]] = {
         "vary": vary_file,
         "interpolate": interpolate_file,
+        "harmonize": _harmonize,
     }
     handler = handlers.get(args.mode)
     if handler is None:
         raise CompanionError(f"`companion generate {args.mode}` is not available in this version; "
                              f"try one of: continue, {', '.join(sorted(handlers))}")
     return handler(args, source, settings)
+
+
+def _harmonize(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> list[Note]:
+    """The melody (the input's top line) voiced by the chorale harmonizer, under the melody's notes."""
+    from companion.harmony_offline import harmonize_file
+
+    return harmonize_file(source, seed=args.seed, settings=settings)
 
 
 def load_vae() -> PhraseVAE:
