@@ -140,9 +140,7 @@ class TransformerGenerator:
     name = "transformer"
 
     def __init__(self, checkpoint: Path | None = None) -> None:
-        from models.continuation import ContinuationModel
-
-        from models.continuation import DEFAULT_CHECKPOINT
+        from models.continuation import DEFAULT_CHECKPOINT, ContinuationModel
 
         self.checkpoint = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
         self._model = ContinuationModel.load(self.checkpoint)
