@@ -55,30 +55,46 @@ def make_clock(config: RuntimeConfig, beats_per_bar: int) -> InternalClock | Mid
     return InternalClock(config.bpm, beats_per_bar=beats_per_bar)
 
 
-def build_runtime(config: RuntimeConfig, settings: EngineSettings, preset: Preset | None = None) -> Runtime:
-    """Open the ports and the model the config names; every failure is a CompanionError that says what to do."""
-    backend = pick_backend(config.backend)
-    watcher = PortWatcher(on_event=lambda event: None)
+def _open_ports(backend: str, config: RuntimeConfig, watcher: PortWatcher, in_port: str | None,
+                out_port: str | None) -> tuple[list[Callable], list, dict[str, str]]:
+    """The outputs opened, the inputs as factories of the runtime's callback, and names for the UI."""
     with ExitStack() as opened:
-        outputs = [open_output(backend, port=config.out_port, virtual_name=config.out_name)]
+        outputs = [open_output(backend, port=out_port, virtual_name=config.out_name)]
         opened.callback(outputs[0].close)
         if config.connect_out:
             outputs.append(open_output(backend, port=config.connect_out, virtual_name="Companion Out link"))
             opened.callback(outputs[-1].close)
         for port in outputs:
             watcher.watch(port)
+        opened.pop_all()
 
-        def input_factory(query: str | None, name: str) -> Callable:
-            def open_with(callback: Callable[[list[int], int], None]):  # noqa: ANN202
-                port = open_input(backend, port=query, callback=callback, virtual_name=name)
-                watcher.watch(port)
-                return port
+    def input_factory(query: str | None, name: str) -> Callable:
+        def open_with(callback: Callable[[list[int], int], None]):  # noqa: ANN202
+            port = open_input(backend, port=query, callback=callback, virtual_name=name)
+            watcher.watch(port)
+            return port
 
-            return open_with
+        return open_with
 
-        inputs = [input_factory(config.in_port, config.in_name)]
-        if config.connect_in:
-            inputs.append(input_factory(config.connect_in, "Companion In link"))
+    inputs = [input_factory(in_port, config.in_name)]
+    if config.connect_in:
+        inputs.append(input_factory(config.connect_in, "Companion In link"))
+    names = {"backend": backend, "in": in_port or f"{config.in_name} (virtual)",
+             "out": out_port or f"{config.out_name} (virtual)"}
+    return inputs, outputs, names
+
+
+def build_runtime(config: RuntimeConfig, settings: EngineSettings, preset: Preset | None = None) -> Runtime:
+    """Open the ports and the model the config names; every failure is a CompanionError that says what to do."""
+    backend = pick_backend(config.backend)
+    watcher = PortWatcher(on_event=lambda event: None)
+    inputs, outputs, names = _open_ports(backend, config, watcher, config.in_port, config.out_port)
+
+    def choose(in_port: str | None, out_port: str | None, new_backend: str | None) -> tuple:
+        chosen = pick_backend(new_backend) if new_backend else backend
+        return _open_ports(chosen, config, watcher, in_port, out_port)
+
+    try:
         generator, warning = make_generator(config.model, Path(config.checkpoint) if config.checkpoint else None,
                                             preload_vae=settings.mode in ("variation", "morph"))
         recorder = TakeRecorder(config.record_dir) if config.record_dir else None
@@ -94,16 +110,18 @@ def build_runtime(config: RuntimeConfig, settings: EngineSettings, preset: Prese
             recorder=recorder,
             # JACK delivers MIDI at period boundaries: sending half a period early centres notes on the beat.
             send_ahead_ns=jack_period_ns() // 2 if backend == "jack" else 0,
-            port_names={"backend": backend, "in": config.in_port or f"{config.in_name} (virtual)",
-                        "out": config.out_port or f"{config.out_name} (virtual)"},
+            port_names=names,
+            port_chooser=choose,
         )
-        opened.pop_all()  # the runtime owns the ports now
+    except BaseException:
+        for port in outputs:
+            port.close()
+        raise
     if warning:
         runtime.log("warning", warning)
     if config.send_clock and config.clock == "external":
         runtime.log("warning", "--send-clock is ignored with --clock external: the DAW is the clock master")
-    log.info("MIDI backend %s: listening on %s, playing to %s", backend,
-             config.in_port or f"'{config.in_name}' (virtual)", config.out_port or f"'{config.out_name}' (virtual)")
+    log.info("MIDI backend %s: listening on %s, playing to %s", backend, names["in"], names["out"])
     return runtime
 
 

@@ -28,6 +28,8 @@ from companion.core.events import (
     ScheduleNotes,
     SendNow,
 )
+from companion.errors import CompanionError
+from companion.generation import GenerationWorker
 from companion.generators import Generator
 from companion.harmony import HarmonyWorker, Loader, load_harmonizers
 from companion.midi.clock import ClockSender, InternalClock, MidiClockFollower, try_realtime
@@ -36,7 +38,7 @@ from companion.midi.ports import InputPort, OutputPort
 from companion.preset_session import PresetSession
 from companion.presets import Preset
 from companion.recording import TakeRecorder, write_take_files
-from companion.scheduler import LATE_TOLERANCE_NS, Scheduler
+from companion.scheduler import Scheduler
 
 log = logging.getLogger("companion")
 
@@ -45,8 +47,8 @@ GIL_SWITCH_INTERVAL_S = 0.0002
 ENGINE_REALTIME_PRIORITY = 5
 SNAPSHOT_NS = 33_000_000  # the UI's picture is rebuilt about 30 times a second
 LATENESS_REFRESH_NS = 500_000_000
-LOOKAHEAD_BEATS = 2.0  # the generator worker decodes at most this far ahead of the playhead (ReaLJam's lookahead)
-THROTTLE_WAIT_S = 0.01  # while held at the horizon, re-check cancel, close and tempo this often
+SUPERVISE_S = 0.25  # port changes and take writing happen this often
+PORT_CHECK_ROUNDS = 4  # a lost or returned port is noticed within a second
 _STOP = object()
 _CLOCK_TYPES = ClockMessage.__args__  # type: ignore[attr-defined]
 
@@ -70,6 +72,12 @@ class RuntimeConfig:
     record_dir: str | None = None  # --record DIR: every take saved there
 
 
+InputFactory = Callable[[Callable[[list[int], int], None]], InputPort]
+PortChooser = Callable[[str | None, str | None, str | None],
+                       tuple[list[InputFactory], list[OutputPort], dict[str, str]]]
+"""(in_port, out_port, backend) -> the new ports, opened (inputs as factories of the callback), and their names."""
+
+
 class Runtime:
     """Owns the threads; the UI and the CLI talk to it through `post_intent`, `snapshot` and `close`."""
 
@@ -88,6 +96,7 @@ class Runtime:
         send_clock: bool = False,
         harmonizer_loader: Loader | None = None,
         send_ahead_ns: int = 0,
+        port_chooser: PortChooser | None = None,
     ) -> None:
         self.engine = Engine(settings)
         self.clock = clock
@@ -95,23 +104,19 @@ class Runtime:
         self.decode_stats = DecodeStats()
         self._outputs = list(outputs)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._cancelled: set[str] = set()
-        self._requested: deque[str] = deque(maxlen=64)  # recent answer tags, so a panic can stop their generation
-        self._queued_starts: dict[str, int] = {}  # tag -> start_ticks of requests waiting for the generator worker
         self.planned_answers: deque[tuple[str, int, int]] = deque(maxlen=64)  # (tag, start_ticks, end_ticks)
         self._lock = threading.Lock()
         self._log_lines: deque[tuple[str, str]] = deque(maxlen=200)
         self._listeners: list[Callable[[str, str], None]] = []
-        self._counters = {"notes_in": 0, "notes_out": 0, "answers": 0, "late_notes": 0}
-        self.lookahead_beats = LOOKAHEAD_BEATS
-        self._last_generation_ms: float | None = None
+        self._counters = {"notes_in": 0, "notes_out": 0, "answers": 0}
         self._snapshot: dict[str, Any] = {}
         self._lateness: dict[str, int] = {}
         self._lateness_at_ns = 0
         self._on_port_check = on_port_check
         self._port_names = port_names or {}
         self._lost_ports: set[str] = set()
+        self._port_chooser = port_chooser
+        self._port_choices: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the UI's ChoosePorts, for the supervisor
         self.presets = PresetSession(preset)
         self.recorder = recorder
         self._saves: queue.SimpleQueue[Any] = queue.SimpleQueue()  # finished takes, written by the supervisor
@@ -125,12 +130,13 @@ class Runtime:
         self.harmony: HarmonyWorker | None = None
         self.scheduler = Scheduler(self._send_bytes, clock, on_error=self._thread_failed,
                                    send_ahead_ns=send_ahead_ns)
+        self.generation = GenerationWorker(generator, self.scheduler, clock, log=self.log, closed=self._closed)
         # As clock master, F8 pulses go out from their own deadline thread through the same thread-safe ports.
         self._clock_out = ClockSender(self._send_bytes, clock) if send_clock else None
         self._inputs = [factory(self._on_midi) for factory in inputs]
         self._threads = [
             threading.Thread(target=self._guard(self._engine_loop), name="companion-engine", daemon=True),
-            threading.Thread(target=self._guard(self._generator_loop), name="companion-generator", daemon=True),
+            threading.Thread(target=self._guard(self.generation.run), name="companion-generator", daemon=True),
             threading.Thread(target=self._guard(self._supervise), name="companion-supervisor", daemon=True),
         ]
 
@@ -156,7 +162,7 @@ class Runtime:
             return
         self._closed.set()
         self._inbox.put(_STOP)
-        self._requests.put(_STOP)
+        self.generation.stop()
         for thread in self._threads:
             if thread.is_alive() and thread is not threading.current_thread():
                 thread.join(timeout=2.0)
@@ -301,19 +307,14 @@ class Runtime:
                 if self.recorder is not None:
                     self.recorder.answer(command)
                 self._counters["answers"] += 1
-                with self._lock:
-                    self._requested.append(command.tag)
-                    self.planned_answers.append((command.tag, command.start_ticks, command.end_ticks))
-                    self._queued_starts[command.tag] = command.start_ticks
-                self._requests.put(command)
+                self.planned_answers.append((command.tag, command.start_ticks, command.end_ticks))
+                self.generation.request(command)
             elif isinstance(command, Cancel):
                 if command.how == "stop":
-                    with self._lock:
-                        self._cancelled.add(command.tag)
+                    self.generation.cancel(command.tag)
                 self.scheduler.cancel(command.tag, command.from_ticks, command.how)
             elif isinstance(command, Panic):
-                with self._lock:
-                    self._cancelled.update(self._requested)
+                self.generation.cancel_all()
                 self.scheduler.panic()
                 self.log("info", f"all notes off ({command.reason})")
             elif isinstance(command, HarmonyCommand):
@@ -328,68 +329,12 @@ class Runtime:
                                          seed=self.engine.settings.seed).start()
         return self.harmony
 
-    def _generator_loop(self) -> None:
-        while True:
-            request = self._requests.get()
-            if request is _STOP:
-                return
-            with self._lock:
-                self._queued_starts.pop(request.tag, None)
-            if self._generation_stopped(request.tag):
-                continue  # cancelled while it waited in the queue: no model work at all
-            started_ns = time.monotonic_ns()
-            first = True
-            late = 0
-            try:
-                for note in self.generator.stream(request):
-                    if first:
-                        self._last_generation_ms = (time.monotonic_ns() - started_ns) / 1e6
-                        first = False
-                    # The stream is lazy: holding here stops the decoder until the note nears the playhead.
-                    if not self._hold_until_horizon(request.tag, note.start_ticks):
-                        break
-                    timebase = self.clock.timebase()
-                    if time.monotonic_ns() - timebase.ns_at(note.start_ticks) > LATE_TOLERANCE_NS:
-                        late += 1  # the scheduler would skip it; never delay the notes after it
-                        continue
-                    self.scheduler.submit((note,), request.tag)
-            except Exception as err:  # a model failure loses this answer, never the session
-                self.log("error", f"the {self.generator.name} model failed on an answer: {err}")
-            self._last_total_generation_ms = (time.monotonic_ns() - started_ns) / 1e6
-            if late:
-                self._counters["late_notes"] += late
-                self.log("warning", f"{request.tag}: {late} note(s) came from the {self.generator.name} model "
-                                    "after their time and were dropped")
-            with self._lock:  # forget cancel marks of answers no longer tracked
-                self._cancelled.intersection_update(self._requested)
-
-    def _generation_stopped(self, tag: str, note_ticks: int | None = None) -> bool:
-        """Cancelled, closing, or superseded: a newer request waiting in the queue starts by `note_ticks`."""
-        with self._lock:
-            if tag in self._cancelled or self._closed.is_set():
-                return True
-            return note_ticks is not None and any(
-                start <= note_ticks for queued, start in self._queued_starts.items() if queued not in self._cancelled)
-
-    def _hold_until_horizon(self, tag: str, start_ticks: int) -> bool:
-        """Wait until `start_ticks` is within the lookahead of the playhead; False once stopped or superseded.
-
-        A duet replaces the tentative rest of its plan with a new request: the old one must not make the new
-        one wait, so a request queued to start at or before this note ends this one's generation.
-        """
-        while not self._generation_stopped(tag, start_ticks):
-            timebase = self.clock.timebase()
-            horizon_ticks = round(self.lookahead_beats * timebase.beat_ticks)
-            now_ns = time.monotonic_ns()
-            if start_ticks - timebase.ticks_at(now_ns) <= horizon_ticks:
-                return True
-            wait_s = (timebase.ns_at(start_ticks - horizon_ticks) - now_ns) / 1e9
-            self._closed.wait(min(max(wait_s, 0.0), THROTTLE_WAIT_S))
-        return False
-
     # --- presets and takes (engine thread, except the file writing) ---------------------------------------
 
     def _intent(self, intent: object) -> list[Command]:
+        if type(intent).__name__ == "ChoosePorts":  # opening ports is slow: the supervisor thread does it
+            self._port_choices.put(intent)
+            return []
         if type(intent).__name__ == "SetRecording":
             if getattr(intent, "on", False):
                 self._start_take()
@@ -430,7 +375,7 @@ class Runtime:
             return
         take = self.recorder.stop(self.clock.timebase().ticks_at(time.monotonic_ns()),
                                   {"lateness": self.scheduler.lateness_stats(),
-                                   "generation_ms": self._last_generation_ms})
+                                   "generation_ms": self.generation.last_first_note_ms})
         if take is not None:
             self._saves.put(take)
 
@@ -450,15 +395,48 @@ class Runtime:
     def _supervise(self) -> None:
         if self.scheduler.realtime_problem and not self._closed.wait(0.5):
             self.log("warning", f"scheduler: {self.scheduler.realtime_problem}")
-        while not self._closed.wait(1.0):
+        rounds = 0
+        while not self._closed.wait(SUPERVISE_S):
+            rounds += 1
+            while not self._port_choices.empty():
+                self._choose_ports(self._port_choices.get())
             self._write_takes()
-            if self._on_port_check is not None:
+            if self._on_port_check is not None and rounds % PORT_CHECK_ROUNDS == 0:
                 for kind, port, text in self._on_port_check():
                     if kind == "lost":
                         self._lost_ports.add(port)
                     else:
                         self._lost_ports.discard(port)
                     self.log("warning" if kind == "lost" else "info", text)
+
+    def _choose_ports(self, intent: Any) -> None:
+        """Open the chosen ports first; only when they are open, silence the old ones and swap (supervisor)."""
+        if self._port_chooser is None:
+            self.log("warning", "this session's ports are fixed (loopback); nothing changed")
+            return
+        try:
+            factories, outputs, names = self._port_chooser(intent.in_port, intent.out_port,
+                                                            getattr(intent, "backend", None))
+            try:
+                inputs = [factory(self._on_midi) for factory in factories]
+            except CompanionError:
+                for port in outputs:
+                    port.close()
+                raise
+        except CompanionError as err:
+            self.log("warning", f"ports unchanged: {err.message}")
+            return
+        self.scheduler.panic()  # every note we sounded ends on the ports that sounded it
+        deadline_ns = time.monotonic_ns() + 500_000_000
+        while self.scheduler.sounding() and time.monotonic_ns() < deadline_ns:
+            self._closed.wait(0.005)
+        old_inputs, old_outputs = self._inputs, self._outputs
+        self._outputs, self._inputs = outputs, inputs  # rebinding is atomic: the scheduler sees old or new
+        for port in [*old_inputs, *old_outputs]:
+            port.close()
+        self._port_names = names
+        self._lost_ports.clear()
+        self.log("info", f"ports: listening on {names.get('in')}, playing to {names.get('out')}")
 
     def _send_bytes(self, data: Sequence[int]) -> None:
         """The scheduler's only output path (its own thread): every output port gets the bytes."""
@@ -493,8 +471,8 @@ class Runtime:
             "clock": "external" if isinstance(self.clock, MidiClockFollower) else "internal",
             "clock_running": self.clock.running,
             "generator": self.generator.name,
-            "generation_ms": self._last_generation_ms,
-            "counters": dict(self._counters),
+            "generation_ms": self.generation.last_first_note_ms,
+            "counters": {**self._counters, "late_notes": self.generation.late_notes},
             "dropped": self.decode_stats.as_dict(),
             "harmony": self.harmony.snapshot() if self.harmony is not None else None,
         }

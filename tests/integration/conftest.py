@@ -116,14 +116,35 @@ class JackTestClient:
         self._in.ignore_types(sysex=True, timing=False, active_sense=True)
         names = poll_until(lambda: [n for n in self._in.get_ports() if from_port.lower() in n.lower()], 5.0)
         assert names, f"no JACK port matching {from_port!r}: {self._in.get_ports()}"
-        self._in.set_callback(self._on_message)
         self._in.open_port(self._in.get_ports().index(names[0]), "in")
+        self._start_reader()
         return self
 
-    def _on_message(self, event: tuple[list[int], float], _data: object = None) -> None:
-        now_ns = time.monotonic_ns()
-        with self._lock:
-            self.received.append((event[0], now_ns))
+    def open_virtual_in(self, port_name: str) -> JackTestClient:
+        """Expose a named input of our own (a synth's port the companion plays to by name)."""
+        self._in = self._rtmidi.MidiIn(self._rtmidi.API_UNIX_JACK, self.name)
+        self._in.ignore_types(sysex=True, timing=False, active_sense=True)
+        self._in.open_virtual_port(port_name)
+        self._start_reader()
+        return self
+
+    def _start_reader(self) -> None:
+        # Polled, like the companion's own inputs: rtmidi's callback can crash when its port closes mid-message.
+        self._reading = threading.Event()
+        self._reading.set()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        midi = self._in
+        while self._reading.is_set():
+            event = midi.get_message()
+            if event is None:
+                time.sleep(0.0002)
+                continue
+            now_ns = time.monotonic_ns()
+            with self._lock:
+                self.received.append((event[0], now_ns))
 
     def send(self, data: list[int]) -> int:
         """Send one message now; returns the monotonic_ns it was handed to JACK."""
@@ -152,6 +173,10 @@ class JackTestClient:
 
     def close(self) -> None:
         """Close both ends and leave the JACK graph (the client disappears)."""
+        if getattr(self, "_reader", None) is not None:
+            self._reading.clear()
+            self._reader.join(timeout=1.0)
+            self._reader = None
         for midi in (self._in, self._out):
             if midi is not None:
                 midi.close_port()

@@ -206,3 +206,30 @@ def test_clock_master_sends_start_and_pulses_at_the_tempo(jack_client) -> None:
     finally:
         runtime.close()
     assert client.wait_for(lambda m: [0xFC] in [d for d, _ in m], timeout_s=2), "Stop sent on close"
+
+
+def test_choosing_named_ports_moves_the_session_and_closes_notes_on_the_old_ones(jack_client, poll) -> None:
+    """The UI's port chooser: a keyboard's and a synth's named ports replace the virtual ones, live."""
+    from companion.tui.intents import ChoosePorts
+
+    tag = uuid.uuid4().hex[:8]
+    name_in, name_out = _names()
+    settings = EngineSettings(thru=True, silence_beats=64.0, max_bars=None)
+    runtime = build_runtime(RuntimeConfig(backend="jack", bpm=120.0, model="markov", in_name=name_in,
+                                          out_name=name_out), settings).start()
+    try:
+        old = jack_client("old-daw").connect_out(name_in).connect_in(name_out)
+        assert old.send_until([0x90, 60, 100], lambda: any(d[:2] == [0x90, 60] for d, _ in old.messages()))
+        keys = jack_client("keys").open_virtual_out(f"Keys {tag}")
+        synth = jack_client("synth").open_virtual_in(f"Synth {tag}")
+        runtime.post_intent(ChoosePorts(in_port=f"Keys {tag}", out_port=f"Synth {tag}"))
+        assert poll(lambda: runtime.snapshot().get("ports", {}).get("in") == f"Keys {tag}", 10.0)
+        # The note held through the old ports ended there before they closed.
+        assert _sent_notes_closed(old.messages())[1] == 0
+        assert keys.send_until([0x90, 64, 90], lambda: any(d[:2] == [0x90, 64] for d, _ in synth.messages()))
+        keys.send([0x80, 64, 0])
+        runtime.post_intent(ChoosePorts(in_port="No Such Keyboard", out_port=None))
+        assert poll(lambda: any("ports unchanged" in text for _, text in runtime.snapshot()["log"]), 10.0)
+        assert runtime.snapshot()["ports"]["in"] == f"Keys {tag}"
+    finally:
+        runtime.close()

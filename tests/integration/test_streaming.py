@@ -125,7 +125,7 @@ class Rig:
 def test_the_worker_never_decodes_more_than_the_lookahead_ahead() -> None:
     settings = EngineSettings(mode="generate", seed=1)
     with Rig(settings, RecordingGenerator) as rig:
-        rig.runtime.lookahead_beats = 1.0
+        rig.runtime.generation.lookahead_beats = 1.0
         generator: RecordingGenerator = rig.generator
         assert poll_until(lambda: len(generator.requests) >= 3), "generate mode asked for no second span"
         first, second = generator.requests[0], generator.requests[1]

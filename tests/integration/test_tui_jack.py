@@ -49,35 +49,6 @@ def _play_at(send: Callable[[list[int]], int], events: list[tuple[int, list[int]
         send(data)
 
 
-class RecordingJackInput:
-    """A virtual JACK input of the test's own, with a unique name: the runtime plays into it and nothing else does
-    (other sessions on a shared JACK server have their own `Companion Out` ports)."""
-
-    def __init__(self, port_name: str) -> None:
-        import rtmidi
-
-        self.port_name = port_name
-        self._midi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, "tui-test-listener")
-        self._midi.ignore_types(sysex=True, timing=True, active_sense=True)
-        self._lock = threading.Lock()
-        self._received: list[tuple[list[int], int]] = []
-        self._midi.set_callback(self._on_message)
-        self._midi.open_virtual_port(port_name)
-
-    def _on_message(self, event: tuple[list[int], float], _data: object = None) -> None:
-        now_ns = time.monotonic_ns()
-        with self._lock:
-            self._received.append((event[0], now_ns))
-
-    def messages(self) -> list[tuple[list[int], int]]:
-        with self._lock:
-            return list(self._received)
-
-    def close(self) -> None:
-        self._midi.close_port()
-        self._midi.delete()
-
-
 def _roll_styles(app: Any) -> set[str]:
     """The foreground styles the roll draws with now (its strips, as the screen gets them)."""
     return {str(seg.style).split(" on ")[0].strip() for strip in app.roll.strips() for seg in strip if seg.style}
@@ -86,14 +57,10 @@ def _roll_styles(app: Any) -> set[str]:
 def test_ui_shows_both_parts_and_panic_silences_everything(jack_client: Callable[..., Any]) -> None:
     tag = f"tui-test-{os.getpid()}"
     client = jack_client(f"{tag}-daw").open_virtual_out(f"{tag}-play")
-    listener = RecordingJackInput(f"{tag}-hear")
+    listener = jack_client(f"{tag}-synth").open_virtual_in(f"{tag}-hear")
     settings = EngineSettings(seed=5, silence_beats=1.0, response_bars=4, response_start="bar")
     config = RuntimeConfig(backend="jack", bpm=180.0, model="markov", in_port=f"{tag}-play", out_port=f"{tag}-hear")
-    try:
-        runtime = build_runtime(config, settings).start()
-    except BaseException:
-        listener.close()
-        raise
+    runtime = build_runtime(config, settings).start()
     app = build_app(runtime)
     outcome: dict[str, Any] = {}
 
@@ -133,7 +100,6 @@ def test_ui_shows_both_parts_and_panic_silences_everything(jack_client: Callable
         asyncio.run(scenario())
     finally:
         runtime.close()
-        listener.close()
     assert outcome["sources"] == {"player", "companion"}
     assert {PLAYER_STYLE, COMPANION_STYLE} <= outcome["styles"]
     assert outcome["player_pitches"] == {p for p, _, _ in PHRASE}
