@@ -14,7 +14,7 @@ from typing import Any
 from companion.core.engine import EngineSettings
 from companion.core.events import PPQ, Note
 from companion.midi.clock import InternalClock
-from companion.midi.ports import LoopbackPorts
+from companion.midi.loopback import LoopbackPorts
 from companion.runtime import GIL_SWITCH_INTERVAL_S
 from companion.scheduler import Scheduler
 

@@ -13,7 +13,7 @@ from companion.core.events import PPQ, Note
 from companion.core.timebase import Timebase
 from companion.generators import Generator, make_generator
 from companion.midi.clock import InternalClock
-from companion.midi.ports import LoopbackPorts
+from companion.midi.loopback import LoopbackPorts
 from companion.midifile import write_take
 from companion.runtime import Runtime
 

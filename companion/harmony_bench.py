@@ -10,7 +10,7 @@ from typing import Any
 from companion.core.engine import EngineSettings
 from companion.core.timebase import Timebase
 from companion.midi.clock import InternalClock
-from companion.midi.ports import LoopbackPorts
+from companion.midi.loopback import LoopbackPorts
 
 BENCH_BPM = 200.0
 MELODY_PITCHES = (67, 69, 71, 72, 74, 72, 71, 69, 67, 66, 67, 62, 64, 66, 67, 71, 72, 76, 74, 72, 71, 69, 67, 67)

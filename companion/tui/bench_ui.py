@@ -17,7 +17,7 @@ UI_SIZE = (160, 50)
 def _runtime() -> Any:
     from companion.generators import MarkovGenerator
     from companion.midi.clock import InternalClock
-    from companion.midi.ports import LoopbackPorts
+    from companion.midi.loopback import LoopbackPorts
     from companion.runtime import Runtime
 
     settings = EngineSettings(silence_beats=1.0, response_bars=2)

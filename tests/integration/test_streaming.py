@@ -14,7 +14,7 @@ import pytest
 from companion.core.engine import EngineSettings, PanicIntent
 from companion.core.events import PPQ, Note, RequestAnswer
 from companion.midi.clock import InternalClock
-from companion.midi.ports import LoopbackPorts
+from companion.midi.loopback import LoopbackPorts
 from companion.runtime import Runtime
 
 BPM = 300.0  # fast, so a few bars take little time

@@ -341,7 +341,7 @@ def test_the_runtime_starts_the_worker_and_routes_harmony_through_the_scheduler(
 
     from companion.generators import MarkovGenerator
     from companion.midi.clock import InternalClock
-    from companion.midi.ports import LoopbackPorts
+    from companion.midi.loopback import LoopbackPorts
     from companion.runtime import Runtime
 
     to_engine, from_engine = LoopbackPorts("in"), LoopbackPorts("out")

@@ -8,9 +8,9 @@ import threading
 import pytest
 
 from companion.errors import PortError
+from companion.midi.loopback import LoopbackPorts
 from companion.midi.ports import (
     BackendInfo,
-    LoopbackPorts,
     find_port,
     list_backends,
     open_input,
