@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from companion.core.engine import EngineSettings
 from companion.core.events import PPQ, Note
+from companion.core.notes import notes_from_wire
 from companion.core.timebase import Timebase
 from companion.generators import Generator, make_generator
 from companion.midi.clock import InternalClock
@@ -46,20 +47,6 @@ def _wait_until(deadline_ns: int, stop: threading.Event) -> None:
             return
     while time.monotonic_ns() < deadline_ns:
         pass
-
-
-def _notes_from_wire(received: Sequence[tuple[int, list[int]]], timebase: Timebase) -> tuple[list[Note], int]:
-    """Pair note-ons and note-offs seen on a port into notes; also count notes never closed."""
-    open_at: dict[tuple[int, int], tuple[int, int]] = {}
-    notes: list[Note] = []
-    for time_ns, data in received:
-        status, kind = data[0] & 0x0F, data[0] & 0xF0
-        if kind == 0x90 and data[2] > 0:
-            open_at[(status, data[1])] = (timebase.ticks_at(time_ns), data[2])
-        elif kind in (0x80, 0x90) and (status, data[1]) in open_at:
-            start, velocity = open_at.pop((status, data[1]))
-            notes.append(Note(data[1], velocity, start, max(1, timebase.ticks_at(time_ns) - start), status))
-    return notes, len(open_at)
 
 
 def play_phrase(settings: EngineSettings, bpm: float, generator: Generator,
@@ -100,7 +87,8 @@ def play_phrase(settings: EngineSettings, bpm: float, generator: Generator,
         answer_end = runtime.planned_answers[0][2] if start is not None else phrase_end
         _wait_until(timebase.ns_at(answer_end) + 300_000_000, stop)
     recorder.close()
-    answer, sounding = _notes_from_wire(received, timebase)
+    answer, left = notes_from_wire(received, timebase.ticks_at)
+    sounding = len(left)
     first_error = None
     if answer and start is not None:
         first_ns = min(t for t, d in received if d[0] & 0xF0 == 0x90 and d[2] > 0)

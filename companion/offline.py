@@ -73,7 +73,7 @@ def _preset_settings(name: str) -> dict:
 
 def replay_answers(sidecar: str | Path) -> list[Note]:
     """Every answer of a recorded take, generated again from its phrase, seed and settings, in order."""
-    from companion.recording import read_sidecar
+    from companion.replay import read_sidecar
 
     replay = read_sidecar(sidecar)
     warning = replay.checkpoint_warning()

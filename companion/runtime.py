@@ -11,7 +11,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from companion.core.engine import Engine, EngineSettings
@@ -28,6 +27,8 @@ from companion.core.events import (
     ScheduleNotes,
     SendNow,
 )
+from companion.core.notes import notes_from_wire
+from companion.core.timebase import Timebase
 from companion.errors import CompanionError
 from companion.generation import GenerationWorker
 from companion.generators import Generator
@@ -37,7 +38,7 @@ from companion.midi.codec import DecodeStats, decode
 from companion.midi.ports import InputPort, OutputPort
 from companion.preset_session import PresetSession
 from companion.presets import Preset
-from companion.recording import TakeRecorder, write_take_files
+from companion.recording import TakeKeeper, TakeRecorder
 from companion.scheduler import Scheduler
 
 log = logging.getLogger("companion")
@@ -119,7 +120,7 @@ class Runtime:
         self._port_choices: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the UI's ChoosePorts, for the supervisor
         self.presets = PresetSession(preset)
         self.recorder = recorder
-        self._saves: queue.SimpleQueue[Any] = queue.SimpleQueue()  # finished takes, written by the supervisor
+        self.takes = TakeKeeper(recorder, self.log)
         # Recent note traffic for the piano roll: (time_ns, bytes); appends are atomic and cheap on every thread.
         self._wire_in: deque[tuple[int, list[int]]] = deque(maxlen=512)
         self._wire_out: deque[tuple[int, Sequence[int]]] = deque(maxlen=512)
@@ -172,7 +173,7 @@ class Runtime:
             self.harmony.close()  # its note-offs go out before the scheduler's final panic
         self.scheduler.close()
         self._stop_take()
-        self._write_takes()
+        self.takes.write_pending()
         for port in self._inputs:
             port.close()
         for port in self._outputs:
@@ -358,39 +359,18 @@ class Runtime:
                                            self.presets.preset)
 
     def _start_take(self) -> None:
-        if self.recorder is None:
-            self.log("warning", "recording needs a take folder: start with --record DIR")
-            return
         timebase = self.clock.timebase()
-        self.recorder.start(
+        self.takes.start(
             timebase.ticks_at(time.monotonic_ns()), bpm=timebase.bpm, beats_per_bar=timebase.beats_per_bar,
             beat_unit=timebase.beat_unit, settings=dataclasses.asdict(self.engine.settings),
             extras=self.presets.extras, preset=self.presets.preset, model=self.generator.name,
             checkpoint=getattr(self.generator, "checkpoint", None),
             clock="external" if isinstance(self.clock, MidiClockFollower) else "internal")
-        self.log("info", f"recording a take into {self.recorder.directory}")
 
     def _stop_take(self) -> None:
-        if self.recorder is None or not self.recorder.recording:
-            return
-        take = self.recorder.stop(self.clock.timebase().ticks_at(time.monotonic_ns()),
-                                  {"lateness": self.scheduler.lateness_stats(),
-                                   "generation_ms": self.generation.last_first_note_ms})
-        if take is not None:
-            self._saves.put(take)
-
-    def _write_takes(self) -> None:
-        """File I/O, on the supervisor thread (and at close): never on the engine or scheduler threads."""
-        while True:
-            try:
-                take = self._saves.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                midi_path, _ = write_take_files(take, self.recorder.directory, datetime.now())
-                self.log("info", f"take saved: {midi_path}")
-            except OSError as err:
-                self.log("error", f"could not save the take: {err}")
+        self.takes.stop(self.clock.timebase().ticks_at(time.monotonic_ns()),
+                        {"lateness": self.scheduler.lateness_stats(),
+                         "generation_ms": self.generation.last_first_note_ms})
 
     def _supervise(self) -> None:
         if self.scheduler.realtime_problem and not self._closed.wait(0.5):
@@ -400,7 +380,7 @@ class Runtime:
             rounds += 1
             while not self._port_choices.empty():
                 self._choose_ports(self._port_choices.get())
-            self._write_takes()
+            self.takes.write_pending()
             if self._on_port_check is not None and rounds % PORT_CHECK_ROUNDS == 0:
                 for kind, port, text in self._on_port_check():
                     if kind == "lost":
@@ -480,17 +460,8 @@ class Runtime:
             self._snapshot = snap
 
 
-def _piano_roll(wire: deque, source: str, timebase: Any) -> list[tuple[str, int, int, int | None]]:
-    """Pair the recent note-ons and note-offs of one direction into (source, pitch, start, end or None) in ticks."""
-    notes: list[tuple[str, int, int, int | None]] = []
-    sounding: dict[tuple[int, int], int] = {}
-    for time_ns, data in list(wire):
-        key = (data[0] & 0x0F, data[1])
-        if data[0] & 0xF0 == 0x90 and data[2] > 0:
-            if key in sounding:
-                notes.append((source, key[1], sounding.pop(key), timebase.ticks_at(time_ns)))
-            sounding[key] = timebase.ticks_at(time_ns)
-        elif key in sounding:
-            notes.append((source, key[1], sounding.pop(key), timebase.ticks_at(time_ns)))
-    notes.extend((source, pitch, start, None) for (_, pitch), start in sounding.items())
-    return notes
+def _piano_roll(wire: deque, source: str, timebase: Timebase) -> list[tuple[str, int, int, int | None]]:
+    """The recent notes of one direction as (source, pitch, start, end or None while sounding), in ticks."""
+    closed, sounding = notes_from_wire(list(wire), timebase.ticks_at)
+    return [(source, n.pitch, n.start_ticks, n.end_ticks) for n in closed] + \
+        [(source, n.pitch, n.start_ticks, None) for n in sounding]

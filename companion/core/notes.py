@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from companion.core.events import NoteOff
+from collections.abc import Callable, Iterable, Sequence
+
+from companion.core.events import Note, NoteOff
 
 
 def _check(channel: int, pitch: int) -> None:
@@ -86,3 +88,25 @@ class NoteLedger:
 
     def __bool__(self) -> bool:
         return bool(self._counts)
+
+
+def notes_from_wire(events: Iterable[tuple[int, Sequence[int]]], to_ticks: Callable[[int], int],
+                    ) -> tuple[list[Note], list[Note]]:
+    """Pair (time_ns, bytes) note messages into notes in ticks: (closed notes, notes still sounding at the end).
+
+    A repeated note-on of a sounding key closes the earlier note first; a still-sounding note has duration 0.
+    """
+    closed: list[Note] = []
+    open_at: dict[tuple[int, int], tuple[int, int]] = {}
+    for time_ns, data in events:
+        if len(data) < 3 or data[0] & 0xF0 not in (0x80, 0x90):
+            continue
+        key = (data[0] & 0x0F, data[1])
+        ticks = to_ticks(time_ns)
+        if key in open_at:
+            start, velocity = open_at.pop(key)
+            closed.append(Note(key[1], velocity, start, max(1, ticks - start), key[0]))
+        if data[0] & 0xF0 == 0x90 and data[2] > 0:
+            open_at[key] = (ticks, data[2])
+    sounding = [Note(pitch, velocity, start, 0, channel) for (channel, pitch), (start, velocity) in open_at.items()]
+    return closed, sounding

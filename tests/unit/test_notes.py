@@ -121,3 +121,14 @@ def test_property_release_all_covers_exactly_what_was_on(sequence: list[tuple[st
     assert [(off.channel, off.note) for off in offs] == sounding
     assert len({(off.channel, off.note) for off in offs}) == len(offs)  # one note-off per key
     assert len(ledger) == 0 and ledger.sounding() == []
+
+
+def test_notes_from_wire_pairs_ons_and_offs_and_reports_what_still_sounds() -> None:
+    from companion.core.notes import notes_from_wire
+
+    wire = [(0, [0x90, 60, 100]), (10, [0x91, 60, 90]), (20, [0x80, 60, 0]), (30, [0x90, 62, 80]),
+            (40, [0x90, 62, 70]), (50, [0x90, 62, 0]), (60, [0x90, 64, 50]), (70, [0xB0, 64, 127])]
+    closed, sounding = notes_from_wire(wire, lambda ns: ns * 2)
+    assert [(n.channel, n.pitch, n.start_ticks, n.duration_ticks, n.velocity) for n in closed] == [
+        (0, 60, 0, 40, 100), (0, 62, 60, 20, 80), (0, 62, 80, 20, 70)]
+    assert [(n.channel, n.pitch, n.start_ticks) for n in sounding] == [(1, 60, 20), (0, 64, 120)]
