@@ -117,7 +117,11 @@ def user_presets_dir() -> Path:
 
 
 def shipped_presets_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "presets"
+    """presets/ beside the package in a checkout; companion/shipped_presets in an installed wheel."""
+    checkout = Path(__file__).resolve().parent.parent / "presets"
+    if checkout.is_dir():
+        return checkout
+    return Path(__file__).resolve().parent / "shipped_presets"
 
 
 def _preset_paths() -> dict[str, tuple[Path, str]]:
