@@ -7,6 +7,8 @@ is counted and written, with its reason, to ``failures.log`` in the cache folder
 
 from __future__ import annotations
 
+import os
+
 import hashlib
 import json
 import multiprocessing
@@ -161,7 +163,7 @@ def build_pieces(sources: Sequence[tuple[Path, str, str]], cache_dir: Path, conf
 def _write_entry(path: Path, pieces: list[Piece], failures: list[tuple[str, str]]) -> None:
     arrays = pack_pieces(pieces)
     arrays["failures"] = np.array(failures, dtype=str).reshape(-1, 2)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # one per process: torchrun ranks may parse the same file
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
 
