@@ -7,11 +7,10 @@ is counted and written, with its reason, to ``failures.log`` in the cache folder
 
 from __future__ import annotations
 
-import os
-
 import hashlib
 import json
 import multiprocessing
+import os
 import signal
 import sys
 import time
