@@ -1,0 +1,96 @@
+"""A failure in any runtime thread ends in note-offs for everything Companion sounded, then a clean stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from companion.core.engine import EngineSettings
+from companion.generators import MarkovGenerator
+from companion.midi.clock import InternalClock
+from companion.midi.loopback import LoopbackPorts
+from companion.runtime import Runtime
+
+
+def _poll(predicate, timeout_s: float = 5.0) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return bool(predicate())
+
+
+def _rig() -> tuple[Runtime, object, list[list[int]]]:
+    to_engine, from_engine = LoopbackPorts("Companion In"), LoopbackPorts("Companion Out")
+    heard: list[list[int]] = []
+    lock = threading.Lock()
+
+    def record(data: list[int], _time_ns: int) -> None:
+        with lock:
+            heard.append(list(data))
+
+    from_engine.open_input(record)
+    runtime = Runtime(EngineSettings(thru=True, silence_beats=64.0, max_bars=None),
+                      inputs=[to_engine.open_input], outputs=[from_engine.open_output()],
+                      generator=MarkovGenerator(), clock=InternalClock(120.0))
+    return runtime, to_engine.open_output(), heard
+
+
+def _sounding(heard: list[list[int]]) -> set[tuple[int, int]]:
+    on: set[tuple[int, int]] = set()
+    for data in list(heard):
+        key = (data[0] & 0x0F, data[1])
+        if data[0] & 0xF0 == 0x90 and data[2] > 0:
+            on.add(key)
+        elif data[0] & 0xF0 == 0x80 or (data[0] & 0xF0 == 0x90 and data[2] == 0):
+            on.discard(key)
+        elif data[0] & 0xF0 == 0xB0 and data[1] in (120, 123):
+            on = {k for k in on if k[0] != data[0] & 0x0F}
+    return on
+
+
+def test_an_exception_on_the_engine_thread_silences_everything_and_stops() -> None:
+    runtime, player, heard = _rig()
+    runtime.start()
+    try:
+        player.send([0x90, 60, 100])  # thru: Companion now sounds C4 and holds it
+        assert _poll(lambda: _sounding(heard) == {(0, 60)})
+
+        def broken(*_args: object) -> list:
+            raise RuntimeError("a bug in a mode")
+
+        runtime.engine.handle = broken  # type: ignore[method-assign]
+        player.send([0x90, 62, 100])
+        assert _poll(lambda: runtime.closed), "the runtime stops after a thread fails"
+        assert isinstance(runtime.error, RuntimeError)
+        assert _poll(lambda: not _sounding(heard)), f"left sounding: {_sounding(heard)}"
+    finally:
+        runtime.close()
+
+
+def test_a_model_failure_loses_one_answer_not_the_session() -> None:
+    runtime, player, heard = _rig()
+
+    class FailingGenerator:
+        name = "failing"
+
+        def stream(self, request):  # noqa: ANN001, ANN201
+            raise ValueError("the model broke")
+            yield  # pragma: no cover
+
+    runtime.generation.generator = FailingGenerator()
+    runtime.start()
+    try:
+        runtime.post_intent(type("SetMode", (), {})())  # an unknown intent is logged, never raised
+        from companion.core.events import Note, Phrase, RequestAnswer
+
+        phrase = Phrase((Note(60, 90, 0, 240),), 0, 1920)
+        runtime.generation.request(RequestAnswer(phrase, 1920 * 100, 1920 * 101, "answer-x", 1))
+        assert _poll(lambda: any("failed on an answer" in text for _, text in runtime.snapshot().get("log", [])))
+        player.send([0x90, 64, 100])
+        assert _poll(lambda: (0, 64) in _sounding(heard)), "thru still works after the model failed"
+        assert not runtime.closed
+    finally:
+        runtime.close()
+    assert not _sounding(heard)
