@@ -39,23 +39,33 @@ class CallResponseMode(Mode):
         index = ctx.next_answer_index()
         return self._request(phrase, max(phrase.end_ticks, now_ticks), ctx, index, settings.seed + index)
 
+    # --- what to ask for (variation and morph override these) ------------------------------------------------
+
+    def _span(self, phrase: Phrase, earliest_ticks: int, ctx: ModeContext, seed: int) -> tuple[int, int, dict]:
+        """(start, end, extra request settings) of the answer to `phrase`."""
+        settings = ctx.settings
+        start = ctx.next_bar(earliest_ticks) if settings.response_start == "bar" else ctx.next_beat(earliest_ticks)
+        return start, start + settings.response_bars * ctx.bar_ticks, {}
+
+    def _tag(self, index: int, seed: int) -> str:
+        return f"answer-{index}"
+
     def _request(
         self, phrase: Phrase, after_ticks: int, ctx: ModeContext, index: int, seed: int
     ) -> list[Command]:
         settings = ctx.settings
         # The lead gives the generator time to work before the first note is due.
-        earliest = after_ticks + settings.lead_ticks
-        start = ctx.next_bar(earliest) if settings.response_start == "bar" else ctx.next_beat(earliest)
-        end = start + settings.response_bars * ctx.bar_ticks
+        start, end, extra = self._span(phrase, after_ticks + settings.lead_ticks, ctx, seed)
         commands: list[Command] = []
         # An older answer still sounding (it was ducked) stops where the new one starts.
         for old in self._answers:
             commands.append(Cancel(old.tag, min(start, old.end_ticks), "stop"))
-        tag = f"answer-{index}"
+        tag = self._tag(index, seed)
         self._answers = [_Answer(tag, start, end, seed)]
         self._last_seed = seed
         key = ctx.key.as_pair() if (ctx.key is not None and settings.key_lock) else None
-        commands.append(RequestAnswer(phrase, start, end, tag, seed, key, dataclasses.asdict(settings)))
+        request_settings = {**dataclasses.asdict(settings), **extra}
+        commands.append(RequestAnswer(phrase, start, end, tag, seed, key, request_settings))
         return commands
 
     def handle(
@@ -95,7 +105,7 @@ class CallResponseMode(Mode):
 
     def regenerate(self, now_ticks: int, ctx: ModeContext, new_seed: bool) -> list[Command]:
         if self._last_phrase is None:
-            return [Log("info", "nothing to regenerate yet: play a phrase first")]
+            return [Log("info", f"nothing to {self.name} yet: play a phrase first")]
         commands = self.cancel(now_ticks)
         index = ctx.next_answer_index()
         seed = ctx.settings.seed + index if new_seed or self._last_seed is None else self._last_seed
@@ -107,6 +117,7 @@ class CallResponseMode(Mode):
             "answering": any(a.start_ticks <= now_ticks for a in live),
             "answer_due": any(a.start_ticks > now_ticks for a in live),
             "answers": [a.tag for a in live],
+            "last_seed": self._last_seed,
             "cancelled": self.cancelled,
             "ducked": self.ducked,
         }
