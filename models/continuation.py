@@ -32,7 +32,7 @@ from models.sampling import (
     sample,
 )
 from models.tokenizer import DEFAULT_VELOCITY, Prompt, StreamDecoder, Tokenizer, TokenizerConfig
-from models.transformer import GPT, GPTConfig
+from models.transformer import GPT, FastStep, GPTConfig
 
 KIND = "continuation"
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "continuation.pt"
@@ -60,6 +60,7 @@ class ContinuationModel:
                  runner: torch.nn.Module | None = None) -> None:
         self.model = model.eval()
         self.runner = runner if runner is not None else self.model  # what stream() runs (maybe int8)
+        self.fast = FastStep(self.runner)  # the runner's single-token decoding without module overhead
         self.tokenizer = tokenizer
         self.meta = meta or {}
         self.tables = MaskTables(tokenizer.vocab)
@@ -200,7 +201,7 @@ class ContinuationModel:
                 dur = min(note.duration, end - note.onset)
                 vel = max(1, min(127, note.velocity + velocity_shift))
                 yield (note.pitch, vel, tok.steps_to_ticks(rel, ppq), max(1, tok.steps_to_ticks(dur, ppq)))
-            logits = runner.step(torch.tensor([[t]]), cache)[0]
+            logits = self.fast.step(t, cache)
 
 
 def train_main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -288,3 +289,84 @@ class GPT(nn.Module):
         groups = [{"params": decay, "weight_decay": weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
+
+
+def _linear_fn(module: nn.Module) -> Any:
+    """A plain function computing ``module(x)`` for an nn.Linear or its dynamic-int8 copy, minus module overhead."""
+    packed = getattr(module, "_packed_params", None)
+    if packed is not None and getattr(packed, "dtype", None) == torch.qint8:
+        overload = torch.ops.quantized.linear_dynamic.default
+        op, params = getattr(overload, "_op", overload), packed._packed_params  # the bare kernel: no Python checks
+        reduce = not (module.version is None or module.version < 4)  # as DynamicQuantizedLinear.forward
+        return lambda x: op(x, params, reduce)
+    if type(module) is nn.Linear:
+        weight, bias = module.weight, module.bias
+        return lambda x: F.linear(x, weight, bias)
+    return module  # anything else: call it as it is
+
+
+class FastStep:
+    """Lean single-token decoding (batch 1) on a ``GPT`` or its dynamic-quantized copy: the same maths as
+    ``GPT.step`` on one token, without the per-module call overhead.
+
+    Weights are looked up once; rotary tables are precomputed as full-width cos and signed sin; the KV cache is
+    the ordinary ``KVCache`` (so a prefill with ``GPT.step`` and ``step`` here can be mixed freely). Anything
+    outside the fast case (cache full, positions beyond the rotary table) goes through ``model.step``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        c: GPTConfig = model.config
+        self.n_head, self.head_size = c.n_head, c.n_embd // c.n_head
+        self.n_embd = c.n_embd
+        self.wte = model.wte.weight.detach()
+        self.extra_w = [e.weight.detach() for e in model.extra_emb]
+        cos, sin = model.rotary.cos, model.rotary.sin  # (n, hs/2)
+        # rotate(x) = x * cos + swap_halves(x) * sin; row 0 (queries) also carries the attention scale
+        scale = torch.tensor([[1.0 / math.sqrt(self.head_size)], [1.0]]).view(1, 2, 1, 1)
+        self.cos = torch.cat((cos, cos), dim=-1).unsqueeze(1).unsqueeze(1) * scale  # (n, 2, 1, hs)
+        self.sin = torch.cat((-sin, sin), dim=-1).unsqueeze(1).unsqueeze(1) * scale
+        self.layers = []
+        for b in model.blocks:
+            self.layers.append((b.ln_1.weight, b.ln_1.bias, b.ln_1.eps, _linear_fn(b.attn.c_attn),
+                                _linear_fn(b.attn.c_proj), b.ln_2.weight, b.ln_2.bias, b.ln_2.eps,
+                                _linear_fn(b.mlp.c_fc), _linear_fn(b.mlp.c_proj)))
+        self.ln_f = (model.ln_f.weight, model.ln_f.bias, model.ln_f.eps)
+        self.lm_head = _linear_fn(model.lm_head)
+        self._views: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+
+    def _layer_views(self, cache: KVCache) -> list[torch.Tensor]:
+        """(2, n_head, capacity, hs) views of each layer of batch row 0, kept while the cache tensor is the same."""
+        if self._views is None or self._views[0] is not cache.kv:
+            self._views = (cache.kv, [cache.kv[i, :, 0] for i in range(cache.kv.shape[0])])
+        return self._views[1]
+
+    def step(self, token: int, cache: KVCache, extra: Sequence[int] | None = None) -> torch.Tensor:
+        """Append one token to a batch-1 cache and return the logits after it, (vocab,)."""
+        pos = cache.length
+        if (cache.kv.shape[2] != 1 or pos + 1 > cache.capacity or pos >= self.cos.shape[0]
+                or (self.extra_w and extra is None)):
+            ex = None if extra is None else torch.tensor([[list(extra)]])
+            return self.model.step(torch.tensor([[token]]), cache, ex)[0]
+        cache.tokens[0, pos] = token
+        x = self.wte[token : token + 1]  # (1, C)
+        if self.extra_w:
+            cache.extra[0, pos] = torch.tensor(list(extra))
+            for w, i in zip(self.extra_w, extra, strict=True):
+                x = x + w[i : i + 1]
+        nh, hs, C = self.n_head, self.head_size, self.n_embd
+        cos, sin = self.cos[pos], self.sin[pos]
+        n = pos + 1
+        for (w1, b1, e1, qkv_fn, proj_fn, w2, b2, e2, fc_fn, out_fn), kv in zip(
+                self.layers, self._layer_views(cache), strict=True):
+            qkv = qkv_fn(F.layer_norm(x, (C,), w1, b1, e1)).view(3, nh, hs)
+            qk = qkv[:2]
+            rot = torch.addcmul(qk * cos, qk.view(2, nh, 2, hs // 2).flip(2).view(2, nh, hs), sin)
+            kv[0, :, pos] = rot[1]
+            kv[1, :, pos] = qkv[2]
+            att = torch.bmm(rot[0].unsqueeze(1), kv[0, :, :n].transpose(1, 2)).softmax(-1)  # (nh, 1, n)
+            x = x + proj_fn(torch.bmm(att, kv[1, :, :n]).view(1, C))
+            x = x + out_fn(F.gelu(fc_fn(F.layer_norm(x, (C,), w2, b2, e2))))
+        cache.length = n
+        w, b, e = self.ln_f
+        return self.lm_head(F.layer_norm(x, (C,), w, b, e))[0]  # (vocab,)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.transformer import GPT, GPTConfig
+from models.continuation import quantized_for_cpu
+from models.transformer import GPT, FastStep, GPTConfig
 
 
 def _tiny(**kw: object) -> GPT:
@@ -97,3 +98,28 @@ def test_tiny_model_overfits_a_few_sequences() -> None:
         opt.step()
     assert first > 2.5
     assert loss.item() < 0.3
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_fast_step_gives_the_logits_and_cache_of_gpt_step(quantize: bool) -> None:
+    model = _tiny(block_size=32, n_extra=(3,))
+    runner = quantized_for_cpu(model) if quantize else model
+    fast = FastStep(runner)
+    torch.manual_seed(1)
+    tokens = torch.randint(0, 17, (1, 40))
+    extra = torch.randint(0, 3, (1, 40, 1))
+    slow_cache, fast_cache = runner.new_cache(1, 24), runner.new_cache(1, 24)
+    atol = 1e-4 if not quantize else 5e-4
+    with torch.inference_mode():
+        runner.step(tokens[:, :5], slow_cache, extra[:, :5])
+        runner.step(tokens[:, :5], fast_cache, extra[:, :5])
+        for i in range(5, 40):  # runs past the capacity: the fast path hands the slide to GPT.step
+            want = runner.step(tokens[:, i : i + 1], slow_cache, extra[:, i : i + 1])[0]
+            got = fast.step(int(tokens[0, i]), fast_cache, extra[0, i].tolist())
+            assert got.shape == (17,)
+            torch.testing.assert_close(got, want, atol=atol, rtol=1e-4)
+            assert fast_cache.length == slow_cache.length
+    n = slow_cache.length
+    assert torch.equal(fast_cache.tokens[:, :n], slow_cache.tokens[:, :n])
+    assert torch.equal(fast_cache.extra[:, :n], slow_cache.extra[:, :n])
+    torch.testing.assert_close(fast_cache.kv[..., :n, :], slow_cache.kv[..., :n, :], atol=atol, rtol=1e-4)
