@@ -116,6 +116,8 @@ class HarmonyWorker:
         self._spare: list[HarmonizerLike] = []  # models to reset before they can start a phrase
         self._primed: dict[int, tuple[HarmonizerLike, int]] = {}  # position in beat -> (fresh model, its seed)
         self._active: HarmonizerLike | None = None
+        self._temperature: float | None = None  # the last phrase's settings: models are primed with them, so
+        self._steering: frozenset[int] | None = None  # the first note of the next phrase finds its chords ready
         self._model_step = 0  # the next 16th step the active model expects
         self._last_soprano: int | None = None
         self._sounding: dict[NoteKey, None] = {}  # ordered set of the harmony notes we sounded
@@ -197,6 +199,7 @@ class HarmonyWorker:
                 warm.step(60 + (i // 2) % 12)
                 warm.finish_step()
             self._spare = models
+            self._temperature = warm.temperature
             while self._needs_priming():
                 self._prime_one()
         except Exception as err:  # noqa: BLE001 - any load failure turns harmony off with a message, never a crash
@@ -212,6 +215,7 @@ class HarmonyWorker:
         position = next(p for p in range(PRIMED_POSITIONS) if p not in self._primed)
         model = self._spare.pop()
         try:
+            self._carry_settings(model)
             model.reset(self._seed, position_in_beat=position)
         except Exception as err:  # noqa: BLE001 - this copy is dropped; the others keep harmony going
             self.counts["errors"] += 1
@@ -311,7 +315,7 @@ class HarmonyWorker:
                 self._spare.append(primed[0])
             model = self._spare.pop() if self._spare else self._primed.pop(next(iter(self._primed)))[0]
             model.reset(self._seed, position_in_beat=position)
-        model.temperature = settings.temperature
+        model.temperature = self._temperature = settings.temperature
         self._active = model
         self._model_step = step_index
         self._last_soprano = None
@@ -322,8 +326,23 @@ class HarmonyWorker:
                chord_pcs: frozenset[int] | None) -> None:
         """The left hand's chord, when held, limits the voices to its tones; otherwise the key lock does."""
         wanted = chord_pcs or key_pcs
+        self._steering = wanted
         if model.key_lock != wanted:
             model.set_key_lock(wanted)
+
+    def _carry_settings(self, model: HarmonizerLike) -> None:
+        """Before a reset: the latest temperature and steering (the model prepares its first step with them)."""
+        if self._temperature is not None:
+            model.temperature = self._temperature
+        if model.key_lock != self._steering:
+            model.set_key_lock(self._steering)
+
+    def _stale_primed(self) -> None:
+        """Primed models prepared with other settings than the last phrase's go back to be re-primed when idle."""
+        for position, (model, _) in list(self._primed.items()):
+            if model.temperature != self._temperature or model.key_lock != self._steering:
+                del self._primed[position]
+                self._spare.append(model)
 
     def _fill_to(self, model: HarmonizerLike, step_index: int) -> None:
         """Steps the engine did not hand over in time (rare): the model hears the last soprano held."""
@@ -344,6 +363,7 @@ class HarmonyWorker:
         if self._active is not None:
             self._spare.append(self._active)  # re-primed when the worker is idle
             self._active = None
+            self._stale_primed()
 
     # --- sound ---------------------------------------------------------------------------------------------------
 

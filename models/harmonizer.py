@@ -15,9 +15,11 @@ from models.harmonizer_net import (
     ChoraleConfig,
     ChoraleNet,
     choose_tokens,
+    combine_masks,
     forbidden_pitches,
     pitch_class_mask,
     range_mask,
+    voice_leading_mask,
 )
 from models.harmonizer_train import KIND, SHIPPED_CHECKPOINT, train_main
 from models.jsb import JsbVocab
@@ -25,14 +27,18 @@ from models.jsb import JsbVocab
 __all__ = ["Harmonizer", "train_main", "eval_main", "SHIPPED_CHECKPOINT"]
 
 Voices = tuple[int | None, int | None, int | None]
+# what a precomputed chord table depends on besides the context: temperature, sample, key lock, the two rules
+TableKey = tuple[float, bool, frozenset[int] | None, bool, bool]
 
 
 class Harmonizer:
     """Forced-soprano decoding of the chorale model with a KV cache.
 
     Call ``step(soprano)`` once per 16th step (None = rest): it returns (alto, tenor, bass) at once; then call
-    ``finish_step()`` after sending, which feeds the finished chord to the Transformer so the next step only
-    runs the small voice head (``step`` calls it itself if the caller did not).
+    ``finish_step()`` after sending, which feeds the finished chord to the Transformer and samples the next
+    step's chord for every soprano it can be given, so ``step`` is a table lookup (``step`` calls
+    ``finish_step`` itself if the caller did not). A setting changed between the two (temperature, key lock,
+    rules, greedy vs sampled) makes that table stale: ``step`` then runs the voice head for the one soprano.
     """
 
     def __init__(self, net: ChoraleNet, vocab: JsbVocab, voice_ranges: Sequence[Sequence[int]],
@@ -57,6 +63,8 @@ class Harmonizer:
         self._soprano_row = {int(t): i for i, t in enumerate(self._soprano_tokens)}
         self._masks = list(self._range_masks)
         self.key_lock: frozenset[int] | None = None
+        self._sample = True  # the mode of the last step: the next table is built for it
+        self._table: tuple[TableKey, list[list[int]], list[list[int]]] | None = None
         self.reset(0)
 
     @classmethod
@@ -107,18 +115,44 @@ class Harmonizer:
         bos = torch.full((1, 4), JsbVocab.BOS, dtype=torch.long)
         with torch.inference_mode():
             self._h = self.net.context(bos, torch.tensor([self._step_index % 4]), self._cache)
-            self._prepare_alto()
+            self._prepare_step()
 
-    def _prepare_alto(self) -> None:
-        """Alto logits for every possible soprano of the coming step, computed before the note arrives.
+    def _table_key(self, sample: bool) -> TableKey:
+        return (self.temperature, sample, self.key_lock, self.avoid_parallels, self.avoid_crossing)
 
-        The head is memory-bound on a CPU, so a batch of ~23 rows costs about one row; this takes one of
-        the three voice evaluations off the latency-critical path.
+    def _prepare_step(self) -> None:
+        """The coming step's (alto, tenor, bass) for every soprano it can be given, before the note arrives.
+
+        Three batched passes of the voice head (A | S, then T | S, A, then B | S, A, T; one row per soprano:
+        the head is memory-bound on a CPU, so ~26 rows cost little more than one), with the same masks and
+        voice-leading rules as the one-soprano path, sampled with the seeded generator.
         """
         head = self.net.head
-        n = len(self._soprano_tokens)
-        self._alto_table = head.voice_logits(self._h.expand(n, -1), 1,
-                                             head.embed_chosen(0, self._soprano_tokens))  # (n_s, vocab)
+        sopranos = self._soprano_tokens
+        token_pitch = self._token_pitch
+        n = len(sopranos)
+        acc = head.embed_chosen(0, sopranos)  # (n_s, C)
+        self._alto_table = head.voice_logits(self._h.expand(n, -1), 1, acc)  # (n_s, vocab)
+        sample = self._sample
+        rules = self.avoid_parallels or self.avoid_crossing
+        prev = torch.tensor([self._prev_pitches]).expand(n, 4)
+        pitches = torch.full((n, 4), -1, dtype=torch.long)
+        pitches[:, 0] = token_pitch[sopranos]
+        chosen = []
+        for v in (1, 2, 3):
+            logits = self._alto_table if v == 1 else head.voice_logits(self._h, v, acc)
+            mask = self._masks[v]
+            if rules:
+                mask = combine_masks(mask, voice_leading_mask(token_pitch, prev, pitches, v,
+                                                              parallels=self.avoid_parallels,
+                                                              crossing=self.avoid_crossing), token_pitch)
+            tok = choose_tokens(logits, mask, sample=sample, temperature=self.temperature,
+                                generator=self._generator)
+            chosen.append(tok)
+            pitches[:, v] = token_pitch[tok]
+            if v < 3:
+                acc = acc + head.embed_chosen(v, tok)
+        self._table = (self._table_key(sample), torch.stack(chosen, dim=1).tolist(), pitches.tolist())
 
     def _fold(self, pitch: int) -> int:
         lo, hi = self.soprano_range
@@ -140,6 +174,23 @@ class Harmonizer:
         s_tok = self.vocab.encode(None if soprano is None else self._fold(soprano))
         if soprano is None:
             self.shift_changed = False
+        table, self._table = self._table, None
+        self._sample = sample
+        if table is not None and table[0] == self._table_key(sample):
+            row = self._soprano_row[s_tok]  # the note-time path: a lookup
+            chosen, pitches = [s_tok, *table[1][row]], list(table[2][row])
+        else:
+            chosen, pitches = self._sample_chord(s_tok, sample)
+        self._pending = chosen
+        self._prev_pitches = pitches
+        out = []
+        for tok in chosen[1:]:
+            pitch = self.vocab.decode(tok)
+            out.append(None if pitch is None else min(127, max(0, pitch - self.octave_shift_semitones)))
+        return out[0], out[1], out[2]
+
+    def _sample_chord(self, s_tok: int, sample: bool) -> tuple[list[int], list[int]]:
+        """The voice head for one soprano (a setting changed since the table was built): tokens and pitches."""
         head = self.net.head
         chosen = [s_tok]
         rules = self.avoid_parallels or self.avoid_crossing
@@ -160,13 +211,7 @@ class Harmonizer:
                 pitches[v] = self._pitch_of(int(tok))
                 if v < 3:
                     acc = acc + head.embed_chosen(v, tok)
-        self._pending = chosen
-        self._prev_pitches = pitches
-        out = []
-        for tok in chosen[1:]:
-            pitch = self.vocab.decode(tok)
-            out.append(None if pitch is None else min(127, max(0, pitch - self.octave_shift_semitones)))
-        return out[0], out[1], out[2]
+        return chosen, pitches
 
     def _pitch_of(self, token: int) -> int:
         return -1 if token < self.vocab.FIRST_PITCH else token - self.vocab.FIRST_PITCH + self.vocab.pitch_lo
@@ -194,11 +239,12 @@ class Harmonizer:
             if cache.length >= cache.capacity:
                 self.net.gpt.slide(cache, cache.capacity * 3 // 4)  # exact re-encode of the recent steps
             self._h = self.net.context(chord, torch.tensor([self._step_index % 4]), cache)
-            self._prepare_alto()
+            self._prepare_step()
 
     def harmonize_melody(self, pitches_per_step: Sequence[int | None], seed: int = 0, *,
                          sample: bool = True) -> list[Voices]:
         """Offline: harmonize a whole melody given per 16th step (None = rest) from a fresh start."""
+        self._sample = sample
         self.reset(seed)
         out = []
         for pitch in pitches_per_step:

@@ -242,3 +242,25 @@ def test_int8_head_keeps_the_outputs_close() -> None:
     assert torch.allclose(got, ref, atol=0.05)
     assert len(h8.harmonize_melody([72, 74, 76], seed=0)) == 3
     assert Harmonizer(h8.net, VOCAB, RANGES).int8_head  # a second harmonizer on the shared network knows
+
+
+def test_precomputed_chords_match_the_one_soprano_path() -> None:
+    h = _harmonizer(temperature=1.0)
+    h.harmonize_melody([72, 74, 76, 74, 72, 71], seed=2, sample=False)  # leaves a table built for greedy steps
+    assert h._table is not None and h._prev_pitches[1] >= 0
+    key, rows, pitches = h._table
+    for s_tok, row in h._soprano_row.items():
+        chosen, want_pitches = h._sample_chord(s_tok, sample=False)
+        assert chosen[1:] == rows[row] and want_pitches == pitches[row]
+
+
+def test_a_setting_changed_after_finish_step_reaches_the_next_step() -> None:
+    h = _harmonizer(temperature=3.0)
+    c_major, one_tone = {0, 2, 4, 5, 7, 9, 11}, {7}
+    h.reset(4)
+    for i in range(24):
+        lock = c_major if i % 2 else one_tone
+        h.set_key_lock(lock)  # after the previous finish_step: the prepared chords are stale
+        a, t, b = h.step(72 + i % 5)
+        assert all(p is None or p % 12 in lock for p in (a, t, b))
+        h.finish_step()

@@ -208,6 +208,20 @@ def test_new_phrases_start_on_a_model_primed_for_their_position_in_the_beat() ->
     assert any(f.resets[-1] == (9, 0) for f in fakes)  # another seed: reset for it
 
 
+
+def test_models_are_primed_with_the_last_phrases_temperature_and_key_lock() -> None:
+    fakes = [FakeHarmonizer(chorale) for _ in range(4)]
+    worker = worker_for(RecordingSend(), lambda: fakes)
+    c_major = frozenset({0, 2, 4, 5, 7, 9, 11})
+    settings = EngineSettings(mode="harmonize", temperature=1.5)
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, c_major, None, settings))
+    worker.process(StopHarmony(PPQ // 4, "rest"))
+    while worker._needs_priming():
+        worker._prime_one()  # what the thread does when idle
+    # the next phrase's first note finds a model that prepared its chords with these settings (no stale table)
+    assert [(m.temperature, m.key_lock) for m, _ in worker._primed.values()] == [(1.5, c_major)] * 4
+
+
 def test_a_model_failure_is_logged_silenced_and_the_next_phrase_plays() -> None:
     def script(soprano: int | None, step: int) -> Voices:
         if soprano == 99:
