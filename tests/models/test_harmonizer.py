@@ -248,7 +248,7 @@ def test_precomputed_chords_match_the_one_soprano_path() -> None:
     h = _harmonizer(temperature=1.0)
     h.harmonize_melody([72, 74, 76, 74, 72, 71], seed=2, sample=False)  # leaves a table built for greedy steps
     assert h._table is not None and h._prev_pitches[1] >= 0
-    key, rows, pitches = h._table
+    _, rows, pitches = h._table
     for s_tok, row in h._soprano_row.items():
         chosen, want_pitches = h._sample_chord(s_tok, sample=False)
         assert chosen[1:] == rows[row] and want_pitches == pitches[row]
