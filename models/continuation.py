@@ -9,6 +9,7 @@ Training and evaluation entry points (``train_main``, ``eval_main``) live in ``c
 from __future__ import annotations
 
 import copy
+import math
 import random
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,9 +22,9 @@ import torch
 from models.checkpoint import load_checkpoint, load_into
 from models.data.pieces import estimate_key
 from models.sampling import (
+    MAX_CHORD_NOTES,
     MaskTables,
     anchor_mask,
-    apply_mask,
     density_bias,
     density_error_bias,
     grammar_mask,
@@ -161,6 +162,20 @@ class ContinuationModel:
                               prompt.bar_positions, prompt.start_bar, prompt.answer_start, prompt.min_pos)
             max_bars = bars_now - 1
 
+    def _blocked(self, dec: StreamDecoder, min_pos: int, anchored: bool, masks: torch.Tensor, start: int,
+                 end: int) -> torch.Tensor | None:
+        """The tokens masked out after what ``dec`` has read (None: nothing may follow)."""
+        grammar = grammar_mask(self.tables, dec, min_pos, masks)
+        grammar &= onset_limit_mask(self.tables, dec, end)
+        if anchored:
+            grammar &= anchor_mask(self.tables, dec, start)
+        mask = grammar & masks
+        if not bool(mask.any()):
+            mask = grammar  # the locks admit no pitch at all: the grammar alone decides
+            if not bool(mask.any()):
+                return None
+        return ~mask
+
     @torch.inference_mode()
     def _run(self, prompt: Prompt, length_steps: int, ppq: int, masks: torch.Tensor, temperature: float,
              top_p: float, seed: int, density: float | None, velocity_shift: int,
@@ -178,20 +193,21 @@ class ContinuationModel:
         cache = runner.new_cache(1, self.model.config.block_size)
         logits = runner.step(torch.tensor([prompt.tokens]), cache)[0]
         notes_out = 0
+        blocked_memo: dict[tuple[Any, ...], torch.Tensor | None] = {}  # decoder state -> masked-out tokens
         while True:
-            grammar = grammar_mask(self.tables, dec, prompt.min_pos if dec.bar == answer_bar else 0, masks)
-            grammar &= onset_limit_mask(self.tables, dec, end)
-            if first_on_start and notes_out == 0:
-                grammar &= anchor_mask(self.tables, dec, start)
-            mask = grammar & masks
-            if not bool(mask.any()):
-                mask = grammar  # the locks admit no pitch at all: the grammar alone decides
-                if not bool(mask.any()):
-                    return
+            min_pos = prompt.min_pos if dec.bar == answer_bar else 0
+            anchored = first_on_start and notes_out == 0
+            key = _mask_key(dec, min_pos, anchored)
+            if key in blocked_memo:
+                blocked = blocked_memo[key]
+            else:
+                blocked = blocked_memo[key] = self._blocked(dec, min_pos, anchored, masks, start, end)
+            if blocked is None:
+                return
             if density is not None and density > 0:
                 elapsed = (dec.onset - start) / bar_len if dec.bar >= answer_bar else 0.0
                 logits = density_bias(self.tables, logits, density_error_bias(density, notes_out, elapsed))
-            t = sample(apply_mask(logits, mask), temperature, top_p, gen)
+            t = sample(logits.masked_fill(blocked, -math.inf), temperature, top_p, gen)
             if t == v.eos or (t == v.bar and (dec.bar + 1) * bar_len >= end):
                 return
             note = dec.feed(t)
@@ -202,6 +218,14 @@ class ContinuationModel:
                 vel = max(1, min(127, note.velocity + velocity_shift))
                 yield (note.pitch, vel, tok.steps_to_ticks(rel, ppq), max(1, tok.steps_to_ticks(dur, ppq)))
             logits = self.fast.step(t, cache)
+
+
+def _mask_key(dec: StreamDecoder, min_pos: int, anchored: bool) -> tuple[Any, ...]:
+    """Everything of the decoder's state that ``ContinuationModel._blocked`` reads (within one answer)."""
+    expected = dec.expected()
+    onsets = "pos" in expected
+    return (expected, dec.last_kind == "dur" and dec.chord_size >= MAX_CHORD_NOTES, dec.pitch, dec.bar_positions,
+            (dec.pos, min_pos) if onsets else None, dec.bar if onsets or anchored else None, anchored)
 
 
 def train_main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,11 @@ class MaskTables:
             self.kind[name] = m
         self._union: dict[tuple[str, ...], torch.Tensor] = {}
         self.pitches = torch.arange(128)
+        # density_bias's direction: +1 on POS, -1 on BAR and EOS (adding bias * this is exact: factors are 0/±1)
+        self.density_dir = torch.zeros(vocab.size)
+        self.density_dir[vocab.block("pos").start : vocab.block("pos").stop] = 1.0
+        self.density_dir[vocab.bar] = -1.0
+        self.density_dir[vocab.eos] = -1.0
 
     def union(self, kinds: tuple[str, ...]) -> torch.Tensor:
         if kinds not in self._union:
@@ -135,12 +140,7 @@ def density_bias(tables: MaskTables, logits: torch.Tensor, bias: float) -> torch
     """Steer notes per bar: +bias on starting a new onset (POS), -bias on closing the bar (BAR, EOS)."""
     if bias == 0.0:
         return logits
-    out = logits.clone()
-    pos = tables.vocab.block("pos")
-    out[pos.start : pos.stop] += bias
-    out[tables.vocab.bar] -= bias
-    out[tables.vocab.eos] -= bias
-    return out
+    return torch.add(logits, tables.density_dir.to(logits.dtype), alpha=bias)
 
 
 def density_error_bias(target_per_bar: float, notes_so_far: int, bars_elapsed: float, gain: float = 1.0,

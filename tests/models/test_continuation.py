@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from models.checkpoint import CheckpointFileError, save_checkpoint
-from models.continuation import KIND, ContinuationModel, eval_main, train_main
+from models.continuation import KIND, ContinuationModel, _mask_key, eval_main, train_main
 from models.data.dataset import WindowSampler, tokenize_pieces
 from models.data.pieces import Piece
 from models.evaluate import MarkovScorer, copied_ngram_fraction, in_key_ratio, intervals, tv_distance
 from models.markov import MarkovResponder
-from models.tokenizer import Tokenizer
+from models.sampling import pitch_mask
+from models.tokenizer import StreamDecoder, Tokenizer
 from models.transformer import GPT, GPTConfig
 
 TOK = Tokenizer()
@@ -76,6 +77,36 @@ def test_answer_can_start_mid_bar(live: ContinuationModel) -> None:
     notes = list(live.stream(PHRASE[:6], ppq=PPQ, length_ticks=BAR, style="folk", seed=2,
                              answer_start_ticks=3 * PPQ))
     assert all(0 <= n[2] < BAR for n in notes)
+
+
+def test_memoized_masks_are_keyed_on_everything_they_read(live: ContinuationModel) -> None:
+    """Random grammatical walks: any two states with the same memo key get the same blocked tokens."""
+    gen = torch.Generator().manual_seed(3)
+    locks = pitch_mask(live.tables, {0, 2, 4, 5, 7, 9, 11}, (55, 80))
+    seen: dict[tuple[object, ...], torch.Tensor | None] = {}
+    compared = 0
+    for walk in range(6):
+        dec = StreamDecoder(TOK, "4/4")
+        for t in (TOK.vocab.token("style", 0), TOK.vocab.token("meter", 0), TOK.vocab.token("key", 0)):
+            dec.feed(t)
+        start, end = 16 + walk, 16 * 4 - walk
+        for i in range(120):
+            min_pos, anchored = (walk * 3 if dec.bar == 1 else 0), walk % 2 == 0 and i < 30
+            blocked = live._blocked(dec, min_pos, anchored, locks, start, end)
+            key = _mask_key(dec, min_pos, anchored)
+            if key in seen:
+                compared += 1
+                other = seen[key]
+                assert (blocked is None) == (other is None) and (blocked is None or torch.equal(blocked, other)), key
+            seen[key] = blocked
+            if blocked is None:
+                break
+            open_ = ~blocked
+            if int(open_.sum()) > 1:
+                open_[TOK.vocab.eos] = False  # walk on
+            allowed = open_.nonzero().flatten()
+            dec.feed(int(allowed[torch.randint(len(allowed), (1,), generator=gen)]))
+    assert compared > 100 and len(seen) > 50
 
 
 def test_bad_arguments_fail_at_the_call(live: ContinuationModel) -> None:

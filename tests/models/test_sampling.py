@@ -105,6 +105,21 @@ def test_density_bias_moves_onsets_against_bar_lines() -> None:
     assert density_error_bias(2.0, notes_so_far=9, bars_elapsed=1.0) == -4.0
 
 
+def test_density_bias_is_exactly_adding_to_the_three_kinds() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(V.size) * 5
+    logits[V.token("pitch", 3)] = -float("inf")
+    pos = V.block("pos")
+    for bias in (0.37, -2.9, 4.0):
+        want = logits.clone()
+        want[pos.start : pos.stop] += bias
+        want[V.bar] -= bias
+        want[V.eos] -= bias
+        got = density_bias(TABLES, logits, bias)
+        assert torch.equal(got, want)  # bit for bit: seeded answers do not change
+        assert got is not logits and not torch.equal(got, logits)
+
+
 def test_sampling_respects_temperature_top_p_and_seed() -> None:
     logits = torch.tensor([0.0, 3.0, 1.0, 2.9])
     gen = torch.Generator().manual_seed(1)
