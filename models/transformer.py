@@ -337,9 +337,10 @@ class FastStep:
 
     def _layer_views(self, cache: KVCache) -> list[torch.Tensor]:
         """(2, n_head, capacity, hs) views of each layer of batch row 0, kept while the cache tensor is the same."""
-        if self._views is None or self._views[0] is not cache.kv:
-            self._views = (cache.kv, [cache.kv[i, :, 0] for i in range(cache.kv.shape[0])])
-        return self._views[1]
+        views = self._views  # read once: another thread may be decoding with its own cache
+        if views is None or views[0] is not cache.kv:
+            views = self._views = (cache.kv, [cache.kv[i, :, 0] for i in range(cache.kv.shape[0])])
+        return views[1]
 
     def step(self, token: int, cache: KVCache, extra: Sequence[int] | None = None) -> torch.Tensor:
         """Append one token to a batch-1 cache and return the logits after it, (vocab,)."""
