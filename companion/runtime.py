@@ -101,7 +101,6 @@ class Runtime:
     ) -> None:
         self.engine = Engine(settings)
         self.clock = clock
-        self.generator = generator
         self.decode_stats = DecodeStats()
         self._outputs = list(outputs)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -184,6 +183,15 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def generator(self) -> Generator:
+        """The model answering now (owned by the generator worker; replaceable, e.g. by a test's recorder)."""
+        return self.generation.generator
+
+    @generator.setter
+    def generator(self, generator: Generator) -> None:
+        self.generation.generator = generator
 
     @property
     def closed(self) -> bool:
