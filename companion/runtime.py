@@ -111,6 +111,8 @@ class Runtime:
         self._counters = {"notes_in": 0, "notes_out": 0, "answers": 0}
         self._snapshot: dict[str, Any] = {}
         self._lateness: dict[str, int] = {}
+        self._settings_seen: EngineSettings | None = None
+        self._settings_dict: dict[str, Any] = {}
         self._lateness_at_ns = 0
         self._on_port_check = on_port_check
         self._port_names = port_names or {}
@@ -221,11 +223,37 @@ class Runtime:
             listener(level, text)
 
     def snapshot(self) -> dict[str, Any]:
-        """A compact picture for the UI; built by the engine thread, read without blocking."""
+        """A compact picture for the UI, built on the caller's thread from thread-safe reads (the engine thread
+        only publishes its own small part): the piano roll's pairing never delays a note."""
         with self._lock:
             snap = dict(self._snapshot)
-        snap["log"] = list(self._log_lines)[-20:]
         now_ns = time.monotonic_ns()
+        timebase = self.clock.timebase()
+        ticks = timebase.ticks_at(now_ns)
+        bar, beat, _ = timebase.bar_beat(max(0, ticks))
+        settings = snap.pop("settings_obj", self.engine.settings)
+        if settings is not self._settings_seen:
+            self._settings_seen, self._settings_dict = settings, dataclasses.asdict(settings)
+        snap.update({
+            "settings": self._settings_dict,
+            "beats_per_bar": timebase.beats_per_bar,
+            "ports": {**self._port_names, "lost": list(self._lost_ports)},
+            "notes": _piano_roll(self._wire_in, "player", timebase)
+            + _piano_roll(self._wire_out, "companion", timebase),
+            "planned": [],
+            "bpm": round(timebase.bpm, 2),
+            "ticks": ticks,
+            "bar": bar,
+            "beat": beat,
+            "clock": "external" if isinstance(self.clock, MidiClockFollower) else "internal",
+            "clock_running": self.clock.running,
+            "generator": self.generator.name,
+            "generation_ms": self.generation.last_first_note_ms,
+            "counters": {**self._counters, "late_notes": self.generation.late_notes},
+            "dropped": self.decode_stats.as_dict(),
+            "harmony": self.harmony.snapshot() if self.harmony is not None else None,
+        })
+        snap["log"] = list(self._log_lines)[-20:]
         if now_ns - self._lateness_at_ns > LATENESS_REFRESH_NS:  # sorting the samples is not free: twice a second
             self._lateness, self._lateness_at_ns = self.scheduler.lateness_stats(), now_ns
         snap["lateness"] = self._lateness
@@ -440,30 +468,8 @@ class Runtime:
                 port.send(data)
 
     def _publish(self, now_ns: int) -> None:
-        timebase = self.clock.timebase()
-        ticks = timebase.ticks_at(now_ns)
-        bar, beat, _ = timebase.bar_beat(max(0, ticks))
-        snap = {
-            "engine": self.engine.snapshot(),
-            "settings": dataclasses.asdict(self.engine.settings),
-            "beats_per_bar": timebase.beats_per_bar,
-            "ports": {**self._port_names, "lost": list(self._lost_ports)},
-            **self.presets.snapshot(),
-            "notes": _piano_roll(self._wire_in, "player", timebase)
-            + _piano_roll(self._wire_out, "companion", timebase),
-            "planned": self.scheduler.planned() if hasattr(self.scheduler, "planned") else [],
-            "bpm": round(timebase.bpm, 2),
-            "ticks": ticks,
-            "bar": bar,
-            "beat": beat,
-            "clock": "external" if isinstance(self.clock, MidiClockFollower) else "internal",
-            "clock_running": self.clock.running,
-            "generator": self.generator.name,
-            "generation_ms": self.generation.last_first_note_ms,
-            "counters": {**self._counters, "late_notes": self.generation.late_notes},
-            "dropped": self.decode_stats.as_dict(),
-            "harmony": self.harmony.snapshot() if self.harmony is not None else None,
-        }
+        """The engine-thread-owned part of the UI's picture, kept small: a note arriving now waits for it."""
+        snap = {"engine": self.engine.snapshot(), "settings_obj": self.engine.settings, **self.presets.snapshot()}
         with self._lock:
             self._snapshot = snap
 

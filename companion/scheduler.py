@@ -110,9 +110,17 @@ class Scheduler:
         self._command(("cancel", tag, from_ticks, how))
 
     def send_now(self, message: ChannelMessage, tag: str = "thru") -> None:
-        """Send at once (thru, harmony), through the ledger so it is closed on stop like everything else."""
+        """Send at once (thru, harmony), through the ledger so it is closed on stop like everything else.
+
+        The send happens on the caller's thread, under the lock the scheduler thread sends under and after
+        every command queued before it: a live note's thru or harmony costs no thread hop.
+        """
         encode(message)  # fail here, in the caller's thread, on a bad message
-        self._command(("now", message, tag))
+        with self._cond:
+            if self._closing:
+                return
+            self._inbox.append(("now", message, tag))
+        self._direct(self._drain)
 
     def panic(self) -> None:
         """Note-offs for everything sounding, CC123 on every channel used, pending notes dropped."""
