@@ -9,7 +9,6 @@ Training and evaluation entry points (``train_main``, ``eval_main``) live in ``c
 from __future__ import annotations
 
 import copy
-import math
 import random
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from models.checkpoint import load_checkpoint, load_into
@@ -30,7 +30,7 @@ from models.sampling import (
     grammar_mask,
     onset_limit_mask,
     pitch_mask,
-    sample,
+    sample_allowed,
 )
 from models.tokenizer import DEFAULT_VELOCITY, Prompt, StreamDecoder, Tokenizer, TokenizerConfig
 from models.transformer import GPT, FastStep, GPTConfig
@@ -162,9 +162,9 @@ class ContinuationModel:
                               prompt.bar_positions, prompt.start_bar, prompt.answer_start, prompt.min_pos)
             max_bars = bars_now - 1
 
-    def _blocked(self, dec: StreamDecoder, min_pos: int, anchored: bool, masks: torch.Tensor, start: int,
-                 end: int) -> torch.Tensor | None:
-        """The tokens masked out after what ``dec`` has read (None: nothing may follow)."""
+    def _allowed(self, dec: StreamDecoder, min_pos: int, anchored: bool, masks: torch.Tensor, start: int,
+                 end: int) -> np.ndarray | None:
+        """The token ids that may follow what ``dec`` has read, ascending (None: nothing may)."""
         grammar = grammar_mask(self.tables, dec, min_pos, masks)
         grammar &= onset_limit_mask(self.tables, dec, end)
         if anchored:
@@ -174,7 +174,7 @@ class ContinuationModel:
             mask = grammar  # the locks admit no pitch at all: the grammar alone decides
             if not bool(mask.any()):
                 return None
-        return ~mask
+        return mask.numpy().nonzero()[0]
 
     @torch.inference_mode()
     def _run(self, prompt: Prompt, length_steps: int, ppq: int, masks: torch.Tensor, temperature: float,
@@ -193,21 +193,21 @@ class ContinuationModel:
         cache = runner.new_cache(1, self.model.config.block_size)
         logits = runner.step(torch.tensor([prompt.tokens]), cache)[0]
         notes_out = 0
-        blocked_memo: dict[tuple[Any, ...], torch.Tensor | None] = {}  # decoder state -> masked-out tokens
+        allowed_memo: dict[tuple[Any, ...], np.ndarray | None] = {}  # decoder state -> ids
         while True:
             min_pos = prompt.min_pos if dec.bar == answer_bar else 0
             anchored = first_on_start and notes_out == 0
             key = _mask_key(dec, min_pos, anchored)
-            if key in blocked_memo:
-                blocked = blocked_memo[key]
+            if key in allowed_memo:
+                allowed = allowed_memo[key]
             else:
-                blocked = blocked_memo[key] = self._blocked(dec, min_pos, anchored, masks, start, end)
-            if blocked is None:
+                allowed = allowed_memo[key] = self._allowed(dec, min_pos, anchored, masks, start, end)
+            if allowed is None:
                 return
             if density is not None and density > 0:
                 elapsed = (dec.onset - start) / bar_len if dec.bar >= answer_bar else 0.0
                 logits = density_bias(self.tables, logits, density_error_bias(density, notes_out, elapsed))
-            t = sample(logits.masked_fill(blocked, -math.inf), temperature, top_p, gen)
+            t = sample_allowed(logits, allowed, temperature, top_p, gen)  # over the allowed only
             if t == v.eos or (t == v.bar and (dec.bar + 1) * bar_len >= end):
                 return
             note = dec.feed(t)
@@ -221,7 +221,7 @@ class ContinuationModel:
 
 
 def _mask_key(dec: StreamDecoder, min_pos: int, anchored: bool) -> tuple[Any, ...]:
-    """Everything of the decoder's state that ``ContinuationModel._blocked`` reads (within one answer)."""
+    """Everything of the decoder's state that ``ContinuationModel._allowed`` reads (within one answer)."""
     expected = dec.expected()
     onsets = "pos" in expected
     return (expected, dec.last_kind == "dur" and dec.chord_size >= MAX_CHORD_NOTES, dec.pitch, dec.bar_positions,

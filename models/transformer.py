@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -291,10 +291,26 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 
 
-def _linear_fn(module: nn.Module) -> Any:
-    """A plain function computing ``module(x)`` for an nn.Linear or its dynamic-int8 copy, minus module overhead."""
+# Layers FastStep may run in fp32 (from the int8 layer's own weights) on a quantized model: on their own, the
+# 256x256 attention output and the 256x329 head are faster in fp32 at batch 1 (8-12 us vs 12-20 us int8 on the
+# 2-core dev VM, one thread), but inside a whole decoding step, where every layer's weights pass through the
+# caches, neither paid (fp32 weights are 4x the bytes): per step 665-680 us all int8, 680-715 us with either or
+# both in fp32. So none by default; the option stays for machines where it measures otherwise.
+FULL_PRECISION_LAYERS: tuple[str, ...] = ()
+
+
+def _linear_fn(module: nn.Module, full_precision: bool = False) -> Any:
+    """A plain function computing ``module(x)`` for an nn.Linear or its dynamic-int8 copy, minus module overhead.
+
+    ``full_precision``: an int8 layer runs as an fp32 matmul of its dequantized weights (same weights, fp32
+    activations) instead of the dynamic-quantized kernel.
+    """
     packed = getattr(module, "_packed_params", None)
     if packed is not None and getattr(packed, "dtype", None) == torch.qint8:
+        if full_precision:
+            weight = module.weight().dequantize().contiguous()
+            bias = module.bias()
+            return lambda x: F.linear(x, weight, bias)
         overload = torch.ops.quantized.linear_dynamic.default
         op, params = getattr(overload, "_op", overload), packed._packed_params  # the bare kernel: no Python checks
         reduce = not (module.version is None or module.version < 4)  # as DynamicQuantizedLinear.forward
@@ -314,25 +330,28 @@ class FastStep:
     outside the fast case (cache full, positions beyond the rotary table) goes through ``model.step``.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, full_precision: Collection[str] = FULL_PRECISION_LAYERS) -> None:
         self.model = model
+        fp = set(full_precision)
         c: GPTConfig = model.config
         self.n_head, self.head_size = c.n_head, c.n_embd // c.n_head
         self.n_embd = c.n_embd
         self.wte = model.wte.weight.detach()
         self.extra_w = [e.weight.detach() for e in model.extra_emb]
         cos, sin = model.rotary.cos, model.rotary.sin  # (n, hs/2)
-        # rotate(x) = x * cos + swap_halves(x) * sin; row 0 (queries) also carries the attention scale
-        scale = torch.tensor([[1.0 / math.sqrt(self.head_size)], [1.0]]).view(1, 2, 1, 1)
-        self.cos = torch.cat((cos, cos), dim=-1).unsqueeze(1).unsqueeze(1) * scale  # (n, 2, 1, hs)
+        # rotate(x) = x * cos + swap_halves(x) * sin, applied to q, k and v at once: row 0 (queries) also carries
+        # the attention scale, row 2 (values) passes unchanged (cos 1, sin 0)
+        scale = torch.tensor([1.0 / math.sqrt(self.head_size), 1.0, 0.0]).view(1, 3, 1, 1)
+        ones = torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1)
+        self.cos = torch.cat((cos, cos), dim=-1).unsqueeze(1).unsqueeze(1) * scale + ones  # (n, 3, 1, hs)
         self.sin = torch.cat((-sin, sin), dim=-1).unsqueeze(1).unsqueeze(1) * scale
         self.layers = []
         for b in model.blocks:
-            self.layers.append((b.ln_1.weight, b.ln_1.bias, b.ln_1.eps, _linear_fn(b.attn.c_attn),
-                                _linear_fn(b.attn.c_proj), b.ln_2.weight, b.ln_2.bias, b.ln_2.eps,
-                                _linear_fn(b.mlp.c_fc), _linear_fn(b.mlp.c_proj)))
+            self.layers.append((b.ln_1.weight, b.ln_1.bias, b.ln_1.eps, _linear_fn(b.attn.c_attn, "attn.c_attn" in fp),
+                                _linear_fn(b.attn.c_proj, "attn.c_proj" in fp), b.ln_2.weight, b.ln_2.bias, b.ln_2.eps,
+                                _linear_fn(b.mlp.c_fc, "mlp.c_fc" in fp), _linear_fn(b.mlp.c_proj, "mlp.c_proj" in fp)))
         self.ln_f = (model.ln_f.weight, model.ln_f.bias, model.ln_f.eps)
-        self.lm_head = _linear_fn(model.lm_head)
+        self.lm_head = _linear_fn(model.lm_head, "lm_head" in fp)
         self._views: tuple[torch.Tensor, list[torch.Tensor]] | None = None
 
     def _layer_views(self, cache: KVCache) -> list[torch.Tensor]:
@@ -358,16 +377,15 @@ class FastStep:
         nh, hs, C = self.n_head, self.head_size, self.n_embd
         cos, sin = self.cos[pos], self.sin[pos]
         n = pos + 1
+        layer_norm, bmm, addcmul, gelu = torch.layer_norm, torch.bmm, torch.addcmul, F.gelu
         for (w1, b1, e1, qkv_fn, proj_fn, w2, b2, e2, fc_fn, out_fn), kv in zip(
                 self.layers, self._layer_views(cache), strict=True):
-            qkv = qkv_fn(F.layer_norm(x, (C,), w1, b1, e1)).view(3, nh, hs)
-            qk = qkv[:2]
-            rot = torch.addcmul(qk * cos, qk.view(2, nh, 2, hs // 2).flip(2).view(2, nh, hs), sin)
-            kv[0, :, pos] = rot[1]
-            kv[1, :, pos] = qkv[2]
-            att = torch.bmm(rot[0].unsqueeze(1), kv[0, :, :n].transpose(1, 2)).softmax(-1)  # (nh, 1, n)
-            x = x + proj_fn(torch.bmm(att, kv[1, :, :n]).view(1, C))
-            x = x + out_fn(F.gelu(fc_fn(F.layer_norm(x, (C,), w2, b2, e2))))
+            qkv = qkv_fn(layer_norm(x, (C,), w1, b1, e1)).view(3, nh, hs)
+            rot = addcmul(qkv * cos, qkv.view(3, nh, 2, hs // 2).flip(2).view(3, nh, hs), sin)  # (q, k, v)
+            kv[:, :, pos] = rot[1:]
+            att = bmm(rot[0].unsqueeze(1), kv[0, :, :n].transpose(1, 2)).softmax(-1)  # (nh, 1, n)
+            x = x + proj_fn(bmm(att, kv[1, :, :n]).view(1, C))
+            x = x + out_fn(gelu(fc_fn(layer_norm(x, (C,), w2, b2, e2))))
         cache.length = n
         w, b, e = self.ln_f
-        return self.lm_head(F.layer_norm(x, (C,), w, b, e))[0]  # (vocab,)
+        return self.lm_head(layer_norm(x, (C,), w, b, e))[0]  # (vocab,)

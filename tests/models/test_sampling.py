@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from models.sampling import (
@@ -13,6 +14,7 @@ from models.sampling import (
     onset_limit_mask,
     pitch_mask,
     sample,
+    sample_allowed,
     scale_pcs,
 )
 from models.tokenizer import StreamDecoder, Tokenizer
@@ -130,3 +132,20 @@ def test_sampling_respects_temperature_top_p_and_seed() -> None:
     assert a == b
     masked = apply_mask(logits, torch.tensor([True, False, True, False]))
     assert {sample(masked, 1.0, 1.0, gen) for _ in range(50)} <= {0, 2}
+
+
+def test_sampling_over_the_allowed_ids_keeps_the_distribution_and_seed() -> None:
+    logits = torch.tensor([0.0, 3.0, 1.0, 2.9, 5.0])
+    allowed = np.array([0, 2, 3])
+    ids = allowed.tolist()
+    assert sample_allowed(logits, allowed, 0.0, 1.0, torch.Generator()) == 3
+    gen = torch.Generator().manual_seed(1)
+    assert {sample_allowed(logits, allowed, 1.0, 0.01, gen) for _ in range(20)} == {3}
+    draws = [sample_allowed(logits, allowed, 1.0, 1.0, gen) for _ in range(4000)]
+    assert set(draws) == {0, 2, 3}
+    want = torch.softmax(torch.tensor([0.0, 1.0, 2.9]), -1)
+    for tok, p in zip(ids, want.tolist(), strict=True):
+        assert abs(draws.count(tok) / len(draws) - p) < 0.03
+    a = [sample_allowed(logits, allowed, 0.8, 0.9, torch.Generator().manual_seed(5)) for _ in range(5)]
+    b = [sample_allowed(logits, allowed, 0.8, 0.9, torch.Generator().manual_seed(5)) for _ in range(5)]
+    assert a == b
