@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -94,14 +95,39 @@ def _key_pitch_classes(request: RequestAnswer) -> set[int] | None:
     return set(Key(tonic_pc, mode).scale_pitch_classes)
 
 
+VELOCITY_CURVES = {"linear": 1.0, "soft": 1.5, "hard": 0.67}  # exponent on velocity/127: soft is gentler
+HUMANIZE_MAX_TICKS = PPQ // 16  # humanize 1.0 moves a note up to a 64th either way...
+HUMANIZE_MAX_VELOCITY = 20  # ...and its velocity up to 20 either way
+
+
 def _to_absolute(request: RequestAnswer, notes: Iterator[tuple[int, int, int, int]]) -> Iterator[Note]:
-    """Place relative model notes at the answer's start, clipped to its end, on the output channel."""
-    channel = int(request.settings.get("output_channel", 0))
+    """Place relative model notes at the answer's start, clipped to its end, on the output channel, shaped by the
+    preset's [midi] quantize, humanize and velocity curve (one place for every generated answer's notes)."""
+    from companion.preset_schema import QUANTIZE_GRIDS
+
+    s = request.settings
+    channel = int(s.get("output_channel", 0))
+    grid = QUANTIZE_GRIDS.get(str(s.get("quantize", "off")), 0)
+    humanize = max(0.0, min(1.0, float(s.get("humanize") or 0.0)))
+    curve = str(s.get("velocity_curve", "linear"))
+    fixed = int(s.get("fixed_velocity", 100))
+    rng = random.Random(request.seed)  # humanize is part of the answer: the same seed, the same feel
     for pitch, velocity, onset_ticks, duration_ticks in notes:
         start = request.start_ticks + onset_ticks
         if start >= request.end_ticks:
             return
-        duration = max(1, min(duration_ticks, request.end_ticks - start))
+        end = start + duration_ticks
+        if grid:
+            start = request.start_ticks + round(onset_ticks / grid) * grid
+        if humanize:
+            start += round(rng.uniform(-1, 1) * humanize * HUMANIZE_MAX_TICKS)
+            velocity += round(rng.uniform(-1, 1) * humanize * HUMANIZE_MAX_VELOCITY)
+        start = max(request.start_ticks, min(start, request.end_ticks - 1))
+        if curve == "fixed":
+            velocity = fixed
+        elif curve in VELOCITY_CURVES:
+            velocity = round(127 * (max(1, min(127, velocity)) / 127) ** VELOCITY_CURVES[curve])
+        duration = max(1, min(end, request.end_ticks) - start)
         yield Note(pitch, max(1, min(127, velocity)), start, duration, channel)
 
 
