@@ -9,9 +9,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
+from midi_wire import left_sounding, note_ons, play_at
 
 from companion.app import build_runtime
 from companion.core.engine import EngineSettings
@@ -30,32 +30,6 @@ def _names() -> tuple[str, str]:
 PHRASE = [(62, 0, 200), (66, 240, 200), (69, 480, 400), (71, 960, 200), (69, 1200, 200), (66, 1440, 400)]
 
 
-def _sent_notes_closed(messages: list[tuple[list[int], int]]) -> tuple[int, int]:
-    """(note-ons seen, notes left sounding) in a received stream."""
-    sounding: dict[tuple[int, int], int] = {}
-    ons = 0
-    for data, _ in messages:
-        kind, key = data[0] & 0xF0, (data[0] & 0x0F, data[1] if len(data) > 1 else -1)
-        if kind == 0x90 and data[2] > 0:
-            ons += 1
-            sounding[key] = sounding.get(key, 0) + 1
-        elif kind in (0x80, 0x90) and sounding.get(key):
-            sounding[key] -= 1
-        elif kind == 0xB0 and data[1] in (120, 123):
-            sounding = {k: v for k, v in sounding.items() if k[0] != (data[0] & 0x0F)}
-    return ons, sum(sounding.values())
-
-
-def _play_at(send: Callable[[list[int]], int], events: list[tuple[int, list[int]]]) -> None:
-    """Send each (deadline_ns, bytes) at its absolute deadline."""
-    for deadline_ns, data in sorted(events, key=lambda e: e[0]):
-        while (left := deadline_ns - time.monotonic_ns()) > 1_000_000:
-            time.sleep((left - 1_000_000) / 1e9)
-        while time.monotonic_ns() < deadline_ns:
-            pass
-        send(data)
-
-
 def test_phrase_in_answer_out_on_the_bar(jack_client, poll) -> None:
     settings = EngineSettings(seed=3, silence_beats=1.0, response_bars=1, response_start="bar")
     name_in, name_out = _names()
@@ -67,21 +41,21 @@ def test_phrase_in_answer_out_on_the_bar(jack_client, poll) -> None:
         first_bar = timebase.next_bar(timebase.ticks_at(time.monotonic_ns()) + PPQ)
         events = [(timebase.ns_at(first_bar + on), [0x90, p, 96]) for p, on, _ in PHRASE]
         events += [(timebase.ns_at(first_bar + on + d), [0x80, p, 0]) for p, on, d in PHRASE]
-        _play_at(client.send, events)
+        play_at(client.send, events)
         phrase_end = first_bar + max(on + d for _, on, d in PHRASE)
         answer_bar = timebase.next_bar(phrase_end + PPQ)  # 1 beat of silence ends the phrase
         answer_end_ns = timebase.ns_at(answer_bar + timebase.bar_ticks)
         assert client.wait_for(lambda m: time.monotonic_ns() > answer_end_ns + 200_000_000, timeout_s=10)
         messages = client.messages()
-        note_ons = [(d, t) for d, t in messages if d[0] & 0xF0 == 0x90 and d[2] > 0]
-        assert note_ons, "no answer came back from Companion Out"
-        first_ns = note_ons[0][1]
+        answer = note_ons(messages)
+        assert answer, "no answer came back from Companion Out"
+        first_ns = answer[0][1]
         error_ms = (first_ns - timebase.ns_at(answer_bar)) / 1e6
         # On the planned bar line (a 16th is 83 ms here): JACK adds up to one period (1.3 ms) plus the jitter of a
         # busy 2-core CI box; the precise figures are `companion bench latency`'s job, not this test's.
         assert -2.0 <= error_ms <= 30.0, f"answer's first note {error_ms:.2f} ms from its bar line"
-        assert all(timebase.ns_at(answer_bar) - 2e6 <= t <= answer_end_ns + 3e7 for _, t in note_ons)
-        ons, left = _sent_notes_closed(messages)
+        assert all(timebase.ns_at(answer_bar) - 2e6 <= t <= answer_end_ns + 3e7 for _, t in answer)
+        ons, left = len(answer), left_sounding(messages)
         assert ons >= 2 and left == 0
     finally:
         runtime.close()
@@ -97,7 +71,7 @@ def test_player_resuming_stops_the_answer_with_note_offs(jack_client) -> None:
         client = jack_client("daw").connect_out(name_in).connect_in(name_out)
         timebase = runtime.clock.timebase()
         start = timebase.next_beat(timebase.ticks_at(time.monotonic_ns()) + PPQ)
-        _play_at(client.send, [(timebase.ns_at(start + on), [0x90, p, 96]) for p, on, _ in PHRASE]
+        play_at(client.send, [(timebase.ns_at(start + on), [0x90, p, 96]) for p, on, _ in PHRASE]
                  + [(timebase.ns_at(start + on + d), [0x80, p, 0]) for p, on, d in PHRASE])
         assert client.wait_for(lambda m: any(d[0] & 0xF0 == 0x90 and d[2] for d, _ in m), timeout_s=5)
         client.send([0x90, 74, 100])  # the player comes back in and holds a note: the answer must stop
@@ -106,7 +80,7 @@ def test_player_resuming_stops_the_answer_with_note_offs(jack_client) -> None:
         after = [t for d, t in client.messages() if d[0] & 0xF0 == 0x90 and d[2] and t > resumed_ns + 5_000_000]
         client.send([0x80, 74, 0])
         assert not after, "the answer kept playing after the player came back in"
-        assert _sent_notes_closed(client.messages())[1] == 0
+        assert left_sounding(client.messages()) == 0
     finally:
         runtime.close()
 
@@ -137,13 +111,13 @@ def test_sigterm_during_an_answer_leaves_no_stuck_note(jack_client) -> None:
         beat_ns = int(60e9 / 200)
         t0 = time.monotonic_ns() + beat_ns
         held = [(t0 + i * beat_ns // 2, p) for i, p in enumerate([60, 64, 67, 72, 71, 67, 64, 62])]
-        _play_at(client.send, [(t, [0x90, p, 90]) for t, p in held]
+        play_at(client.send, [(t, [0x90, p, 90]) for t, p in held]
                  + [(t + beat_ns // 2 - 2_000_000, [0x80, p, 0]) for t, p in held])
         assert client.wait_for(lambda m: any(d[0] & 0xF0 == 0x90 and d[2] for d, _ in m), timeout_s=10), \
             "no answer before SIGTERM"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
-        ons, left = _sent_notes_closed(client.messages())
+        ons, left = len(note_ons(client.messages())), left_sounding(client.messages())
         assert ons >= 1 and left == 0, f"{left} notes left sounding after SIGTERM"
     finally:
         if process.poll() is None:
@@ -167,14 +141,14 @@ def test_answers_follow_the_daws_clock(jack_client) -> None:
             client.send([0xFA])
             pulse = 0
             while not stop.is_set():
-                _play_at(client.send, [(origin_ns + pulse * pulse_ns, [0xF8])])
+                play_at(client.send, [(origin_ns + pulse * pulse_ns, [0xF8])])
                 pulse += 1
 
         clock_thread = threading.Thread(target=send_clock, daemon=True)
         clock_thread.start()
         beat_ns = 24 * pulse_ns
         phrase_start = origin_ns + 8 * beat_ns  # bar 3: the follower has two bars to lock
-        _play_at(client.send, [(phrase_start + on * beat_ns // PPQ, [0x90, p, 90]) for p, on, _ in PHRASE]
+        play_at(client.send, [(phrase_start + on * beat_ns // PPQ, [0x90, p, 90]) for p, on, _ in PHRASE]
                  + [(phrase_start + (on + d) * beat_ns // PPQ, [0x80, p, 0]) for p, on, d in PHRASE])
         assert client.wait_for(lambda m: any(d[0] & 0xF0 == 0x90 and d[2] for d, _ in m), timeout_s=10)
         first_ns = next(t for d, t in client.messages() if d[0] & 0xF0 == 0x90 and d[2])
@@ -186,7 +160,7 @@ def test_answers_follow_the_daws_clock(jack_client) -> None:
         stop.set()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
-        assert _sent_notes_closed(client.messages())[1] == 0
+        assert left_sounding(client.messages()) == 0
 
 
 def test_clock_master_sends_start_and_pulses_at_the_tempo(jack_client) -> None:
@@ -230,7 +204,7 @@ def test_choosing_named_ports_moves_the_session_and_closes_notes_on_the_old_ones
         runtime.post_intent(ChoosePorts(in_port=f"Keys {tag}", out_port=f"Synth {tag}"))
         assert poll(lambda: runtime.snapshot().get("ports", {}).get("in") == f"Keys {tag}", 10.0)
         # The note held through the old ports ended there before they closed.
-        assert _sent_notes_closed(old.messages())[1] == 0
+        assert left_sounding(old.messages()) == 0
         assert keys.send_until([0x90, 64, 90], lambda: any(d[:2] == [0x90, 64] for d, _ in synth.messages()))
         keys.send([0x80, 64, 0])
         runtime.post_intent(ChoosePorts(in_port="No Such Keyboard", out_port=None))

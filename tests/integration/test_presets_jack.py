@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from midi_wire import left_sounding, note_ons, play_at
 
 from companion.app import build_runtime
 from companion.core.engine import available_modes
@@ -29,41 +29,13 @@ def no_user_presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_CONFIG_DIR, str(tmp_path / "config"))
 
 
-def _left_sounding(messages: list[tuple[list[int], int]]) -> int:
-    """Notes still sounding at the end of a received stream (all-notes-off clears a channel)."""
-    sounding: dict[tuple[int, int], int] = {}
-    for data, _ in messages:
-        kind, channel = data[0] & 0xF0, data[0] & 0x0F
-        if kind == 0x90 and data[2] > 0:
-            sounding[(channel, data[1])] = sounding.get((channel, data[1]), 0) + 1
-        elif kind in (0x80, 0x90) and sounding.get((channel, data[1])):
-            sounding[(channel, data[1])] -= 1
-        elif kind == 0xB0 and data[1] in (120, 123):
-            sounding = {k: v for k, v in sounding.items() if k[0] != channel}
-    return sum(sounding.values())
-
-
-def _note_ons(messages: list[tuple[list[int], int]]) -> list[tuple[list[int], int]]:
-    return [(d, t) for d, t in messages if d[0] & 0xF0 == 0x90 and d[2] > 0]
-
-
-def _play_at(send: Callable[[list[int]], int], events: list[tuple[int, list[int]]]) -> None:
-    """Send each (deadline_ns, bytes) at its absolute deadline (sleep most of the way, then spin)."""
-    for deadline_ns, data in sorted(events, key=lambda e: e[0]):
-        while (left := deadline_ns - time.monotonic_ns()) > 1_000_000:
-            time.sleep((left - 1_000_000) / 1e9)
-        while time.monotonic_ns() < deadline_ns:
-            pass
-        send(data)
-
-
 def _play_phrase(runtime: Any, client: Any, channel: int = 0) -> int:
     """Play PHRASE from the next bar line; returns the tick its last note ends."""
     timebase = runtime.clock.timebase()
     first_bar = timebase.next_bar(timebase.ticks_at(time.monotonic_ns()) + PPQ // 2)
     events = [(timebase.ns_at(first_bar + on), [0x90 | channel, p, 96]) for p, on, _ in PHRASE]
     events += [(timebase.ns_at(first_bar + on + d), [0x80 | channel, p, 0]) for p, on, d in PHRASE]
-    _play_at(client.send, events)
+    play_at(client.send, events)
     return first_bar + max(on + d for _, on, d in PHRASE)
 
 
@@ -82,8 +54,8 @@ def test_shipped_preset_plays_a_few_bars_over_jack_without_stuck_notes(name: str
         # The phrase ends after its silence (or at max_bars); the answer starts on the next beat or bar after it.
         silence = round(settings.silence_beats * settings.beat_ticks)
         deadline_ns = timebase.ns_at(phrase_end + silence + 2 * settings.bar_ticks)
-        got = poll(lambda: _note_ons(client.messages()) or time.monotonic_ns() > deadline_ns, timeout_s=30)
-        answered = _note_ons(client.messages())
+        got = poll(lambda: note_ons(client.messages()) or time.monotonic_ns() > deadline_ns, timeout_s=30)
+        answered = note_ons(client.messages())
         if preset.mode == "call_response":
             assert answered, f"{name}: no answer by two bars after the phrase ended"
             channels = {d[0] & 0x0F for d, _ in answered}
@@ -95,8 +67,8 @@ def test_shipped_preset_plays_a_few_bars_over_jack_without_stuck_notes(name: str
     finally:
         runtime.close()
     assert runtime.error is None, runtime.error
-    assert poll(lambda: _left_sounding(client.messages()) == 0, timeout_s=5), \
-        f"{name}: {_left_sounding(client.messages())} note(s) left sounding after close"
+    assert poll(lambda: left_sounding(client.messages()) == 0, timeout_s=5), \
+        f"{name}: {left_sounding(client.messages())} note(s) left sounding after close"
 
 
 def test_program_change_switches_preset_at_the_next_bar_with_no_stuck_notes(jack_client, poll) -> None:
@@ -109,7 +81,7 @@ def test_program_change_switches_preset_at_the_next_bar_with_no_stuck_notes(jack
     client = jack_client("daw").connect_out("Companion In").connect_in("Companion Out")
     try:
         _play_phrase(runtime, client)
-        assert poll(lambda: _note_ons(client.messages()), timeout_s=10), "no answer to switch away from"
+        assert poll(lambda: note_ons(client.messages()), timeout_s=10), "no answer to switch away from"
         program = next(p for p, n in start.bank.programs.items() if n == "trading-fours")
         timebase = runtime.clock.timebase()
         sent_ns = client.send([0xC0 | start.bank.channel, program])
@@ -120,11 +92,11 @@ def test_program_change_switches_preset_at_the_next_bar_with_no_stuck_notes(jack
         # Everything that sounded before the bar got its note-off by the bar (plus the engine's tick and JACK).
         poll(lambda: time.monotonic_ns() > bar_ns + 100_000_000, timeout_s=5)
         before = [(d, t) for d, t in client.messages() if t <= bar_ns + 20_000_000]
-        assert _left_sounding(before) == 0, "notes of the old preset kept sounding past the bar"
+        assert left_sounding(before) == 0, "notes of the old preset kept sounding past the bar"
         assert runtime.snapshot().get("preset") == "trading-fours"
     finally:
         runtime.close()
-    assert poll(lambda: _left_sounding(client.messages()) == 0, timeout_s=5)
+    assert poll(lambda: left_sounding(client.messages()) == 0, timeout_s=5)
 
 
 def test_a_bad_preset_by_program_change_is_refused_and_the_session_keeps_playing(jack_client, poll,
@@ -144,8 +116,8 @@ def test_a_bad_preset_by_program_change_is_refused_and_the_session_keeps_playing
         assert poll(lambda: any("refused" in text for _, text in runtime.snapshot().get("log", [])), timeout_s=5)
         assert runtime.presets.name == "set"
         _play_phrase(runtime, client)
-        assert poll(lambda: _note_ons(client.messages()), timeout_s=10), "the session stopped answering"
+        assert poll(lambda: note_ons(client.messages()), timeout_s=10), "the session stopped answering"
     finally:
         runtime.close()
     assert runtime.error is None
-    assert poll(lambda: _left_sounding(client.messages()) == 0, timeout_s=5)
+    assert poll(lambda: left_sounding(client.messages()) == 0, timeout_s=5)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from midi_wire import left_sounding, play_at
 
 from companion.app import build_runtime
 from companion.core.engine import EngineSettings
@@ -66,28 +67,6 @@ def _names() -> tuple[str, str]:
     return f"Companion In {tag}", f"Companion Out {tag}"
 
 
-def _play_at(send: Callable[[list[int]], int], events: list[tuple[int, list[int]]]) -> None:
-    for deadline_ns, data in sorted(events, key=lambda e: e[0]):
-        while (left := deadline_ns - time.monotonic_ns()) > 1_000_000:
-            time.sleep((left - 1_000_000) / 1e9)
-        while time.monotonic_ns() < deadline_ns:
-            pass
-        send(data)
-
-
-def _left_sounding(messages: list[tuple[list[int], int]]) -> int:
-    sounding: dict[tuple[int, int], int] = {}
-    for data, _ in messages:
-        kind, key = data[0] & 0xF0, (data[0] & 0x0F, data[1] if len(data) > 1 else -1)
-        if kind == 0x90 and data[2] > 0:
-            sounding[key] = sounding.get(key, 0) + 1
-        elif kind in (0x80, 0x90) and sounding.get(key):
-            sounding[key] -= 1
-        elif kind == 0xB0 and data[1] in (120, 123):
-            sounding = {k: v for k, v in sounding.items() if k[0] != (data[0] & 0x0F)}
-    return sum(sounding.values())
-
-
 def test_the_transformer_answers_on_the_bar_on_the_grid_with_every_note_closed(jack_client, checkpoint) -> None:
     settings = EngineSettings(seed=4, silence_beats=1.0, response_bars=2, response_start="bar")
     name_in, name_out = _names()
@@ -103,7 +82,7 @@ def test_the_transformer_answers_on_the_bar_on_the_grid_with_every_note_closed(j
         first_bar = timebase.next_bar(timebase.ticks_at(time.monotonic_ns()) + PPQ)
         events = [(timebase.ns_at(first_bar + on), [0x90, p, 96]) for p, on, _ in PHRASE]
         events += [(timebase.ns_at(first_bar + on + d), [0x80, p, 0]) for p, on, d in PHRASE]
-        _play_at(client.send, events)
+        play_at(client.send, events)
         phrase_end = first_bar + max(on + d for _, on, d in PHRASE)
         answer_bar = timebase.next_bar(phrase_end + PPQ)  # one beat of silence ends the phrase
         answer_end = answer_bar + 2 * timebase.bar_ticks
@@ -126,7 +105,7 @@ def test_the_transformer_answers_on_the_bar_on_the_grid_with_every_note_closed(j
             errors_ms = [(t - deadline_ns) / 1e6 for p, t in arrivals if p == note.pitch]
             assert any(-1.0 <= e <= 15.0 for e in errors_ms), (note, errors_ms)
         assert runtime.snapshot()["counters"]["late_notes"] == 0
-        assert _left_sounding(messages) == 0
+        assert left_sounding(messages) == 0
     finally:
         runtime.close()
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from midi_wire import left_sounding, play_at
 
 from companion.app import build_runtime
 from companion.core.engine import EngineSettings
@@ -23,30 +24,6 @@ pytestmark = pytest.mark.jack
 # (pitch, onset, duration) in ticks from the phrase's first bar line: a one-bar phrase in G major.
 PHRASE = [(67, 0, 200), (71, 240, 200), (74, 480, 400), (72, 960, 200), (71, 1200, 200), (69, 1440, 400)]
 SIZE = (140, 44)
-
-
-def _sounding_after(messages: list[tuple[list[int], int]]) -> int:
-    """Notes left sounding at the end of a received stream (all-notes-off CCs clear their channel)."""
-    sounding: dict[tuple[int, int], int] = {}
-    for data, _ in messages:
-        kind, key = data[0] & 0xF0, (data[0] & 0x0F, data[1] if len(data) > 1 else -1)
-        if kind == 0x90 and data[2] > 0:
-            sounding[key] = sounding.get(key, 0) + 1
-        elif kind in (0x80, 0x90) and sounding.get(key):
-            sounding[key] -= 1
-        elif kind == 0xB0 and data[1] in (120, 123):
-            sounding = {k: v for k, v in sounding.items() if k[0] != (data[0] & 0x0F)}
-    return sum(sounding.values())
-
-
-def _play_at(send: Callable[[list[int]], int], events: list[tuple[int, list[int]]]) -> None:
-    """Send each (deadline_ns, bytes) at its absolute deadline (on a thread of its own: the UI keeps drawing)."""
-    for deadline_ns, data in sorted(events, key=lambda e: e[0]):
-        while (left := deadline_ns - time.monotonic_ns()) > 1_000_000:
-            time.sleep((left - 1_000_000) / 1e9)
-        while time.monotonic_ns() < deadline_ns:
-            pass
-        send(data)
 
 
 def _roll_styles(app: Any) -> set[str]:
@@ -78,7 +55,7 @@ def test_ui_shows_both_parts_and_panic_silences_everything(jack_client: Callable
             first_bar = timebase.next_bar(timebase.ticks_at(time.monotonic_ns()) + PPQ)
             events = [(timebase.ns_at(first_bar + on), [0x90, p, 96]) for p, on, _ in PHRASE]
             events += [(timebase.ns_at(first_bar + on + d), [0x80, p, 0]) for p, on, d in PHRASE]
-            player = threading.Thread(target=_play_at, args=(client.send, events), name="test-daw")
+            player = threading.Thread(target=play_at, args=(client.send, events), name="test-daw")
             player.start()
             both = await until(lambda: {n[0] for n in app.roll.notes} >= {"player", "companion"}, 12.0)
             player.join()
@@ -107,6 +84,6 @@ def test_ui_shows_both_parts_and_panic_silences_everything(jack_client: Callable
     assert any(d[0] & 0xF0 == 0x90 and d[2] and t < outcome["panic_ns"] for d, t in messages), "no answer before panic"
     late_ons = [d for d, t in messages if d[0] & 0xF0 == 0x90 and d[2] and t > outcome["panic_ns"] + 20_000_000]
     assert not late_ons, f"notes kept coming after panic: {late_ons}"
-    assert _sounding_after(messages) == 0, "a note was left sounding after panic"
+    assert left_sounding(messages) == 0, "a note was left sounding after panic"
     assert any("all notes off" in text for text in outcome["log"])
     assert runtime.closed
