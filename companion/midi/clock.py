@@ -63,16 +63,11 @@ class ClockSource(Protocol):
         ...
 
 
-class InternalClock:
-    """A free-running clock: tick 0 is when it was made (or last started); tempo changes re-anchor it."""
+class _ClockReading:
+    """What every clock source gives readers: an immutable timebase snapshot, running, tempo."""
 
-    def __init__(self, bpm: float = 120.0, beats_per_bar: int = 4, beat_unit: int = 4,
-                 now_ns: NowNs = time.monotonic_ns) -> None:
-        self._now_ns = now_ns
-        self._lock = threading.Lock()  # writers only; readers take the current reference
-        self._timebase = Timebase(bpm, now_ns(), 0, beats_per_bar, beat_unit)
-        self._running = True
-        self.epoch = 0
+    _timebase: Timebase
+    _running: bool
 
     def timebase(self) -> Timebase:
         return self._timebase
@@ -84,6 +79,19 @@ class InternalClock:
     @property
     def bpm(self) -> float:
         return self._timebase.bpm
+
+
+class InternalClock(_ClockReading):
+    """A free-running clock: tick 0 is when it was made (or last started); tempo changes re-anchor it."""
+
+    def __init__(self, bpm: float = 120.0, beats_per_bar: int = 4, beat_unit: int = 4,
+                 now_ns: NowNs = time.monotonic_ns) -> None:
+        self._now_ns = now_ns
+        self._lock = threading.Lock()  # writers only; readers take the current reference
+        self._timebase = Timebase(bpm, now_ns(), 0, beats_per_bar, beat_unit)
+        self._running = True
+        self.epoch = 0
+
 
     def set_tempo(self, bpm: float) -> None:
         """Change tempo from now on; the current position is kept (re-anchored, not accumulated)."""
@@ -106,7 +114,7 @@ class InternalClock:
         self._running = False
 
 
-class MidiClockFollower:
+class MidiClockFollower(_ClockReading):
     """Follows the DAW's MIDI Beat Clock: tempo from the smoothed pulse times, position from the pulse count.
 
     Start puts tick 0 on the next pulse, Song Position sets the tick of the next pulse (16ths x 120),
@@ -129,16 +137,6 @@ class MidiClockFollower:
         self.epoch = 0
         self.filled_pulses = 0  # pulses taken as lost on the way (xruns, a busy USB cable) and filled in
 
-    def timebase(self) -> Timebase:
-        return self._timebase
-
-    @property
-    def running(self) -> bool:
-        return self._running
-
-    @property
-    def bpm(self) -> float:
-        return self._timebase.bpm
 
     @property
     def locked(self) -> bool:
