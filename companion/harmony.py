@@ -24,7 +24,7 @@ from companion.core.events import (
 from companion.core.modes.harmonize import HARMONY_TAG
 from companion.core.theory import pitch_name
 from companion.harmony_voicing import NoteKey, Voices, clashes, voice_notes
-from companion.midi.clock import try_realtime
+from companion.midi.realtime import HARMONY_PRIORITY, normal_priority, try_realtime
 
 log = logging.getLogger("companion")
 
@@ -34,7 +34,6 @@ MAX_FILL_STEPS = 64  # a gap longer than this (a stalled machine) starts a fresh
 LATENCY_CAPACITY = 4096
 STALE_NOTE_NS = 250_000_000  # harmony this late (the model was still loading, the machine stalled) stays silent
 WARMUP_STEPS = 24
-REALTIME_PRIORITY = 4  # SCHED_FIFO once warm: below the engine (5) and scheduler (10), above the DAW's other work
 _STOP = object()
 
 
@@ -102,7 +101,7 @@ class HarmonyWorker:
     def __init__(self, send_now: Callable[[ChannelMessage, str], None], load: Loader, *,
                  log_line: Callable[[str, str], None] | None = None, seed: int = 0,
                  now_ns: Callable[[], int] = time.monotonic_ns,
-                 realtime_priority: int | None = REALTIME_PRIORITY) -> None:
+                 realtime_priority: int | None = HARMONY_PRIORITY) -> None:
         self._send_now = send_now
         self._load = load
         self._log_line = log_line or (lambda level, text: getattr(log, level, log.info)(text))
@@ -172,6 +171,7 @@ class HarmonyWorker:
     # --- the thread ------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        normal_priority()  # not the real-time one inherited from the engine thread that started us
         self.load()  # at normal priority: loading is long and must not starve the UI
         problem = try_realtime(self._realtime_priority)
         if problem is not None and self._realtime_priority is not None:

@@ -33,9 +33,10 @@ from companion.errors import CompanionError
 from companion.generation import GenerationWorker
 from companion.generators import Generator
 from companion.harmony import HarmonyWorker, Loader, load_harmonizers
-from companion.midi.clock import ClockSender, InternalClock, MidiClockFollower, try_realtime
+from companion.midi.clock import ClockSender, InternalClock, MidiClockFollower
 from companion.midi.codec import DecodeStats, decode
 from companion.midi.ports import InputPort, OutputPort
+from companion.midi.realtime import ENGINE_PRIORITY, try_realtime
 from companion.preset_session import PresetSession
 from companion.presets import Preset
 from companion.recording import TakeKeeper, TakeRecorder
@@ -45,7 +46,6 @@ log = logging.getLogger("companion")
 
 ENGINE_TICK_NS = 2_000_000  # the engine polls phrase ends and answer starts every 2 ms
 GIL_SWITCH_INTERVAL_S = 0.0002
-ENGINE_REALTIME_PRIORITY = 5
 SNAPSHOT_NS = 33_000_000  # the UI's picture is rebuilt about 30 times a second
 LATENESS_REFRESH_NS = 500_000_000
 SUPERVISE_S = 0.25  # port changes and take writing happen this often
@@ -281,7 +281,7 @@ class Runtime:
         self._inbox.put((data, time_ns))
 
     def _engine_loop(self) -> None:
-        problem = try_realtime(ENGINE_REALTIME_PRIORITY)  # below the scheduler's: it must never wait on us
+        problem = try_realtime(ENGINE_PRIORITY)  # below the scheduler's: it must never wait on us
         if problem:
             self.log("info", f"engine thread at normal priority ({problem})")
         next_tick_ns = next_snapshot_ns = time.monotonic_ns()

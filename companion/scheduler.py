@@ -20,8 +20,8 @@ from companion.core.events import (
 )
 from companion.core.notes import NoteLedger
 from companion.core.timebase import Timebase
-from companion.midi.clock import REALTIME_PRIORITY, try_realtime
 from companion.midi.codec import encode
+from companion.midi.realtime import SCHEDULER_PRIORITY, try_realtime
 
 SendBytes = Callable[[list[int]], None]
 SPIN_NS = 1_000_000  # wait on the condition until this close to a deadline, then spin to it
@@ -51,7 +51,7 @@ class Scheduler:
                  late_tolerance_ns: int = LATE_TOLERANCE_NS, duck_factor: float = DUCK_FACTOR,
                  lateness_capacity: int = LATENESS_CAPACITY,
                  now_ns: Callable[[], int] = time.monotonic_ns,
-                 realtime_priority: int | None = REALTIME_PRIORITY, send_ahead_ns: int = 0) -> None:
+                 realtime_priority: int | None = SCHEDULER_PRIORITY, send_ahead_ns: int = 0) -> None:
         self._send = send
         # Output latency compensation: JACK delivers at the next period boundary, so sending half a
         # period ahead centres the arrival on the beat (the runtime knows the period; 0 = exact deadlines).

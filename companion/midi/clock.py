@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,31 +18,11 @@ from companion.core.events import (
     SongPosition,
 )
 from companion.core.timebase import MAX_BPM, MIN_BPM, TempoEstimator, Timebase
+from companion.midi.realtime import SCHEDULER_PRIORITY, try_realtime
 
 NowNs = Callable[[], int]
 SPIN_NS = 1_000_000  # wait on the condition until this close to a deadline, then spin
 MAX_FILLED_PULSES = 3  # a gap of up to this many missing pulses is filled in, a longer one is a pause
-
-
-REALTIME_PRIORITY = 10  # SCHED_FIFO priority for timing threads: above normal work, below JACK's (70+)
-
-
-def try_realtime(priority: int | None) -> str | None:
-    """Give the calling thread SCHED_FIFO `priority`: None on success, else why not ("not requested").
-
-    On a busy machine this takes scheduler lateness p99 from milliseconds to tens of microseconds.
-    """
-    if priority is None:
-        return "not requested"
-    setter = getattr(os, "sched_setscheduler", None)
-    if setter is None:
-        return "this system has no SCHED_FIFO; timing runs at normal priority"
-    try:
-        setter(0, os.SCHED_FIFO, os.sched_param(priority))
-    except OSError as err:
-        return (f"real-time priority refused ({err.strerror}); timing runs at normal priority. "
-                "On Linux, allow it with an rtprio limit (e.g. the 'audio' group in /etc/security/limits.d)")
-    return None
 
 
 class ClockSource(Protocol):
@@ -220,7 +199,7 @@ class ClockSender:
     """
 
     def __init__(self, send: Callable[[list[int]], None], clock: ClockSource,
-                 now_ns: NowNs = time.monotonic_ns, realtime_priority: int | None = REALTIME_PRIORITY) -> None:
+                 now_ns: NowNs = time.monotonic_ns, realtime_priority: int | None = SCHEDULER_PRIORITY) -> None:
         self._send = send
         self._realtime_priority = realtime_priority
         self.realtime_problem: str | None = None  # why the thread runs without real-time priority, if it does

@@ -25,12 +25,11 @@ from companion.midi.backends import (  # noqa: F401  (re-exported: the ports API
     list_backends,
     pick_backend,
 )
-from companion.midi.clock import try_realtime
+from companion.midi.realtime import READER_PRIORITY, native_threads, note_jack_client, try_realtime
 
 POLL_INTERVAL_S = 0.0001  # an input's reader looks at rtmidi's queue this often while music is flowing...
 POLL_IDLE_S = 0.0005  # ...and this often after IDLE_AFTER_NS of silence (an idle app should not burn a core)
 IDLE_AFTER_NS = 2_000_000_000
-READER_REALTIME_PRIORITY = 6  # above the engine's (5): input is stamped as it arrives
 InputCallback = Callable[[list[int], int], None]
 """Called on the MIDI thread with (data, time_ns) where time_ns is `time.monotonic_ns()` at arrival."""
 
@@ -159,6 +158,7 @@ def _open_rtmidi(port: Any, factory_name: str) -> None:
         raise PortError(f"cannot open virtual port {port.local_name!r}: {_WHY_WINMM}")
     if port.backend == "alsa" and not os.path.exists(_ALSA_SEQ_PATH):
         raise PortError(f"cannot open {port.local_name!r} on ALSA: {_WHY_NO_ALSA_SEQ}")
+    threads_before = native_threads()
     try:
         port._midi = getattr(rtmidi, factory_name)(api, port.client_name)
     except rtmidi.RtMidiError as err:
@@ -168,6 +168,8 @@ def _open_rtmidi(port: Any, factory_name: str) -> None:
         ) from err
     try:
         port._connect(rtmidi)
+        if port.backend == "jack":
+            note_jack_client(threads_before)  # its process thread now bounds our threads' real-time priority
     except rtmidi.RtMidiError as err:
         port._midi.delete()
         port._midi = None
@@ -220,7 +222,7 @@ class RtMidiInput(_RtMidiMixin, InputPort):
 
     def _read(self) -> None:
         """Our reader thread: take every queued message, stamp it, hand it over; nothing else."""
-        try_realtime(READER_REALTIME_PRIORITY)
+        try_realtime(READER_PRIORITY)
         last_ns = 0
         while self._reading.is_set():
             midi = self._midi  # close() joins this thread before it closes the port

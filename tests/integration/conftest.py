@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-JACKD_ARGS = ["jackd", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "64"]
+JACKD_ARGS = ["jackd", "--realtime", "-d", "dummy", "-r", "48000", "-p", "64"]
 START_TIMEOUT_S = 10.0
 
 
