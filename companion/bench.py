@@ -116,6 +116,9 @@ def bench_inprocess(seconds: float) -> Row:
 def bench_jack(seconds: float) -> Row:
     """A test client's note into `Companion In` until it arrives back from `Companion Out`, over JACK."""
     from companion.midi.ports import jack_period_ns, open_input, open_output
+    from companion.midi.realtime import jack_priorities
+
+    modes: list[str] = []
 
     def open_ports(on_receive: Callable[[list[int], int], None]) -> tuple[Callable, Callable]:
         client = f"companion-bench-{os.getpid()}"  # a name of its own: never another running companion's ports
@@ -125,11 +128,12 @@ def bench_jack(seconds: float) -> Row:
                               client_name="bench", virtual_name="bench in")
         player = open_output("jack", port=f"{client}-in:Companion In", client_name="bench", virtual_name="bench out")
         time.sleep(0.2)  # let JACK finish the connections before timing
+        modes.append("real-time" if jack_priorities() else "JACK not real-time")  # the figure depends on it
         return player.send, lambda: (runtime.close(), receiver.close(), player.close())
 
     samples = _thru_roundtrip(open_ports, count=int(seconds * 50), gap_s=0.02)
     period_ms = jack_period_ns() / 1e6
-    return {"measure": f"input -> output over JACK (period {period_ms:.2f} ms)",
+    return {"measure": f"input -> output over JACK (period {period_ms:.2f} ms, {modes[0]})",
             "target": f"p99 <= {period_ms + 2:.2f} ms (one period + 2 ms)", **percentiles(samples)}
 
 
