@@ -262,21 +262,38 @@ class RtMidiOutput(_RtMidiMixin, OutputPort):
 
 
 def open_input(backend: str, *, port: str | None, callback: InputCallback, client_name: str = "companion",
-               virtual_name: str = "Companion In") -> RtMidiInput:
+               virtual_name: str = "Companion In") -> InputPort:
     """Open a virtual input (`port=None`) or connect to the first port whose name contains `port`."""
     chosen = pick_backend(backend) if backend == "auto" else _check_backend(backend)
-    midi_in = RtMidiInput(chosen, port, callback, client_name, virtual_name)
+    if chosen == "jack" and _jack_shim():
+        from companion.midi.jack import JackInput
+
+        midi_in: InputPort = JackInput(port, callback, client_name, virtual_name)
+    else:
+        midi_in = RtMidiInput(chosen, port, callback, client_name, virtual_name)
     midi_in.open()
     return midi_in
 
 
 def open_output(backend: str, *, port: str | None, client_name: str = "companion",
-                virtual_name: str = "Companion Out") -> RtMidiOutput:
+                virtual_name: str = "Companion Out") -> OutputPort:
     """Open a virtual output (`port=None`) or connect to the first port whose name contains `port`."""
     chosen = pick_backend(backend) if backend == "auto" else _check_backend(backend)
-    midi_out = RtMidiOutput(chosen, port, client_name, virtual_name)
+    if chosen == "jack" and _jack_shim():
+        from companion.midi.jack import JackOutput
+
+        midi_out: OutputPort = JackOutput(port, client_name, virtual_name)
+    else:
+        midi_out = RtMidiOutput(chosen, port, client_name, virtual_name)
     midi_out.open()
     return midi_out
+
+
+def _jack_shim() -> bool:
+    """JACK ports go through our own client (companion/midi/jack.py) where its shim is built."""
+    from companion.midi.jack import available
+
+    return available()[0]
 
 
 def _check_backend(backend: str) -> str:

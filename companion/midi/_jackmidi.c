@@ -1,0 +1,260 @@
+/* One JACK client with any number of MIDI ports, for companion/midi/jack.py (loaded with ctypes).
+ *
+ * Why C: JACK calls `process` on its real-time thread once per period; Python there would wait for the
+ * interpreter lock and make the whole JACK graph (the DAW too) late. Here `process` only moves bytes between
+ * the ports' buffers and lock-free ring buffers, and wakes the Python reader of an input with a semaphore, so
+ * input is handed over the moment it arrives instead of at the next poll.
+ *
+ * libjack is opened with dlopen at run time, so building needs a C compiler and libc only (no JACK headers).
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_PORTS 32
+#define RING_BYTES 65536
+#define PORT_IS_INPUT 0x1
+#define PORT_IS_OUTPUT 0x2
+#define NO_START_SERVER 0x01
+#define MIDI_TYPE "8 bit raw midi"
+
+typedef uint32_t nframes_t;
+typedef struct { nframes_t time; size_t size; unsigned char *buffer; } midi_event_t;
+typedef struct ringbuffer ringbuffer_t;
+
+static struct {
+    void *(*client_open)(const char *, int, int *, ...);
+    int (*client_close)(void *);
+    int (*set_process_callback)(void *, int (*)(nframes_t, void *), void *);
+    void (*on_shutdown)(void *, void (*)(void *), void *);
+    int (*activate)(void *);
+    int (*deactivate)(void *);
+    void *(*port_register)(void *, const char *, const char *, unsigned long, unsigned long);
+    int (*port_unregister)(void *, void *);
+    void *(*port_get_buffer)(void *, nframes_t);
+    uint32_t (*midi_get_event_count)(void *);
+    int (*midi_event_get)(midi_event_t *, void *, uint32_t);
+    void (*midi_clear_buffer)(void *);
+    unsigned char *(*midi_event_reserve)(void *, nframes_t, size_t);
+    ringbuffer_t *(*rb_create)(size_t);
+    void (*rb_free)(ringbuffer_t *);
+    size_t (*rb_read)(ringbuffer_t *, char *, size_t);
+    size_t (*rb_peek)(ringbuffer_t *, char *, size_t);
+    void (*rb_read_advance)(ringbuffer_t *, size_t);
+    size_t (*rb_read_space)(const ringbuffer_t *);
+    size_t (*rb_write)(ringbuffer_t *, const char *, size_t);
+    size_t (*rb_write_space)(const ringbuffer_t *);
+} J;
+
+static void *libjack;
+
+typedef struct {
+    volatile int active;  /* 0: free slot, 1: in use; `process` only touches active slots */
+    int is_input;
+    void *port;
+    ringbuffer_t *ring;
+    sem_t arrived;
+    volatile uint32_t dropped;  /* input: ring full; output: port buffer full */
+} slot_t;
+
+typedef struct {
+    void *client;
+    volatile uint64_t cycles;
+    volatile int shut_down;
+    slot_t slots[MAX_PORTS];
+} cj_t;
+
+static int load_jack(char *err, int errlen) {
+    if (libjack) return 0;
+    const char *names[] = {"libjack.so.0", "libjack.so", "libjack.0.dylib", "/usr/local/lib/libjack.0.dylib",
+                           "/opt/homebrew/lib/libjack.0.dylib", NULL};
+    void *lib = NULL;
+    for (int i = 0; names[i] && !lib; i++) lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!lib) { snprintf(err, errlen, "libjack could not be loaded (is JACK installed?)"); return -1; }
+#define SYM(field, name) do { *(void **)(&J.field) = dlsym(lib, name); \
+        if (!J.field) { snprintf(err, errlen, "libjack has no %s", name); dlclose(lib); return -1; } } while (0)
+    SYM(client_open, "jack_client_open"); SYM(client_close, "jack_client_close");
+    SYM(set_process_callback, "jack_set_process_callback"); SYM(on_shutdown, "jack_on_shutdown");
+    SYM(activate, "jack_activate"); SYM(deactivate, "jack_deactivate");
+    SYM(port_register, "jack_port_register"); SYM(port_unregister, "jack_port_unregister");
+    SYM(port_get_buffer, "jack_port_get_buffer"); SYM(midi_get_event_count, "jack_midi_get_event_count");
+    SYM(midi_event_get, "jack_midi_event_get"); SYM(midi_clear_buffer, "jack_midi_clear_buffer");
+    SYM(midi_event_reserve, "jack_midi_event_reserve");
+    SYM(rb_create, "jack_ringbuffer_create"); SYM(rb_free, "jack_ringbuffer_free");
+    SYM(rb_read, "jack_ringbuffer_read"); SYM(rb_peek, "jack_ringbuffer_peek");
+    SYM(rb_read_advance, "jack_ringbuffer_read_advance"); SYM(rb_read_space, "jack_ringbuffer_read_space");
+    SYM(rb_write, "jack_ringbuffer_write"); SYM(rb_write_space, "jack_ringbuffer_write_space");
+#undef SYM
+    libjack = lib;
+    return 0;
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);  /* the clock of Python's time.monotonic_ns() */
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Input record: [u64 time_ns][u32 size][size bytes]. Output record: [u32 size][size bytes]. */
+static int process(nframes_t nframes, void *arg) {
+    cj_t *cj = arg;
+    uint64_t stamp = now_ns();
+    for (int i = 0; i < MAX_PORTS; i++) {
+        slot_t *s = &cj->slots[i];
+        if (!s->active) continue;
+        void *buffer = J.port_get_buffer(s->port, nframes);
+        if (s->is_input) {
+            uint32_t count = J.midi_get_event_count(buffer), woke = 0;
+            for (uint32_t e = 0; e < count; e++) {
+                midi_event_t ev;
+                if (J.midi_event_get(&ev, buffer, e) != 0 || ev.size == 0) continue;
+                if (ev.buffer[0] == 0xF0 || ev.buffer[0] == 0xFE) continue;  /* SysEx, active sensing */
+                uint32_t size = (uint32_t)ev.size;
+                if (J.rb_write_space(s->ring) < sizeof stamp + sizeof size + size) { s->dropped++; continue; }
+                J.rb_write(s->ring, (const char *)&stamp, sizeof stamp);
+                J.rb_write(s->ring, (const char *)&size, sizeof size);
+                J.rb_write(s->ring, (const char *)ev.buffer, size);
+                woke = 1;
+            }
+            if (woke) sem_post(&s->arrived);
+        } else {
+            J.midi_clear_buffer(buffer);
+            uint32_t size;
+            while (J.rb_peek(s->ring, (char *)&size, sizeof size) == sizeof size
+                   && J.rb_read_space(s->ring) >= sizeof size + size) {
+                J.rb_read_advance(s->ring, sizeof size);
+                unsigned char *data = J.midi_event_reserve(buffer, 0, size);
+                if (data) J.rb_read(s->ring, (char *)data, size);
+                else { J.rb_read_advance(s->ring, size); s->dropped++; }
+            }
+        }
+    }
+    __atomic_add_fetch(&cj->cycles, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static void shutdown_cb(void *arg) {
+    cj_t *cj = arg;
+    cj->shut_down = 1;
+    for (int i = 0; i < MAX_PORTS; i++)
+        if (cj->slots[i].active && cj->slots[i].is_input) sem_post(&cj->slots[i].arrived);
+}
+
+cj_t *cj_open(const char *name, char *err, int errlen) {
+    if (load_jack(err, errlen) != 0) return NULL;
+    int status = 0;
+    void *client = J.client_open(name, NO_START_SERVER, &status);
+    if (!client) { snprintf(err, errlen, "no JACK server is running (status 0x%x)", status); return NULL; }
+    cj_t *cj = calloc(1, sizeof *cj);
+    if (!cj) { J.client_close(client); snprintf(err, errlen, "out of memory"); return NULL; }
+    cj->client = client;
+    for (int i = 0; i < MAX_PORTS; i++) sem_init(&cj->slots[i].arrived, 0, 0);
+    J.set_process_callback(client, process, cj);
+    J.on_shutdown(client, shutdown_cb, cj);
+    if (J.activate(client) != 0) {
+        J.client_close(client); free(cj); snprintf(err, errlen, "the JACK client could not be activated");
+        return NULL;
+    }
+    return cj;
+}
+
+void *cj_client(cj_t *cj) { return cj->client; }
+int cj_shut_down(cj_t *cj) { return cj->shut_down; }
+
+/* Register a port; returns its slot index, or -1 (a duplicate name, too many ports, no memory). */
+int cj_add_port(cj_t *cj, const char *name, int is_input) {
+    for (int i = 0; i < MAX_PORTS; i++) {
+        slot_t *s = &cj->slots[i];
+        if (s->active || s->port) continue;
+        void *port = J.port_register(cj->client, name, MIDI_TYPE, is_input ? PORT_IS_INPUT : PORT_IS_OUTPUT, 0);
+        if (!port) return -1;
+        if (!s->ring && !(s->ring = J.rb_create(RING_BYTES))) { J.port_unregister(cj->client, port); return -1; }
+        while (sem_trywait(&s->arrived) == 0) {}
+        char scratch[256];
+        size_t left;
+        while ((left = J.rb_read_space(s->ring)) > 0) J.rb_read(s->ring, scratch, left < 256 ? left : 256);
+        s->is_input = is_input;
+        s->port = port;
+        s->dropped = 0;
+        __atomic_store_n(&s->active, 1, __ATOMIC_RELEASE);
+        return i;
+    }
+    return -1;
+}
+
+void *cj_port(cj_t *cj, int slot) { return cj->slots[slot].port; }
+uint32_t cj_dropped(cj_t *cj, int slot) { return cj->slots[slot].dropped; }
+
+/* Wait until `process` is past any use of a slot just made inactive (bounded: the server may be gone). */
+static void wait_cycles(cj_t *cj) {
+    uint64_t start = __atomic_load_n(&cj->cycles, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < 200 && !cj->shut_down; i++) {
+        if (__atomic_load_n(&cj->cycles, __ATOMIC_ACQUIRE) >= start + 2) return;
+        struct timespec ts = {0, 500000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void cj_remove_port(cj_t *cj, int slot) {
+    slot_t *s = &cj->slots[slot];
+    if (!s->port) return;
+    __atomic_store_n(&s->active, 0, __ATOMIC_RELEASE);
+    wait_cycles(cj);
+    if (!cj->shut_down) J.port_unregister(cj->client, s->port);
+    s->port = NULL;
+    if (s->is_input) sem_post(&s->arrived);  /* a reader still waiting returns */
+}
+
+/* Queue one message for the next period; 0 on success, -1 if the ring is full (the server has stalled). */
+int cj_send(cj_t *cj, int slot, const unsigned char *data, uint32_t size) {
+    slot_t *s = &cj->slots[slot];
+    if (!s->active || cj->shut_down) return -2;
+    if (J.rb_write_space(s->ring) < sizeof size + size) return -1;
+    J.rb_write(s->ring, (const char *)&size, sizeof size);  /* the size last would be safer only with */
+    J.rb_write(s->ring, (const char *)data, size);          /* two writers; there is one (the port lock) */
+    return 0;
+}
+
+/* Block (without the Python lock: ctypes releases it) until input arrives or `timeout_us` passes. */
+int cj_wait(cj_t *cj, int slot, int timeout_us) {
+    slot_t *s = &cj->slots[slot];
+    if (J.rb_read_space(s->ring) > 0) return 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)(timeout_us % 1000000) * 1000;
+    ts.tv_sec += timeout_us / 1000000 + ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+    while (sem_timedwait(&s->arrived, &ts) != 0 && errno == EINTR) {}
+    return J.rb_read_space(s->ring) > 0;
+}
+
+/* Take one message: its size (0 if none; -1 if `cap` is too small, then it is skipped) and arrival time. */
+int cj_read(cj_t *cj, int slot, unsigned char *out, uint32_t cap, uint64_t *time_ns) {
+    slot_t *s = &cj->slots[slot];
+    uint64_t stamp;
+    uint32_t size;
+    if (J.rb_read_space(s->ring) < sizeof stamp + sizeof size) return 0;
+    J.rb_read(s->ring, (char *)&stamp, sizeof stamp);
+    J.rb_read(s->ring, (char *)&size, sizeof size);
+    if (size > cap) { J.rb_read_advance(s->ring, size); return -1; }
+    J.rb_read(s->ring, (char *)out, size);
+    *time_ns = stamp;
+    return (int)size;
+}
+
+void cj_close(cj_t *cj) {
+    if (!cj) return;
+    for (int i = 0; i < MAX_PORTS; i++) __atomic_store_n(&cj->slots[i].active, 0, __ATOMIC_RELEASE);
+    if (!cj->shut_down) J.deactivate(cj->client);
+    J.client_close(cj->client);
+    for (int i = 0; i < MAX_PORTS; i++) {
+        if (cj->slots[i].ring) J.rb_free(cj->slots[i].ring);
+        sem_destroy(&cj->slots[i].arrived);
+    }
+    free(cj);
+}

@@ -1,0 +1,313 @@
+"""JACK ports through one JACK client of our own: `companion:Companion In` and `companion:Companion Out`.
+
+rtmidi makes a JACK client per port (`companion` and `companion-01`), and its input has to be polled. Here the
+C shim `_jackmidi.c` (built with the package, loaded with ctypes) runs one client; its real-time `process`
+moves bytes between the ports and lock-free ring buffers and wakes an input's reader thread with a semaphore,
+so input is handed over the moment JACK delivers it. The non-real-time calls (listing ports, connecting) go
+to libjack through ctypes. Where the shim is not built, `available()` says why and rtmidi's JACK is used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from companion.errors import PortError
+from companion.midi.backends import _WHY_NO_JACK, find_port
+from companion.midi.ports import InputCallback, InputPort, OutputPort
+from companion.midi.realtime import READER_PRIORITY, native_threads, note_jack_client, try_realtime
+
+MIDI_TYPE = b"8 bit raw midi"
+PORT_IS_INPUT, PORT_IS_OUTPUT = 0x1, 0x2
+WAIT_US = 200_000  # a reader wakes at least this often to see whether its port is closing
+READ_CAPACITY = 4096
+FORCE_RTMIDI_ENV = "COMPANION_JACK_RTMIDI"  # "1": use rtmidi's JACK even where the shim is built
+
+_load_lock = threading.Lock()
+_libs: tuple[Any, Any] | None = None
+_why_not: str | None = None
+
+
+def _load() -> tuple[Any, Any] | None:
+    """(the shim, libjack) as ctypes libraries, or None with `_why_not` set."""
+    global _libs, _why_not
+    with _load_lock:
+        if _libs is not None or _why_not is not None:
+            return _libs
+        spec = importlib.util.find_spec("companion.midi._jackmidi")
+        if spec is None or spec.origin is None:
+            _why_not = "the JACK shim (companion/midi/_jackmidi.c) was not built with this install"
+            return None
+        try:
+            shim, libjack = ctypes.CDLL(spec.origin), ctypes.CDLL(_libjack_name())
+        except OSError as err:
+            _why_not = f"the JACK shim could not be loaded ({err})"
+            return None
+        vp, c, i, u32 = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint32
+        for name, res, args in (
+            ("cj_open", vp, [c, c, i]), ("cj_client", vp, [vp]), ("cj_shut_down", i, [vp]),
+            ("cj_add_port", i, [vp, c, i]), ("cj_port", vp, [vp, i]), ("cj_remove_port", None, [vp, i]),
+            ("cj_send", i, [vp, i, c, u32]), ("cj_wait", i, [vp, i, i]), ("cj_dropped", u32, [vp, i]),
+            ("cj_read", i, [vp, i, ctypes.POINTER(ctypes.c_ubyte), u32, ctypes.POINTER(ctypes.c_uint64)]),
+            ("cj_close", None, [vp]),
+        ):
+            getattr(shim, name).restype, getattr(shim, name).argtypes = res, args
+        for name, res, args in (
+            ("jack_get_ports", ctypes.POINTER(c), [vp, c, c, ctypes.c_ulong]), ("jack_free", None, [vp]),
+            ("jack_connect", i, [vp, c, c]), ("jack_port_name", c, [vp]), ("jack_get_client_name", c, [vp]),
+        ):
+            getattr(libjack, name).restype, getattr(libjack, name).argtypes = res, args
+        if hasattr(libjack, "jack_port_rename"):
+            libjack.jack_port_rename.restype, libjack.jack_port_rename.argtypes = i, [vp, vp, c]
+        _libs = (shim, libjack)
+        return _libs
+
+
+def _libjack_name() -> str:
+    return "libjack.0.dylib" if os.uname().sysname == "Darwin" else "libjack.so.0"
+
+
+def available() -> tuple[bool, str]:
+    """Whether JACK ports go through our own client, and if not, why (for the log)."""
+    if os.environ.get(FORCE_RTMIDI_ENV) == "1":
+        return False, f"{FORCE_RTMIDI_ENV}=1 asks for rtmidi's JACK"
+    return (_load() is not None), (_why_not or "")
+
+
+class JackClient:
+    """One JACK client shared by every port opened with the same client name; closed with its last port."""
+
+    _clients: dict[str, JackClient] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, requested: str) -> None:
+        libs = _load()
+        if libs is None:
+            raise PortError(f"JACK ports through Companion's own client are unavailable: {_why_not}")
+        self._shim, self._jack = libs
+        self.requested = requested
+        error = ctypes.create_string_buffer(256)
+        before = native_threads()
+        self._handle = self._shim.cj_open(requested.encode(), error, len(error))
+        if not self._handle:
+            raise PortError(f"cannot open the JACK client {requested!r}: {_WHY_NO_JACK} ({error.value.decode()})")
+        note_jack_client(before)  # its process thread now bounds our threads' real-time priority
+        self._client = self._shim.cj_client(self._handle)
+        self.name = self._jack.jack_get_client_name(self._client).decode()  # JACK renames a taken name
+        self.users = 0
+        self.lock = threading.Lock()
+        self._names: dict[int, tuple[str, str]] = {}  # slot -> (the name asked for, the name it has)
+
+    @classmethod
+    def acquire(cls, name: str) -> JackClient:
+        with cls._registry_lock:
+            client = cls._clients.get(name)
+            if client is None:
+                client = cls._clients[name] = JackClient(name)
+            client.users += 1
+            return client
+
+    def release(self) -> None:
+        with self._registry_lock:
+            self.users -= 1
+            if self.users > 0:
+                return
+            self._clients.pop(self.requested, None)
+        self._shim.cj_close(self._handle)
+
+    def ports(self, flags: int) -> list[str]:
+        """MIDI ports of other clients with these flags (PORT_IS_OUTPUT: ones we can listen to)."""
+        found = self._jack.jack_get_ports(self._client, None, MIDI_TYPE, flags)
+        if not found:
+            return []
+        names: list[str] = []
+        try:
+            for index in range(4096):
+                name = found[index]
+                if name is None:
+                    break
+                names.append(name.decode(errors="replace"))
+        finally:
+            self._jack.jack_free(ctypes.cast(found, ctypes.c_void_p))
+        return [n for n in names if not n.startswith(self.name + ":")]
+
+    def add_port(self, name: str, is_input: bool) -> int:
+        """Register a port. While a port of ours still holds the name (ports chosen live open before the old
+        ones close), the new one waits under a stand-in name and takes its own when the holder goes."""
+        with self.lock:
+            held = {actual for _, actual in self._names.values()}
+            candidates = [name] + ([f"{name} ({k})" for k in range(2, 10)] if name in held else [])
+            for actual in candidates:
+                if actual in held:
+                    continue
+                slot = self._shim.cj_add_port(self._handle, actual.encode(), 1 if is_input else 0)
+                if slot >= 0:
+                    self._names[slot] = (name, actual)
+                    return slot
+        raise PortError(f"cannot open the JACK port {self.name}:{name}: the name is taken (is another "
+                        "Companion running? close it first) or the client has too many ports")
+
+    def remove_port(self, slot: int) -> None:
+        with self.lock:
+            self._shim.cj_remove_port(self._handle, slot)
+            wanted, actual = self._names.pop(slot, ("", ""))
+            waiting = [s for s, (w, a) in self._names.items() if w == wanted and a != wanted]
+            rename = getattr(self._jack, "jack_port_rename", None)
+            if actual == wanted and waiting and rename is not None:
+                port = self._shim.cj_port(self._handle, waiting[0])
+                if rename(self._client, port, wanted.encode()) == 0:
+                    self._names[waiting[0]] = (wanted, wanted)
+
+    def full_name(self, slot: int) -> str:
+        return self._jack.jack_port_name(self._shim.cj_port(self._handle, slot)).decode()
+
+    def connect(self, source: str, destination: str) -> bool:
+        result = self._jack.jack_connect(self._client, source.encode(), destination.encode())
+        return result in (0, 17)  # 17 (EEXIST): already connected
+
+    @property
+    def shim(self) -> Any:
+        return self._shim
+
+    @property
+    def handle(self) -> Any:
+        return self._handle
+
+
+class _JackPortMixin:
+    """Open, name and (re)connect one port of the shared client; `query` None means a virtual port."""
+
+    backend = "jack"
+    direction: str
+    query: str | None
+    target: str | None
+    client_name: str
+    local_name: str
+    _client: JackClient | None
+    _slot: int
+    _lock: threading.RLock
+
+    def _open_port(self) -> None:
+        self._client = JackClient.acquire(self.client_name)
+        try:
+            names = self.available_ports() if self.query is not None else []
+            index = find_port(names, self.query, self.direction, "jack") if self.query is not None else -1
+            self._slot = self._client.add_port(self.local_name, self.direction == "input")
+            if index >= 0 and not self._link(names[index]):
+                self._client.remove_port(self._slot)
+                raise PortError(f"cannot connect {self.local_name!r} to the JACK port {names[index]!r}")
+        except PortError:
+            self._client.release()
+            self._client = None
+            raise
+
+    def _link(self, target: str) -> bool:
+        assert self._client is not None
+        ours = self._client.full_name(self._slot)
+        linked = (self._client.connect(target, ours) if self.direction == "input"
+                  else self._client.connect(ours, target))
+        if linked:
+            self.target = target
+        return linked
+
+    def _close_port(self) -> None:
+        if self._client is not None:
+            self._client.remove_port(self._slot)
+            self._client.release()
+            self._client = None
+
+    def available_ports(self) -> list[str]:
+        """Ports of other clients this port could connect to."""
+        client = self._client
+        if client is None:
+            return []
+        return client.ports(PORT_IS_OUTPUT if self.direction == "input" else PORT_IS_INPUT)
+
+    def reconnect(self) -> bool:
+        """Connect again to a port matching the query (the watcher calls this when one is back)."""
+        with self._lock:
+            if self.query is None or self._client is None:
+                return False
+            names = self.available_ports()
+            try:
+                index = find_port(names, self.query, self.direction, "jack")
+            except PortError:
+                return False
+            return self._link(names[index])
+
+
+class JackInput(_JackPortMixin, InputPort):
+    """A JACK input of our client; a reader thread of ours wakes when JACK hands over messages."""
+
+    def __init__(self, query: str | None, callback: InputCallback, client_name: str, local_name: str) -> None:
+        InputPort.__init__(self, local_name, callback)
+        self.query, self.target, self.client_name, self.local_name = query, None, client_name, local_name
+        self._client = None
+        self._slot = -1
+        self._reader: threading.Thread | None = None
+        self._reading = threading.Event()
+
+    def _open(self) -> None:
+        self._open_port()
+        self._reading.set()
+        self._reader = threading.Thread(target=self._read, name=f"companion-in-{self.local_name}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try_realtime(READER_PRIORITY)
+        client = self._client
+        assert client is not None
+        shim, handle, slot = client.shim, client.handle, self._slot
+        buffer = (ctypes.c_ubyte * READ_CAPACITY)()
+        stamp = ctypes.c_uint64()
+        while self._reading.is_set():
+            if not shim.cj_wait(handle, slot, WAIT_US):  # the interpreter lock is free while we wait
+                continue
+            while self._reading.is_set():
+                size = shim.cj_read(handle, slot, buffer, READ_CAPACITY, ctypes.byref(stamp))
+                if size == 0:
+                    break
+                if size > 0:
+                    self.callback(list(buffer[:size]), stamp.value)
+
+    def _close(self) -> None:
+        self._reading.clear()
+        client = self._client
+        if client is not None:
+            client.remove_port(self._slot)  # wakes the reader
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(timeout=1.0)
+        self._reader = None
+        if client is not None:
+            client.release()
+            self._client = None
+
+
+class JackOutput(_JackPortMixin, OutputPort):
+    """A JACK output of our client: each message goes out in JACK's next period."""
+
+    def __init__(self, query: str | None, client_name: str, local_name: str) -> None:
+        OutputPort.__init__(self, local_name)
+        self.query, self.target, self.client_name, self.local_name = query, None, client_name, local_name
+        self._client = None
+        self._slot = -1
+
+    def _open(self) -> None:
+        self._open_port()
+
+    def _send(self, data: Sequence[int]) -> None:
+        client = self._client
+        assert client is not None
+        payload = bytes(data)
+        result = client.shim.cj_send(client.handle, self._slot, payload, len(payload))
+        if result == -2:
+            raise PortError(f"cannot send to {self.name!r}: the JACK server has stopped")
+        if result == -1:
+            raise PortError(f"cannot send to {self.name!r}: JACK has not taken messages for a while (stalled?)")
+
+    def _close(self) -> None:
+        self._close_port()
