@@ -278,6 +278,11 @@ def coerce(field: Field, value: Any, base_dir: Path | None = None) -> Any:
     raise AssertionError(f"unknown field kind {kind}")
 
 
+def default_value(spec: Field) -> Any:
+    """The default in the form its target wants (the schema writes defaults as a preset file would)."""
+    return None if spec.default is None else coerce(spec, spec.default)
+
+
 def to_toml_value(field: Field, value: Any) -> Any:
     """The inverse of `coerce`: a target value as it is written in a preset file."""
     if value is None:

@@ -13,8 +13,9 @@ from typing import Any
 from companion.core.control import CCMapping
 from companion.core.engine import EngineSettings
 from companion.errors import PresetError
+from companion.preset_controls import BANK_CHANNEL
 from companion.preset_schema import SCHEMA, to_toml_value
-from companion.presets import BANK_CHANNEL, PAD_LOW_NOTES, Preset, parse_preset, user_presets_dir
+from companion.presets import PAD_LOW_NOTES, Preset, parse_preset, user_presets_dir
 
 
 def _toml_scalar(value: Any) -> str:

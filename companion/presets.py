@@ -1,11 +1,9 @@
-"""Session presets: TOML loading and validation, shipped and user presets, the program bank, `companion presets`."""
+"""Session presets: `Preset`, TOML loading and validation, shipped and user presets, `companion presets`."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,17 +16,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from companion.core.control import CONTROLS, Bank, CCMapping
+from companion.core.control import Bank, CCMapping
 from companion.core.engine import EngineSettings, available_modes
 from companion.errors import PresetError
+from companion.preset_controls import check_bank, parse_controls
+from companion.preset_problems import Problems, field_value, syntax_error, unknown_key
 from companion.preset_schema import (
     ALL_TABLES,
     QUANTIZE_GRIDS,
     SCHEMA,
     TOP_LEVEL,
-    Field,
-    Invalid,
-    coerce,
+    default_value,
     did_you_mean,
     show,
     type_word,
@@ -36,14 +34,6 @@ from companion.preset_schema import (
 
 ENV_CONFIG_DIR = "COMPANION_CONFIG_DIR"
 DEFAULT_PRESET = "folk-call-response"
-BANK_CHANNEL = Field("channel", 16, "channel the DAW sends Program Change on", "bank.channel", none="omni")
-CC_CHANNEL = Field("channel", None, "channel the mapped controllers come on", "cc.channel", none="omni")
-# A CC's own range (min/max) must stay inside the setting's range: the schema field each control drives.
-_CONTROL_FIELDS = {"temperature": ("sampling", "temperature"), "response_bars": ("engine", "response_bars"),
-                   "silence_beats": ("engine", "silence_beats"), "density": ("sampling", "density"),
-                   "top_p": ("sampling", "top_p"), "distance": ("variation", "distance"),
-                   "humanize": ("midi", "humanize")}
-_CC_ENTRY_KEYS = ("control", "min", "max", "channel")
 
 
 @dataclass(frozen=True)
@@ -137,137 +127,6 @@ def _preset_paths() -> dict[str, tuple[Path, str]]:
 # --- parsing and validation ------------------------------------------------------------------------
 
 
-def _find_line(lines: Sequence[str], table: str | None, key: str) -> int | None:
-    """The 1-based line where `key` is set in `[table]` (None: before any table), for messages."""
-    current: str | None = None
-    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
-    for number, line in enumerate(lines, start=1):
-        header = re.match(r"^\s*\[+\s*([^\]]+?)\s*\]+", line)
-        if header:
-            current = header.group(1).split(".")[0].strip().strip("\"'")
-            if table is not None and current == table and key == "":
-                return number
-            continue
-        if current == table and pattern.match(line):
-            return number
-    return None
-
-
-class _Problems:
-    """Collects every problem of a file, each with its line where we can find it."""
-
-    def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
-        self.items: list[tuple[int, str]] = []
-
-    def add(self, table: str | None, key: str, text: str) -> None:
-        line = _find_line(self.lines, table, key)
-        self.items.append((line or 0, f"line {line}: {text}" if line else text))
-
-    def messages(self) -> list[str]:
-        return [text for _, text in sorted(self.items, key=lambda item: item[0])]
-
-
-def _syntax_error(source: str, err: tomllib.TOMLDecodeError, lines: Sequence[str]) -> PresetError:
-    text = str(err)
-    match = re.search(r"\(at line (\d+), column (\d+)\)", text)
-    reason = re.sub(r"\s*\(at .*\)$", "", text)
-    if "overwrite" in reason.lower():
-        reason += " (a key or a table is written twice)"
-    if match:
-        line = int(match.group(1))
-        shown = lines[line - 1].strip() if 0 < line <= len(lines) else ""
-        where = f"line {line}, column {match.group(2)}"
-        return PresetError(f"{source}, {where}: not valid TOML: {reason}" + (f"\n  {line} | {shown}" if shown else "")
-                           + "\nCheck quotes, brackets and `key = value` pairs on that line.")
-    return PresetError(f"{source}: not valid TOML: {text}")
-
-
-def _value(problems: _Problems, table: str, key: str, spec: Field, value: Any, base_dir: Path | None) -> Any:
-    try:
-        return coerce(spec, value, base_dir)
-    except Invalid as err:
-        problems.add(table, key, f"[{table}] {key} = {show(value)} {err}; allowed: {spec.allowed()}")
-        return default_value(spec)
-
-
-def default_value(spec: Field) -> Any:
-    """The default in the form its target wants (the schema writes defaults as a preset file would)."""
-    return None if spec.default is None else coerce(spec, spec.default)
-
-
-def _unknown(problems: _Problems, table: str | None, key: str, options: Iterable[str]) -> None:
-    options = list(options)
-    where = f"[{table}]" if table else "the top level"
-    hint = did_you_mean(key, options)
-    if not hint:
-        home = [t for t, fields in SCHEMA.items() if key in fields and t != table]
-        hint = f" it belongs in [{home[0]}]." if home else ""
-    problems.add(table, key, f"unknown key \"{key}\" in {where};{hint} allowed: {', '.join(options)}")
-
-
-def _parse_cc(problems: _Problems, table: Mapping[str, Any]) -> tuple[CCMapping, ...]:
-    channel = _value(problems, "cc", "channel", CC_CHANNEL, table["channel"], None) if "channel" in table else None
-    mappings: list[CCMapping] = []
-    for key, entry in table.items():
-        if key == "channel":
-            continue
-        if not key.isdigit() or int(key) > 127:
-            problems.add("cc", key, f"[cc] key \"{key}\" is not a controller number; write e.g. "
-                         f"21 = \"temperature\" (0..127) or channel = 1")
-            continue
-        spec_entry = {"control": entry} if isinstance(entry, str) else entry
-        if not isinstance(spec_entry, dict):
-            problems.add("cc", key, f"[cc] {key} = {show(entry)} is {type_word(entry)}; write a control name "
-                         f"(e.g. \"temperature\") or {{ control = \"temperature\", min = 0.5, max = 1.5 }}")
-            continue
-        for extra_key in spec_entry:
-            if extra_key not in _CC_ENTRY_KEYS:
-                problems.add("cc", key, f"[cc] {key}: unknown key \"{extra_key}\";"
-                             f"{did_you_mean(extra_key, _CC_ENTRY_KEYS)} allowed: {', '.join(_CC_ENTRY_KEYS)}")
-        control = spec_entry.get("control")
-        if control not in CONTROLS:
-            problems.add("cc", key, f"[cc] {key}: control {show(control)} is not a control;"
-                         f"{did_you_mean(str(control), list(CONTROLS))} controls: {', '.join(sorted(CONTROLS))}")
-            continue
-        bounds: list[float | None] = []
-        for bound in ("min", "max"):
-            value = spec_entry.get(bound)
-            if value is not None and control in _CONTROL_FIELDS:
-                table_name, field_name = _CONTROL_FIELDS[control]
-                spec = dataclasses.replace(SCHEMA[table_name][field_name], none=None)
-                value = _value(problems, "cc", key, spec, value, None)
-            elif value is not None:
-                problems.add("cc", key, f"[cc] {key}: {control} is a switch or a choice; it takes no {bound}")
-                value = None
-            bounds.append(value)
-        own_channel = spec_entry.get("channel")
-        if own_channel is not None:
-            own_channel = _value(problems, "cc", key, CC_CHANNEL, own_channel, None)
-        try:
-            mappings.append(CCMapping(int(key), control, own_channel if own_channel is not None else channel,
-                                      bounds[0], bounds[1]))
-        except ValueError as err:
-            problems.add("cc", key, f"[cc] {key}: {err}")
-    return tuple(mappings)
-
-
-def _parse_bank(problems: _Problems, table: Mapping[str, Any]) -> Bank:
-    channel = _value(problems, "bank", "channel", BANK_CHANNEL, table["channel"], None) if "channel" in table else 15
-    programs: dict[int, str] = {}
-    for key, name in table.items():
-        if key == "channel":
-            continue
-        if not key.isdigit() or int(key) > 127:
-            problems.add("bank", key, f"[bank] key \"{key}\" is not a program number 0..127; write e.g. "
-                         f"0 = \"folk-call-response\"")
-        elif not isinstance(name, str) or not name.strip():
-            problems.add("bank", key, f"[bank] {key} = {show(name)} must be a preset name in quotes")
-        else:
-            programs[int(key)] = name.strip()
-    return Bank(MappingProxyType(programs), channel)
-
-
 def parse_preset(text: str, *, source: str = "<preset>", preset_id: str = "preset", path: Path | None = None,
                  origin: str = "file") -> Preset:
     """Validate a preset's TOML text; PresetError listing every problem with its line, value and allowed values."""
@@ -275,12 +134,12 @@ def parse_preset(text: str, *, source: str = "<preset>", preset_id: str = "prese
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise _syntax_error(source, err, lines) from None
-    problems = _Problems(text)
+        raise syntax_error(source, err, lines) from None
+    problems = Problems(text)
     base_dir = path.parent if path is not None else None
     for key in data:
         if key not in TOP_LEVEL and key not in ALL_TABLES:
-            _unknown(problems, None, key, [*TOP_LEVEL, *ALL_TABLES])
+            unknown_key(problems, None, key, [*TOP_LEVEL, *ALL_TABLES])
     meta: dict[str, str] = {}
     for key in TOP_LEVEL:
         value = data.get(key, preset_id if key == "name" else "")
@@ -290,26 +149,15 @@ def parse_preset(text: str, *, source: str = "<preset>", preset_id: str = "prese
         meta[key] = value
     targets: dict[str, Any] = {}
     for table_name, fields in SCHEMA.items():
-        table = data.get(table_name, {})
-        if not isinstance(table, dict):
-            problems.add(None, table_name, f"{table_name} must be a table: write [{table_name}] on its own line")
-            table = {}
+        table = problems.table(data, table_name)
         for key in table:
             if key not in fields:
-                _unknown(problems, table_name, key, fields)
+                unknown_key(problems, table_name, key, fields)
         for key, spec in fields.items():
-            value = _value(problems, table_name, key, spec, table[key], base_dir) if key in table \
+            value = field_value(problems, table_name, key, spec, table[key], base_dir) if key in table \
                 else default_value(spec)
             targets[spec.target] = value
-    special: dict[str, Mapping[str, Any]] = {}
-    for table_name in ("cc", "bank"):
-        table = data.get(table_name, {})
-        if not isinstance(table, dict):
-            problems.add(None, table_name, f"{table_name} must be a table: write [{table_name}] on its own line")
-            table = {}
-        special[table_name] = table
-    cc = _parse_cc(problems, special["cc"])
-    bank = _parse_bank(problems, special["bank"]) if special["bank"] else None
+    cc, bank = parse_controls(problems, data)
 
     engine = {t.split(".", 1)[1]: v for t, v in targets.items() if t.startswith("engine.")}
     _harmony_engine_values(engine)
@@ -417,14 +265,6 @@ def preload(names: Iterable[str]) -> tuple[dict[str, Preset], list[str]]:
 # --- `companion presets [--check PATH...]` ----------------------------------------------------------
 
 
-def _check_bank(preset: Preset, known: Iterable[str]) -> list[str]:
-    known = list(known)
-    if preset.bank is None:
-        return []
-    return [f"[bank] {program} = \"{name}\": no such preset;{did_you_mean(name, known)} presets: {', '.join(known)}"
-            for program, name in sorted(preset.bank.programs.items()) if name not in known]
-
-
 def presets_command(paths: Sequence[str] | None) -> int:
     """List the presets (no paths), or validate files (or names): 0 if all are valid, 2 otherwise."""
     known = sorted(_preset_paths())
@@ -443,7 +283,7 @@ def presets_command(paths: Sequence[str] | None) -> int:
     for item in paths:
         try:
             preset = load_preset_file(item) if Path(item).exists() or _looks_like_path(item) else load_preset(item)
-            problems = _check_bank(preset, known)
+            problems = check_bank(preset.bank, known)
             if problems:
                 raise PresetError(f"{item}: " + "\n  ".join(problems))
         except PresetError as err:

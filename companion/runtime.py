@@ -27,19 +27,18 @@ from companion.core.events import (
     ScheduleNotes,
     SendNow,
 )
-from companion.core.notes import notes_from_wire
-from companion.core.timebase import Timebase
-from companion.errors import CompanionError
 from companion.generation import GenerationWorker
 from companion.generators import Generator
 from companion.harmony import HarmonyWorker, Loader, load_harmonizers
 from companion.midi.clock import ClockSender, InternalClock, MidiClockFollower
 from companion.midi.codec import DecodeStats, decode
-from companion.midi.ports import InputPort, OutputPort
+from companion.midi.ports import OutputPort
 from companion.midi.realtime import ENGINE_PRIORITY, try_realtime
 from companion.preset_session import PresetSession
 from companion.presets import Preset
 from companion.recording import TakeKeeper, TakeRecorder
+from companion.runtime_ports import InputFactory, LivePorts, PortCheck, PortChooser
+from companion.runtime_snapshot import Snapshots
 from companion.scheduler import Scheduler
 
 log = logging.getLogger("companion")
@@ -47,7 +46,6 @@ log = logging.getLogger("companion")
 ENGINE_TICK_NS = 2_000_000  # the engine polls phrase ends and answer starts every 2 ms
 GIL_SWITCH_INTERVAL_S = 0.0002
 SNAPSHOT_NS = 33_000_000  # the UI's picture is rebuilt about 30 times a second
-LATENESS_REFRESH_NS = 500_000_000
 SUPERVISE_S = 0.25  # port changes and take writing happen this often
 PORT_CHECK_ROUNDS = 4  # a lost or returned port is noticed within a second
 _STOP = object()
@@ -73,12 +71,6 @@ class RuntimeConfig:
     record_dir: str | None = None  # --record DIR: every take saved there
 
 
-InputFactory = Callable[[Callable[[list[int], int], None]], InputPort]
-PortChooser = Callable[[str | None, str | None, str | None],
-                       tuple[list[InputFactory], list[OutputPort], dict[str, str]]]
-"""(in_port, out_port, backend) -> the new ports, opened (inputs as factories of the callback), and their names."""
-
-
 class Runtime:
     """Owns the threads; the UI and the CLI talk to it through `post_intent`, `snapshot` and `close`."""
 
@@ -86,11 +78,11 @@ class Runtime:
         self,
         settings: EngineSettings,
         *,
-        inputs: Sequence[Callable[[Callable[[list[int], int], None]], InputPort]],
+        inputs: Sequence[InputFactory],
         outputs: Sequence[OutputPort],
         generator: Generator,
         clock: InternalClock | MidiClockFollower,
-        on_port_check: Callable[[], list[tuple[str, str, str]]] | None = None,
+        on_port_check: PortCheck | None = None,
         port_names: dict[str, str] | None = None,
         preset: Preset | None = None,
         recorder: TakeRecorder | None = None,
@@ -102,29 +94,14 @@ class Runtime:
         self.engine = Engine(settings)
         self.clock = clock
         self.decode_stats = DecodeStats()
-        self._outputs = list(outputs)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.planned_answers: deque[tuple[str, int, int]] = deque(maxlen=64)  # (tag, start_ticks, end_ticks)
-        self._lock = threading.Lock()
         self._log_lines: deque[tuple[str, str]] = deque(maxlen=200)
         self._listeners: list[Callable[[str, str], None]] = []
-        self._counters = {"notes_in": 0, "notes_out": 0, "answers": 0}
-        self._snapshot: dict[str, Any] = {}
-        self._lateness: dict[str, int] = {}
-        self._settings_seen: EngineSettings | None = None
-        self._settings_dict: dict[str, Any] = {}
-        self._lateness_at_ns = 0
-        self._on_port_check = on_port_check
-        self._port_names = port_names or {}
-        self._lost_ports: set[str] = set()
-        self._port_chooser = port_chooser
-        self._port_choices: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the UI's ChoosePorts, for the supervisor
+        self._snapshots = Snapshots()  # what the UI's picture is built from
         self.presets = PresetSession(preset)
         self.recorder = recorder
         self.takes = TakeKeeper(recorder, self.log)
-        # Recent note traffic for the piano roll: (time_ns, bytes); appends are atomic and cheap on every thread.
-        self._wire_in: deque[tuple[int, list[int]]] = deque(maxlen=512)
-        self._wire_out: deque[tuple[int, Sequence[int]]] = deque(maxlen=512)
         self._closed = threading.Event()
         self._error: BaseException | None = None
         # Harmonize mode: the harmony worker starts when the mode is first used (torch loads only then).
@@ -135,7 +112,8 @@ class Runtime:
         self.generation = GenerationWorker(generator, self.scheduler, clock, log=self.log, closed=self._closed)
         # As clock master, F8 pulses go out from their own deadline thread through the same thread-safe ports.
         self._clock_out = ClockSender(self._send_bytes, clock) if send_clock else None
-        self._inputs = [factory(self._on_midi) for factory in inputs]
+        self._ports = LivePorts(inputs, outputs, on_midi=self._on_midi, scheduler=self.scheduler, closed=self._closed,
+                                log=self.log, names=port_names, chooser=port_chooser, on_port_check=on_port_check)
         self._threads = [
             threading.Thread(target=self._guard(self._engine_loop), name="companion-engine", daemon=True),
             threading.Thread(target=self._guard(self.generation.run), name="companion-generator", daemon=True),
@@ -175,10 +153,7 @@ class Runtime:
         self.scheduler.close()
         self._stop_take()
         self.takes.write_pending()
-        for port in self._inputs:
-            port.close()
-        for port in self._outputs:
-            port.close()
+        self._ports.close()
 
     def __enter__(self) -> Runtime:
         return self.start()
@@ -225,39 +200,7 @@ class Runtime:
     def snapshot(self) -> dict[str, Any]:
         """A compact picture for the UI, built on the caller's thread from thread-safe reads (the engine thread
         only publishes its own small part): the piano roll's pairing never delays a note."""
-        with self._lock:
-            snap = dict(self._snapshot)
-        now_ns = time.monotonic_ns()
-        timebase = self.clock.timebase()
-        ticks = timebase.ticks_at(now_ns)
-        bar, beat, _ = timebase.bar_beat(max(0, ticks))
-        settings = snap.pop("settings_obj", self.engine.settings)
-        if settings is not self._settings_seen:
-            self._settings_seen, self._settings_dict = settings, dataclasses.asdict(settings)
-        snap.update({
-            "settings": self._settings_dict,
-            "beats_per_bar": timebase.beats_per_bar,
-            "ports": {**self._port_names, "lost": list(self._lost_ports)},
-            "notes": _piano_roll(self._wire_in, "player", timebase)
-            + _piano_roll(self._wire_out, "companion", timebase),
-            "planned": [],
-            "bpm": round(timebase.bpm, 2),
-            "ticks": ticks,
-            "bar": bar,
-            "beat": beat,
-            "clock": "external" if isinstance(self.clock, MidiClockFollower) else "internal",
-            "clock_running": self.clock.running,
-            "generator": self.generator.name,
-            "generation_ms": self.generation.last_first_note_ms,
-            "counters": {**self._counters, "late_notes": self.generation.late_notes},
-            "dropped": self.decode_stats.as_dict(),
-            "harmony": self.harmony.snapshot() if self.harmony is not None else None,
-        })
-        snap["log"] = list(self._log_lines)[-20:]
-        if now_ns - self._lateness_at_ns > LATENESS_REFRESH_NS:  # sorting the samples is not free: twice a second
-            self._lateness, self._lateness_at_ns = self.scheduler.lateness_stats(), now_ns
-        snap["lateness"] = self._lateness
-        return snap
+        return self._snapshots.build(self, self._ports.snapshot(), self._log_lines)
 
     # --- threads -----------------------------------------------------------------------------------------
 
@@ -303,7 +246,7 @@ class Runtime:
                 self._apply_clock_change()
                 next_tick_ns = now_ns + ENGINE_TICK_NS
             if now_ns >= next_snapshot_ns:
-                self._publish(now_ns)
+                self._snapshots.publish(self.engine, self.presets)
                 next_snapshot_ns = now_ns + SNAPSHOT_NS
 
     def _handle_item(self, item: Any) -> None:
@@ -324,11 +267,11 @@ class Runtime:
         if consumed:  # a mapped CC or a bank Program Change is a control, not music
             return
         if isinstance(message, NoteOn | NoteOff):
-            self._wire_in.append((time_ns, data))
+            self._snapshots.wire_in.append((time_ns, data))
             if self.recorder is not None:
                 self.recorder.note("player", data, ticks)
             if isinstance(message, NoteOn):
-                self._counters["notes_in"] += 1
+                self._snapshots.counters["notes_in"] += 1
         self._apply(self.engine.handle(message, ticks), time_ns)
 
     def _apply(self, commands: list[Command], arrival_ns: int | None = None) -> None:
@@ -343,7 +286,7 @@ class Runtime:
                 command = self.presets.request(command)
                 if self.recorder is not None:
                     self.recorder.answer(command)
-                self._counters["answers"] += 1
+                self._snapshots.counters["answers"] += 1
                 self.planned_answers.append((command.tag, command.start_ticks, command.end_ticks))
                 self.generation.request(command)
             elif isinstance(command, Cancel):
@@ -370,7 +313,7 @@ class Runtime:
 
     def _intent(self, intent: object) -> list[Command]:
         if type(intent).__name__ == "ChoosePorts":  # opening ports is slow: the supervisor thread does it
-            self._port_choices.put(intent)
+            self._ports.request(intent)
             return []
         if type(intent).__name__ == "SetRecording":
             if getattr(intent, "on", False):
@@ -414,68 +357,18 @@ class Runtime:
         rounds = 0
         while not self._closed.wait(SUPERVISE_S):
             rounds += 1
-            while not self._port_choices.empty():
-                self._choose_ports(self._port_choices.get())
+            self._ports.apply_choices()
             self.takes.write_pending()
-            if self._on_port_check is not None and rounds % PORT_CHECK_ROUNDS == 0:
-                for kind, port, text in self._on_port_check():
-                    if kind == "lost":
-                        self._lost_ports.add(port)
-                    else:
-                        self._lost_ports.discard(port)
-                    self.log("warning" if kind == "lost" else "info", text)
-
-    def _choose_ports(self, intent: Any) -> None:
-        """Open the chosen ports first; only when they are open, silence the old ones and swap (supervisor)."""
-        if self._port_chooser is None:
-            self.log("warning", "this session's ports are fixed (loopback); nothing changed")
-            return
-        try:
-            factories, outputs, names = self._port_chooser(intent.in_port, intent.out_port,
-                                                            getattr(intent, "backend", None))
-            try:
-                inputs = [factory(self._on_midi) for factory in factories]
-            except CompanionError:
-                for port in outputs:
-                    port.close()
-                raise
-        except CompanionError as err:
-            self.log("warning", f"ports unchanged: {err.message}")
-            return
-        self.scheduler.panic()  # every note we sounded ends on the ports that sounded it
-        deadline_ns = time.monotonic_ns() + 500_000_000
-        while self.scheduler.sounding() and time.monotonic_ns() < deadline_ns:
-            self._closed.wait(0.005)
-        old_inputs, old_outputs = self._inputs, self._outputs
-        self._outputs, self._inputs = outputs, inputs  # rebinding is atomic: the scheduler sees old or new
-        for port in [*old_inputs, *old_outputs]:
-            port.close()
-        self._port_names = names
-        self._lost_ports.clear()
-        self.log("info", f"ports: listening on {names.get('in')}, playing to {names.get('out')}")
+            if rounds % PORT_CHECK_ROUNDS == 0:
+                self._ports.check()
 
     def _send_bytes(self, data: Sequence[int]) -> None:
         """The scheduler's only output path (its own thread): every output port gets the bytes."""
         kind = data[0] & 0xF0
         if kind in (0x80, 0x90):
-            self._wire_out.append((time.monotonic_ns(), data))
+            self._snapshots.wire_out.append((time.monotonic_ns(), data))
             if kind == 0x90 and data[2] > 0:
-                self._counters["notes_out"] += 1
+                self._snapshots.counters["notes_out"] += 1
             if self.recorder is not None:
                 self.recorder.note("companion", data, self.clock.timebase().ticks_at(time.monotonic_ns()))
-        for port in self._outputs:
-            if not port.closed:
-                port.send(data)
-
-    def _publish(self, now_ns: int) -> None:
-        """The engine-thread-owned part of the UI's picture, kept small: a note arriving now waits for it."""
-        snap = {"engine": self.engine.snapshot(), "settings_obj": self.engine.settings, **self.presets.snapshot()}
-        with self._lock:
-            self._snapshot = snap
-
-
-def _piano_roll(wire: deque, source: str, timebase: Timebase) -> list[tuple[str, int, int, int | None]]:
-    """The recent notes of one direction as (source, pitch, start, end or None while sounding), in ticks."""
-    closed, sounding = notes_from_wire(list(wire), timebase.ticks_at)
-    return [(source, n.pitch, n.start_ticks, n.end_ticks) for n in closed] + \
-        [(source, n.pitch, n.start_ticks, None) for n in sounding]
+        self._ports.send(data)
