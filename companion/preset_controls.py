@@ -17,7 +17,7 @@ CC_CHANNEL = Field("channel", None, "channel the mapped controllers come on", "c
 _CONTROL_FIELDS = {"temperature": ("sampling", "temperature"), "response_bars": ("engine", "response_bars"),
                    "silence_beats": ("engine", "silence_beats"), "density": ("sampling", "density"),
                    "top_p": ("sampling", "top_p"), "distance": ("variation", "distance"),
-                   "humanize": ("midi", "humanize")}
+                   "humanize": ("midi", "humanize"), "morph_steps": ("variation", "morph_steps")}
 _CC_ENTRY_KEYS = ("control", "min", "max", "channel")
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from companion.core.engine import ChangeSettings, Engine, EngineSettings, PanicIntent, Regenerate
+from companion.core.engine import ChangeSettings, Engine, EngineSettings, PanicIntent, Regenerate, StorePhrase
 from companion.core.events import (
     CC_ALL_NOTES_OFF,
     CC_ALL_SOUND_OFF,
@@ -67,8 +67,12 @@ _SPECS = (
     ControlSpec("morph_steps", "int", "engine", 2, 16, doc="steps of a morph between the last two phrases"),
     ControlSpec("regenerate", "trigger", "action", doc="replay the last answer with a new seed (press: >= 64)"),
     ControlSpec("panic", "trigger", "action", doc="all notes off (press: >= 64)"),
+    ControlSpec("store_phrase", "trigger", "action",
+                doc="morph: keep the last phrase as A, then B (A to B plays) (press: >= 64)"),
 )
 CONTROLS: Mapping[str, ControlSpec] = {spec.name: spec for spec in _SPECS}
+_TRIGGERS: Mapping[str, Callable[[], ControlAction]] = {
+    "regenerate": lambda: Regenerate(new_seed=True), "panic": PanicIntent, "store_phrase": StorePhrase}
 """Every control a CC can drive, by name."""
 
 
@@ -139,7 +143,7 @@ class Bank:
     channel: int | None = 15
 
 
-ControlAction = SetExtras | SwitchPreset | Learned | Log | ChangeSettings | Regenerate | PanicIntent
+ControlAction = SetExtras | SwitchPreset | Learned | Log | ChangeSettings | Regenerate | PanicIntent | StorePhrase
 """What `Controller` hands the runtime: engine intents go to `Engine.intent`, the rest the runtime applies."""
 
 
@@ -223,7 +227,7 @@ class Controller:
             if key in self._trigger_down:  # a held button fires once
                 return []
             self._trigger_down.add(key)
-            return [Regenerate(new_seed=True) if spec.name == "regenerate" else PanicIntent()]
+            return [_TRIGGERS[spec.name]()]
         if spec.target == "engine":
             return [ChangeSettings({spec.name: value})]
         return [SetExtras({spec.name: value})]

@@ -228,7 +228,12 @@ class Regenerate:
     new_seed: bool = True
 
 
-Intent = SetMode | ChangeSettings | PanicIntent | Regenerate
+@dataclass(frozen=True, slots=True)
+class StorePhrase:
+    """Keep the last phrase played as an end of a morph (morph mode: A, then B)."""
+
+
+Intent = SetMode | ChangeSettings | PanicIntent | Regenerate | StorePhrase
 
 
 class Engine:
@@ -347,6 +352,8 @@ class Engine:
             return self._panic(now, "panic requested")
         if isinstance(obj, Regenerate):
             return self.mode.regenerate(now, self._context(), obj.new_seed)
+        if isinstance(obj, StorePhrase):
+            return self.mode.store_phrase(now, self._context())
         return [Log("warning", f"ignored an unknown intent: {obj!r}")]
 
     def _change(self, changes: dict[str, Any]) -> list[Command]:

@@ -14,7 +14,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Static
 
-from companion.core.engine import ChangeSettings, PanicIntent, Regenerate, SetMode, available_modes
+from companion.core.engine import ChangeSettings, PanicIntent, Regenerate, SetMode, StorePhrase, available_modes
 from companion.tui.controls import CONTROLS, CONTROLS_BY_KEY, ControlsPanel, ControlSpec, setting_value
 from companion.tui.help_screen import HelpScreen, help_rows
 from companion.tui.intents import ChoosePorts, Learn, LoadPreset, SetRecording
@@ -87,6 +87,7 @@ class CompanionApp(App[int]):
         Binding("r", "record", "record on/off (takes saved as MIDI + JSON)"),
         Binding("n", "regenerate(True)", "regenerate the last answer with a new seed"),
         Binding("N", "regenerate(False)", "regenerate the last answer with the same seed"),
+        Binding("v", "store_phrase", "morph: store the last phrase as A, then as B (A to B plays)"),
         Binding("m", "mode(1)", "next mode"),
         Binding("M", "mode(-1)", "previous mode"),
         Binding("up", "select(-1)", "select the control above"),
@@ -289,6 +290,9 @@ class CompanionApp(App[int]):
     def action_regenerate(self, new_seed: bool) -> None:
         self.runtime.post_intent(Regenerate(new_seed=new_seed))
         self.notify("regenerating with a new seed" if new_seed else "regenerating with the same seed", timeout=1.5)
+
+    def action_store_phrase(self) -> None:
+        self.runtime.post_intent(StorePhrase())  # the log says what was stored (or why not)
 
     def action_mode(self, step: int) -> None:
         modes = available_modes()

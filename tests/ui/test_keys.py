@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from companion.core.engine import ChangeSettings, PanicIntent, Regenerate, SetMode, available_modes
+from companion.core.engine import ChangeSettings, PanicIntent, Regenerate, SetMode, StorePhrase, available_modes
 from companion.tui.app import CompanionApp
 from companion.tui.help_screen import HelpScreen, help_rows
 from companion.tui.intents import Learn, SetRecording
@@ -23,6 +23,7 @@ EXPECTED_INTENTS: dict[str, Callable[[list[object]], bool]] = {
     "r": lambda i: i == [SetRecording(True)],
     "n": lambda i: i == [Regenerate(new_seed=True)],
     "N": lambda i: i == [Regenerate(new_seed=False)],
+    "v": lambda i: i == [StorePhrase()],
     "m": lambda i: len(i) == 1 and isinstance(i[0], SetMode) and i[0].name in available_modes(),
     "M": lambda i: len(i) == 1 and isinstance(i[0], SetMode) and i[0].name in available_modes(),
     # In this order: the FakeRuntime applies each change, so each key starts where the last one left off.

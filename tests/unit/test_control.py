@@ -18,7 +18,7 @@ from companion.core.control import (
     switch_commands,
     with_extras,
 )
-from companion.core.engine import ChangeSettings, Engine, EngineSettings, PanicIntent, Regenerate
+from companion.core.engine import ChangeSettings, Engine, EngineSettings, PanicIntent, Regenerate, StorePhrase
 from companion.core.events import (
     PPQ,
     Cancel,
@@ -74,6 +74,11 @@ def test_a_trigger_fires_once_per_press() -> None:
 def test_panic_control_posts_the_panic_intent() -> None:
     ctl = Controller((CCMapping(30, "panic"),))
     assert ctl.handle(ControlChange(3, 30, 127), 0, BAR) == (True, [PanicIntent()])
+
+
+def test_store_phrase_control_posts_its_intent() -> None:
+    ctl = Controller((CCMapping(31, "store_phrase"),))
+    assert ctl.handle(ControlChange(0, 31, 127), 0, BAR) == (True, [StorePhrase()])
 
 
 def test_mapping_on_one_channel_ignores_the_others() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from companion.core.control import CONTROLS
 from companion.core.engine import EngineSettings, available_modes
 from companion.errors import PresetError
 from companion.preset_schema import SCHEMA
@@ -159,6 +160,18 @@ def test_every_problem_of_a_file_is_reported_at_once() -> None:
 ])
 def test_cc_and_bank_mistakes(table: str, needle: str) -> None:
     assert needle in _error(table)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, spec in CONTROLS.items() if spec.kind in ("int", "float")))
+def test_every_ranged_control_takes_a_narrower_range_in_a_cc_mapping(name: str) -> None:
+    spec = CONTROLS[name]
+    low, high = spec.low, spec.high
+    if spec.kind == "int":
+        low, high = int(low) + 1, int(high) - 1
+    preset = parse_preset(f'[cc]\n21 = {{ control = "{name}", min = {low}, max = {high} }}\n', source="song.toml",
+                          preset_id="song")
+    [mapping] = preset.cc
+    assert (mapping.control, mapping.low, mapping.high) == (name, low, high)
 
 
 def test_missing_checkpoint_file_is_named(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from companion.core.engine import ChangeSettings, Engine, EngineSettings, Regenerate, available_modes
+from companion.core.engine import ChangeSettings, Engine, EngineSettings, Regenerate, StorePhrase, available_modes
 from companion.core.events import PPQ, Cancel, Command, Log, Note, NoteOff, NoteOn, RequestAnswer
 
 BAR = 4 * PPQ
@@ -172,3 +172,62 @@ def test_notes_in_a_request_stay_relative_to_their_own_bar_line() -> None:
     assert request.phrase.start_ticks == 5 * BAR
     note: Note = request.phrase.notes[0]
     assert note.start_ticks - request.phrase.start_ticks == PPQ
+
+
+# --- stored phrases (morph between two the player kept) ------------------------------------------------------
+
+
+def _store(clock: FakeClock) -> list[Command]:
+    commands = clock.engine.intent(StorePhrase())
+    clock.commands += commands
+    return commands
+
+
+def _logs(commands: list[Command]) -> str:
+    return " ".join(c.text for c in commands if isinstance(c, Log))
+
+
+def test_storing_needs_a_phrase_and_is_for_morph_mode() -> None:
+    _, clock = _engine(mode="morph")
+    assert "play a phrase first" in _logs(_store(clock))
+    _, other = _engine(mode="variation")
+    assert "morph mode" in _logs(_store(other))
+
+
+def test_a_stored_phrase_is_a_for_every_morph_after_it() -> None:
+    _, clock = _engine(mode="morph")
+    clock.play(_melody(0))  # A
+    clock.advance_to(3 * BAR)
+    assert "stored A" in _logs(_store(clock))
+    assert "already A" in _logs(_store(clock))  # nothing new played yet
+    clock.play([(67, 4 * BAR, PPQ)])
+    clock.advance_to(7 * BAR)
+    clock.play([(72, 8 * BAR, PPQ)])
+    clock.advance_to(11 * BAR)
+    first, second = clock.requests()
+    assert [n[0] for n in first.settings["vae"]["other"]] == [60, 61, 62, 63, 64, 60, 61, 62]
+    assert [n[0] for n in second.settings["vae"]["other"]] == [60, 61, 62, 63, 64, 60, 61, 62]  # still A
+    assert [n.pitch for n in second.phrase.notes] == [72]
+
+
+def test_storing_b_plays_a_to_b_at_once_and_regenerate_replays_it() -> None:
+    engine, clock = _engine(mode="morph", morph_steps=4)
+    clock.play(_melody(0))
+    clock.advance_to(3 * BAR)
+    _store(clock)
+    clock.play([(67, 4 * BAR, PPQ), (69, 4 * BAR + PPQ, PPQ)])
+    clock.advance_to(5 * BAR + 2 * PPQ)
+    [auto] = clock.requests()  # the phrase itself morphs from A as it ends
+    commands = _store(clock)
+    assert "stored B" in _logs(commands)
+    assert any(isinstance(c, Cancel) and c.tag == auto.tag for c in commands)  # the running morph gives way
+    request = [c for c in commands if isinstance(c, RequestAnswer)][-1]
+    assert request.settings["vae"]["other"][0][0] == 60 and [n.pitch for n in request.phrase.notes] == [67, 69]
+    assert request.start_ticks == 6 * BAR and request.settings["vae"]["steps"] == 4
+    again = [c for c in engine.intent(Regenerate(new_seed=False)) if isinstance(c, RequestAnswer)][-1]
+    assert again.settings["vae"] == request.settings["vae"]  # same ends, same seed
+    assert engine.mode.snapshot(clock.now_ticks)["stored"] == 2
+    clock.play([(74, 8 * BAR, PPQ)])
+    clock.advance_to(11 * BAR)
+    assert "stored A" in _logs(_store(clock))  # a third store starts a new pair
+    assert engine.mode.snapshot(clock.now_ticks)["stored"] == 1

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from companion.core.events import ChannelMessage, Command, Phrase
+from companion.core.events import ChannelMessage, Command, Log, Phrase
 from companion.core.theory import Key
 
 if TYPE_CHECKING:
@@ -63,6 +63,10 @@ class Mode:
     def regenerate(self, now_ticks: int, ctx: ModeContext, new_seed: bool) -> list[Command]:
         """Replace the current output with a fresh take (same seed again, or the next seed)."""
         return []
+
+    def store_phrase(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
+        """Keep the last phrase for later (morph mode's two ends); other modes say so."""
+        return [Log("info", f"storing a phrase is for morph mode; this is {self.name} mode")]
 
     def snapshot(self, now_ticks: int) -> dict[str, Any]:
         """A small dict for the UI."""
