@@ -238,9 +238,13 @@ int cj_read(cj_t *cj, int slot, unsigned char *out, uint32_t cap, uint64_t *time
     slot_t *s = &cj->slots[slot];
     uint64_t stamp;
     uint32_t size;
-    if (J.rb_read_space(s->ring) < sizeof stamp + sizeof size) return 0;
-    J.rb_read(s->ring, (char *)&stamp, sizeof stamp);
-    J.rb_read(s->ring, (char *)&size, sizeof size);
+    char header[sizeof stamp + sizeof size];
+    /* `process` writes a record in three steps: take it only once all of it is there */
+    if (J.rb_peek(s->ring, header, sizeof header) < sizeof header) return 0;
+    memcpy(&stamp, header, sizeof stamp);
+    memcpy(&size, header + sizeof stamp, sizeof size);
+    if (J.rb_read_space(s->ring) < sizeof header + size) return 0;
+    J.rb_read_advance(s->ring, sizeof header);
     if (size > cap) { J.rb_read_advance(s->ring, size); return -1; }
     J.rb_read(s->ring, (char *)out, size);
     *time_ns = stamp;
