@@ -69,6 +69,8 @@ typedef struct {
     slot_t slots[MAX_PORTS];
 } cj_t;
 
+static void quiet(const char *message) { (void)message; }
+
 static int load_jack(char *err, int errlen) {
     if (libjack) return 0;
     const char *names[] = {"libjack.so.0", "libjack.so", "libjack.0.dylib", "/usr/local/lib/libjack.0.dylib",
@@ -90,6 +92,12 @@ static int load_jack(char *err, int errlen) {
     SYM(rb_read_advance, "jack_ringbuffer_read_advance"); SYM(rb_read_space, "jack_ringbuffer_read_space");
     SYM(rb_write, "jack_ringbuffer_write"); SYM(rb_write_space, "jack_ringbuffer_write_space");
 #undef SYM
+    /* libjack prints to stderr on every failed connect (once a second while JACK is away), which would tear
+       the terminal UI; Companion says what matters in its own log. */
+    void (*set_error)(void (*)(const char *)) = (void (*)(void (*)(const char *)))dlsym(lib, "jack_set_error_function");
+    void (*set_info)(void (*)(const char *)) = (void (*)(void (*)(const char *)))dlsym(lib, "jack_set_info_function");
+    if (set_error) set_error(quiet);
+    if (set_info) set_info(quiet);
     libjack = lib;
     return 0;
 }
@@ -166,25 +174,33 @@ cj_t *cj_open(const char *name, char *err, int errlen) {
 void *cj_client(cj_t *cj) { return cj->client; }
 int cj_shut_down(cj_t *cj) { return cj->shut_down; }
 
+static int add_at(cj_t *cj, int i, const char *name, int is_input) {
+    slot_t *s = &cj->slots[i];
+    void *port = J.port_register(cj->client, name, MIDI_TYPE, is_input ? PORT_IS_INPUT : PORT_IS_OUTPUT, 0);
+    if (!port) return -1;
+    if (!s->ring && !(s->ring = J.rb_create(RING_BYTES))) { J.port_unregister(cj->client, port); return -1; }
+    while (sem_trywait(&s->arrived) == 0) {}
+    char scratch[256];
+    size_t left;
+    while ((left = J.rb_read_space(s->ring)) > 0) J.rb_read(s->ring, scratch, left < 256 ? left : 256);
+    s->is_input = is_input;
+    s->port = port;
+    s->dropped = 0;
+    __atomic_store_n(&s->active, 1, __ATOMIC_RELEASE);
+    return i;
+}
+
 /* Register a port; returns its slot index, or -1 (a duplicate name, too many ports, no memory). */
 int cj_add_port(cj_t *cj, const char *name, int is_input) {
-    for (int i = 0; i < MAX_PORTS; i++) {
-        slot_t *s = &cj->slots[i];
-        if (s->active || s->port) continue;
-        void *port = J.port_register(cj->client, name, MIDI_TYPE, is_input ? PORT_IS_INPUT : PORT_IS_OUTPUT, 0);
-        if (!port) return -1;
-        if (!s->ring && !(s->ring = J.rb_create(RING_BYTES))) { J.port_unregister(cj->client, port); return -1; }
-        while (sem_trywait(&s->arrived) == 0) {}
-        char scratch[256];
-        size_t left;
-        while ((left = J.rb_read_space(s->ring)) > 0) J.rb_read(s->ring, scratch, left < 256 ? left : 256);
-        s->is_input = is_input;
-        s->port = port;
-        s->dropped = 0;
-        __atomic_store_n(&s->active, 1, __ATOMIC_RELEASE);
-        return i;
-    }
+    for (int i = 0; i < MAX_PORTS; i++)
+        if (!cj->slots[i].active && !cj->slots[i].port) return add_at(cj, i, name, is_input);
     return -1;
+}
+
+/* The same, in a given slot (a client re-opened after JACK came back keeps its ports' slots). */
+int cj_add_port_at(cj_t *cj, int slot, const char *name, int is_input) {
+    if (slot < 0 || slot >= MAX_PORTS || cj->slots[slot].active || cj->slots[slot].port) return -1;
+    return add_at(cj, slot, name, is_input);
 }
 
 void *cj_port(cj_t *cj, int slot) { return cj->slots[slot].port; }
@@ -249,6 +265,16 @@ int cj_read(cj_t *cj, int slot, unsigned char *out, uint32_t cap, uint64_t *time
     J.rb_read(s->ring, (char *)out, size);
     *time_ns = stamp;
     return (int)size;
+}
+
+/* JACK went away: let go of the dead client but keep the struct, which reader threads may still be waiting on. */
+void cj_abandon(cj_t *cj) {
+    for (int i = 0; i < MAX_PORTS; i++) {
+        __atomic_store_n(&cj->slots[i].active, 0, __ATOMIC_RELEASE);
+        if (cj->slots[i].is_input) sem_post(&cj->slots[i].arrived);
+    }
+    cj->shut_down = 1;
+    J.client_close(cj->client);
 }
 
 void cj_close(cj_t *cj) {

@@ -53,7 +53,7 @@ def _load() -> tuple[Any, Any] | None:
             ("cj_add_port", i, [vp, c, i]), ("cj_port", vp, [vp, i]), ("cj_remove_port", None, [vp, i]),
             ("cj_send", i, [vp, i, c, u32]), ("cj_wait", i, [vp, i, i]), ("cj_dropped", u32, [vp, i]),
             ("cj_read", i, [vp, i, ctypes.POINTER(ctypes.c_ubyte), u32, ctypes.POINTER(ctypes.c_uint64)]),
-            ("cj_close", None, [vp]),
+            ("cj_close", None, [vp]), ("cj_add_port_at", i, [vp, i, c, i]), ("cj_abandon", None, [vp]),
         ):
             getattr(shim, name).restype, getattr(shim, name).argtypes = res, args
         for name, res, args in (
@@ -101,6 +101,8 @@ class JackClient:
         self.users = 0
         self.lock = threading.Lock()
         self._names: dict[int, tuple[str, str]] = {}  # slot -> (the name asked for, the name it has)
+        self._inputs: set[int] = set()
+        self._abandoned: list[Any] = []  # clients of a JACK that went away (readers may still hold them)
 
     @classmethod
     def acquire(cls, name: str) -> JackClient:
@@ -117,7 +119,8 @@ class JackClient:
             if self.users > 0:
                 return
             self._clients.pop(self.requested, None)
-        self._shim.cj_close(self._handle)
+        if self._handle not in self._abandoned:  # an abandoned one was closed already (JACK went away)
+            self._shim.cj_close(self._handle)
 
     def ports(self, flags: int) -> list[str]:
         """MIDI ports of other clients with these flags (PORT_IS_OUTPUT: ones we can listen to)."""
@@ -147,6 +150,8 @@ class JackClient:
                 slot = self._shim.cj_add_port(self._handle, actual.encode(), 1 if is_input else 0)
                 if slot >= 0:
                     self._names[slot] = (name, actual)
+                    if is_input:
+                        self._inputs.add(slot)
                     return slot
         raise PortError(f"cannot open the JACK port {self.name}:{name}: the name is taken (is another "
                         "Companion running? close it first) or the client has too many ports")
@@ -155,12 +160,42 @@ class JackClient:
         with self.lock:
             self._shim.cj_remove_port(self._handle, slot)
             wanted, actual = self._names.pop(slot, ("", ""))
+            self._inputs.discard(slot)
             waiting = [s for s, (w, a) in self._names.items() if w == wanted and a != wanted]
             rename = getattr(self._jack, "jack_port_rename", None)
             if actual == wanted and waiting and rename is not None:
                 port = self._shim.cj_port(self._handle, waiting[0])
                 if rename(self._client, port, wanted.encode()) == 0:
                     self._names[waiting[0]] = (wanted, wanted)
+
+    def alive(self) -> bool:
+        """False once the JACK server has gone away (stopped, crashed, restarted)."""
+        return not self._shim.cj_shut_down(self._handle)
+
+    def revive(self) -> bool:
+        """After the server went away: a new client of the same name with the same ports, if JACK is back."""
+        with self.lock:
+            if self.alive():
+                return True
+            if self._handle not in self._abandoned:
+                # Let go of the dead client first: while it is open, libjack keeps the old server's state
+                # and a new client would open against that.
+                self._shim.cj_abandon(self._handle)
+                self._abandoned.append(self._handle)
+            error = ctypes.create_string_buffer(256)
+            before = native_threads()
+            handle = self._shim.cj_open(self.requested.encode(), error, len(error))
+            if not handle:
+                return False
+            note_jack_client(before)
+            for slot, (_, actual) in sorted(self._names.items()):
+                if self._shim.cj_add_port_at(handle, slot, actual.encode(), 1 if slot in self._inputs else 0) < 0:
+                    self._shim.cj_close(handle)
+                    return False
+            self._handle = handle
+            self._client = self._shim.cj_client(handle)
+            self.name = self._jack.jack_get_client_name(self._client).decode()
+            return True
 
     def full_name(self, slot: int) -> str:
         return self._jack.jack_port_name(self._shim.cj_port(self._handle, slot)).decode()
@@ -214,6 +249,16 @@ class _JackPortMixin:
             self.target = target
         return linked
 
+    def server_gone(self) -> bool:
+        """The JACK server this port lived on has gone away."""
+        client = self._client
+        return client is not None and not client.alive()
+
+    def revive(self) -> bool:
+        """Re-open this port's client (and every port of it) once JACK is back; True when it is."""
+        client = self._client
+        return client is not None and client.revive()
+
     def _close_port(self) -> None:
         if self._client is not None:
             self._client.remove_port(self._slot)
@@ -261,10 +306,11 @@ class JackInput(_JackPortMixin, InputPort):
         try_realtime(READER_PRIORITY)
         client = self._client
         assert client is not None
-        shim, handle, slot = client.shim, client.handle, self._slot
+        shim, slot = client.shim, self._slot
         buffer = (ctypes.c_ubyte * READ_CAPACITY)()
         stamp = ctypes.c_uint64()
         while self._reading.is_set():
+            handle = client.handle  # a new one after JACK came back
             if not shim.cj_wait(handle, slot, WAIT_US):  # the interpreter lock is free while we wait
                 continue
             while self._reading.is_set():
@@ -295,6 +341,7 @@ class JackOutput(_JackPortMixin, OutputPort):
         self.query, self.target, self.client_name, self.local_name = query, None, client_name, local_name
         self._client = None
         self._slot = -1
+        self.dropped = 0  # messages sent while JACK was away
 
     def _open(self) -> None:
         self._open_port()
@@ -304,8 +351,9 @@ class JackOutput(_JackPortMixin, OutputPort):
         assert client is not None
         payload = bytes(data)
         result = client.shim.cj_send(client.handle, self._slot, payload, len(payload))
-        if result == -2:
-            raise PortError(f"cannot send to {self.name!r}: the JACK server has stopped")
+        if result == -2:  # JACK has gone away: nothing can sound; the watcher says so and re-opens the port
+            self.dropped += 1
+            return
         if result == -1:
             raise PortError(f"cannot send to {self.name!r}: JACK has not taken messages for a while (stalled?)")
 

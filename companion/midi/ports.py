@@ -318,26 +318,53 @@ class PortEvent:
 class PortWatcher:
     """Call `check()` about once a second: reports named connections that vanish, re-opens them on return.
 
-    Virtual ports are not watched: they live as long as we do.
+    Virtual ports live as long as we do, except on a JACK server that goes away: every port of our own JACK
+    client is watched for that, and re-opened (named ones reconnected) when JACK is back.
     """
 
     def __init__(self, on_event: Callable[[PortEvent], None]) -> None:
         self._on_event = on_event
-        self._ports: list[RtMidiInput | RtMidiOutput] = []
+        self._ports: list[Any] = []
         self._lost: set[int] = set()
+        self._server_ports: list[Any] = []
+        self._server_lost: set[int] = set()
 
-    def watch(self, port: RtMidiInput | RtMidiOutput) -> None:
+    def watch(self, port: Any) -> None:
         if port.query is not None:
             self._ports.append(port)
+        if hasattr(port, "server_gone"):
+            self._server_ports.append(port)
 
     def lost(self) -> list[str]:
         """Local names of ports whose connection is currently lost."""
-        return [p.local_name for p in self._ports if id(p) in self._lost]
+        return list(dict.fromkeys(p.local_name for p in [*self._ports, *self._server_ports]
+                                  if id(p) in self._lost or id(p) in self._server_lost))
+
+    def _check_server(self) -> list[PortEvent]:
+        events: list[PortEvent] = []
+        for port in self._server_ports:
+            key = id(port)
+            if port.closed:
+                continue
+            if port.server_gone() and not port.revive():  # the first port of a client re-opens them all
+                if key not in self._server_lost:
+                    self._server_lost.add(key)
+                    events.append(PortEvent("lost", port.local_name, "JACK", (
+                        f"the JACK server went away: {port.local_name} is gone until JACK is back "
+                        "(Companion re-opens it by itself; nothing sounds meanwhile)")))
+            elif key in self._server_lost:
+                self._server_lost.discard(key)
+                if port.query is not None:
+                    port.reconnect()
+                events.append(PortEvent("restored", port.local_name, "JACK", (
+                    f"JACK is back: {port.local_name} re-opened"
+                    + (f" and connected to {port.target!r}" if port.query is not None else "; connect it again"))))
+        return events
 
     def check(self) -> list[PortEvent]:
-        events: list[PortEvent] = []
+        events = self._check_server()
         for port in self._ports:
-            if port.closed:
+            if port.closed or id(port) in self._server_lost:
                 continue
             names = port.available_ports()
             key = id(port)
