@@ -159,3 +159,35 @@ def test_ports_close_cleanly_while_jack_is_away(poll: Callable[..., Any], monkey
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_closing_an_input_while_messages_pour_in_never_crashes(jack_client: Callable[..., Any],
+                                                               poll: Callable[..., Any]) -> None:
+    """rtmidi's callback crashed the process here; ours must close mid-stream, thirty times over."""
+    import threading
+
+    tag = uuid.uuid4().hex[:8]
+    flood = jack_client("cj-flood").open_virtual_out(f"Flood {tag}")
+    pouring = threading.Event()
+    pouring.set()
+
+    def pour() -> None:
+        value = 0
+        while pouring.is_set():
+            flood.send([0xB0, 7, value])
+            value = (value + 1) % 128
+            time.sleep(0.0002)
+
+    thread = threading.Thread(target=pour, daemon=True)
+    thread.start()
+    try:
+        for _ in range(30):
+            got: list[list[int]] = []
+            midi_in = open_input("jack", port=f"Flood {tag}", callback=lambda d, t, got=got: got.append(d),
+                                 client_name=f"cj-{tag}", virtual_name="In")
+            assert poll(lambda got=got: len(got) >= 3, 5.0), "nothing arrived after re-opening"
+            midi_in.close()
+            assert all(d[:2] == [0xB0, 7] for d in got)  # whole messages only, never torn ones
+    finally:
+        pouring.clear()
+        thread.join(timeout=2)
