@@ -163,6 +163,8 @@ def format_backends(infos: Sequence[BackendInfo] | None = None) -> str:
         lines.append(f"{info.name}: {state}")
         if info.why:
             lines.append(f"  why: {info.why}")
+        if info.usable and info.name == "jack":
+            lines.append("  " + _jack_client_line())
         if info.usable:
             lines.append("  ports you can listen to (--in-port): " + (", ".join(info.inputs) or "none"))
             lines.append("  ports you can play to (--out-port): " + (", ".join(info.outputs) or "none"))
@@ -171,3 +173,13 @@ def format_backends(infos: Sequence[BackendInfo] | None = None) -> str:
     except PortError as err:
         lines.append(f"auto picks nothing: {err.message}")
     return "\n".join(lines)
+
+
+def _jack_client_line() -> str:
+    """How Companion's JACK ports are made here: its own client, or rtmidi's (and why)."""
+    from companion.midi.jack import available
+
+    own, why = available()
+    if own:
+        return "Companion's ports: one JACK client of its own, 'companion' (companion:Companion In / Out)"
+    return f"Companion's ports: through rtmidi, one JACK client per port ({why})"

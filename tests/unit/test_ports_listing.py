@@ -15,6 +15,7 @@ def test_listing_names_ports_and_the_reason_a_backend_is_unusable() -> None:
     text = format_backends(infos)
     assert "alsa: not usable now" in text and "/dev/snd/seq" in text
     assert "jack: usable, virtual ports" in text and "daw:out" in text and "synth:in" in text
+    assert "Companion's ports: " in text  # its own JACK client where the shim is built, else rtmidi's and why
     assert text.rstrip().endswith("auto picks: jack") or "auto picks: jack" in text
 
 
