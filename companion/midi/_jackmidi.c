@@ -54,7 +54,7 @@ static struct {
 static void *libjack;
 
 typedef struct {
-    volatile int active;  /* 0: free slot, 1: in use; `process` only touches active slots */
+    volatile int active;  /* 0: not touched by `process`; 1: in use; 2: closing (an output's buffer is cleared) */
     int is_input;
     void *port;
     ringbuffer_t *ring;
@@ -114,8 +114,13 @@ static int process(nframes_t nframes, void *arg) {
     uint64_t stamp = now_ns();
     for (int i = 0; i < MAX_PORTS; i++) {
         slot_t *s = &cj->slots[i];
-        if (!s->active) continue;
+        int state = __atomic_load_n(&s->active, __ATOMIC_ACQUIRE);
+        if (!state) continue;
         void *buffer = J.port_get_buffer(s->port, nframes);
+        if (state == 2) {  /* an output's buffer would otherwise be sent again every cycle until it is gone */
+            if (!s->is_input) J.midi_clear_buffer(buffer);
+            continue;
+        }
         if (s->is_input) {
             uint32_t count = J.midi_get_event_count(buffer), woke = 0;
             for (uint32_t e = 0; e < count; e++) {
@@ -216,9 +221,21 @@ static void wait_cycles(cj_t *cj) {
     }
 }
 
+/* An output's queued messages (the note-offs of a closing session) go out before the port does. */
+static void drain(cj_t *cj, slot_t *s) {
+    for (int i = 0; i < 400 && !cj->shut_down && s->active == 1 && !s->is_input && J.rb_read_space(s->ring) > 0;
+         i++) {
+        struct timespec ts = {0, 250000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 void cj_remove_port(cj_t *cj, int slot) {
     slot_t *s = &cj->slots[slot];
     if (!s->port) return;
+    drain(cj, s);
+    __atomic_store_n(&s->active, 2, __ATOMIC_RELEASE);
+    wait_cycles(cj);  /* its buffer is cleared: what went out last is not repeated */
     __atomic_store_n(&s->active, 0, __ATOMIC_RELEASE);
     wait_cycles(cj);
     if (!cj->shut_down) J.port_unregister(cj->client, s->port);
@@ -279,7 +296,10 @@ void cj_abandon(cj_t *cj) {
 
 void cj_close(cj_t *cj) {
     if (!cj) return;
-    for (int i = 0; i < MAX_PORTS; i++) __atomic_store_n(&cj->slots[i].active, 0, __ATOMIC_RELEASE);
+    for (int i = 0; i < MAX_PORTS; i++) drain(cj, &cj->slots[i]);
+    for (int i = 0; i < MAX_PORTS; i++)
+        if (cj->slots[i].active) __atomic_store_n(&cj->slots[i].active, 2, __ATOMIC_RELEASE);
+    wait_cycles(cj);
     if (!cj->shut_down) J.deactivate(cj->client);
     J.client_close(cj->client);
     for (int i = 0; i < MAX_PORTS; i++) {

@@ -191,3 +191,20 @@ def test_closing_an_input_while_messages_pour_in_never_crashes(jack_client: Call
     finally:
         pouring.clear()
         thread.join(timeout=2)
+
+
+def test_messages_sent_just_before_an_output_closes_still_go_out(jack_client: Callable[..., Any]) -> None:
+    """A session's closing note-offs are sent, then its ports close at once: every one must reach the synth."""
+    tag = uuid.uuid4().hex[:8]
+    synth = jack_client("cj-synth").open_virtual_in(f"Synth {tag}")
+    for _ in range(3):
+        midi_out = open_output("jack", port=f"Synth {tag}", client_name=f"cj-{tag}", virtual_name="Out")
+        offs = [[0x80 | (n % 16), 36 + n, 0] for n in range(48)]
+        before = len(synth.messages())
+        for data in offs:
+            midi_out.send(data)
+        midi_out.close()
+        expected = before + len(offs)
+        assert synth.wait_for(lambda m, expected=expected: len(m) >= expected, 2.0), "note-offs lost at close"
+        time.sleep(0.05)  # and nothing more: a closed port's last messages must not repeat
+        assert [d for d, _ in synth.messages()[before:]] == offs
