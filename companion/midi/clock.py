@@ -113,8 +113,10 @@ class MidiClockFollower(_ClockReading):
         self._last_pulse_ns: int | None = None
         self._last_pulse_ticks = -TICKS_PER_CLOCK_PULSE
         self._filled_last_gap = False
+        self._owed = 0  # pulses the last fill counted that may still arrive, late, in a burst
         self.epoch = 0
         self.filled_pulses = 0  # pulses taken as lost on the way (xruns, a busy USB cable) and filled in
+        self.late_pulses = 0  # filled pulses that turned up after all (the sender stalled): not counted twice
 
 
     @property
@@ -143,6 +145,7 @@ class MidiClockFollower(_ClockReading):
     def _jump(self, ticks: int, time_ns: int) -> None:
         """The next pulse is at `ticks`; until it comes, that tick is now (the DAW sends it right away)."""
         self._next_pulse_ticks = ticks
+        self._owed = 0
         self._last_pulse_ticks = ticks - TICKS_PER_CLOCK_PULSE
         self._timebase = self._timebase.with_position(ticks, time_ns)
         self.epoch += 1
@@ -154,6 +157,8 @@ class MidiClockFollower(_ClockReading):
             self._next_pulse_ticks = None
             self._last_pulse_ns = None  # no gap filling across a jump
         elif self._running:
+            if self._counted_already(time_ns):
+                return
             self._fill_gap(time_ns)
         estimator.feed(time_ns)
         self._last_pulse_ns = time_ns
@@ -168,6 +173,19 @@ class MidiClockFollower(_ClockReading):
         else:
             # Not locked yet: the pulse count is the position, at the tempo we had.
             self._timebase = self._timebase.with_position(self._last_pulse_ticks, time_ns)
+
+    def _counted_already(self, time_ns: int) -> bool:
+        """A pulse in a burst right after a fill is one of the filled pulses arriving late (a sender that
+        stalled sends what it owes at once): it was counted when the gap was filled, so it is not counted again."""
+        owed, self._owed = self._owed, 0
+        bpm = self._estimator.bpm
+        if owed <= 0 or bpm is None or self._last_pulse_ns is None:
+            return False
+        if time_ns - self._last_pulse_ns >= 0.5 * 60e9 / (bpm * 24):
+            return False  # on time: the filled pulses really were lost
+        self._owed = owed - 1
+        self.late_pulses += 1
+        return True
 
     def _fill_gap(self, time_ns: int) -> None:
         """A gap of 2..4 periods while locked is pulses lost on the way: count them so position stays right.
@@ -186,6 +204,7 @@ class MidiClockFollower(_ClockReading):
                 fitted_ns = self._estimator.fitted_pulse_ns(last_index + k)
                 self._estimator.feed(fitted_ns if fitted_ns is not None else time_ns)
             self.filled_pulses += missing
+            self._owed = missing
             self._filled_last_gap = True
         else:
             self._filled_last_gap = False

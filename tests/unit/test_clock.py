@@ -150,6 +150,19 @@ def test_follower_fills_in_a_lost_pulse_and_keeps_the_position() -> None:
     assert abs(follower.bpm - 120.0) < 0.5
 
 
+def test_follower_counts_a_stalled_senders_late_burst_once() -> None:
+    """A DAW (or a cable) that stalls sends the pulses it owes at once: they are late, not lost."""
+    start_ns = 1_000_000_000
+    follower = MidiClockFollower()
+    follower.feed(ClockStart(), start_ns - 1_000)
+    times = jittery_pulses(3 * BAR_PULSES, start_ns, jitter=0.0)
+    stalled = times[:150] + [times[152]] * 3 + times[153:]  # pulses 150, 151 and 152 arrive together
+    feed_all(follower, stalled)
+    assert follower.filled_pulses == 2 and follower.late_pulses == 2
+    last_ideal_ns = start_ns + round((3 * BAR_PULSES - 1) * PULSE_NS_120)
+    assert abs(follower.timebase().ticks_at(last_ideal_ns) - (3 * BAR_PULSES - 1) * TICKS_PER_CLOCK_PULSE) <= 1
+
+
 def test_follower_follows_a_tempo_change() -> None:
     follower = MidiClockFollower()
     follower.feed(ClockStart(), 0)
