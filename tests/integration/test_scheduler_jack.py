@@ -54,5 +54,6 @@ def test_scheduled_notes_arrive_on_the_grid_and_close_silences(jack_client: Call
                 assert 0 <= late_ns <= GRID_BOUND_NS, (note, late_ns)
         finally:
             scheduler.close()
-        assert synth.wait_for(lambda m: not sounding(m) and [0xB2, 123, 0] in [d for d, _ in m], 5.0)
+        assert synth.wait_for(lambda m: not sounding(m) and [0xB2, 123, 0] in [d for d, _ in m], 5.0), (
+            sounding(synth.messages()), synth.messages()[-12:], scheduler.sounding())
         assert scheduler.sounding() == []
