@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -13,11 +13,10 @@ from companion.preset_schema import SCHEMA, Field, did_you_mean, show, type_word
 
 BANK_CHANNEL = Field("channel", 16, "channel the DAW sends Program Change on", "bank.channel", none="omni")
 CC_CHANNEL = Field("channel", None, "channel the mapped controllers come on", "cc.channel", none="omni")
-# A CC's own range (min/max) must stay inside the setting's range: the schema field each control drives.
-_CONTROL_FIELDS = {"temperature": ("sampling", "temperature"), "response_bars": ("engine", "response_bars"),
-                   "silence_beats": ("engine", "silence_beats"), "density": ("sampling", "density"),
-                   "top_p": ("sampling", "top_p"), "distance": ("variation", "distance"),
-                   "humanize": ("midi", "humanize"), "morph_steps": ("variation", "morph_steps")}
+# A CC's own range (min/max) must stay inside the setting's range: the schema field of the same name as the
+# control (every ranged control is a preset setting; a test gives each one a range).
+_CONTROL_FIELDS = {name: (table, name) for table, fields in SCHEMA.items() for name in fields
+                   if name in CONTROLS and CONTROLS[name].kind in ("int", "float")}
 _CC_ENTRY_KEYS = ("control", "min", "max", "channel")
 
 
@@ -27,17 +26,24 @@ def parse_controls(problems: Problems, data: Mapping[str, Any]) -> tuple[tuple[C
     return parse_cc(problems, cc_table), parse_bank(problems, bank_table) if bank_table else None
 
 
+def _numbered(problems: Problems, section: str, table: Mapping[str, Any], what: str,
+              example: str) -> Iterator[tuple[str, Any]]:
+    """The table's keys 0..127 with their values (`channel` aside); any other key is a problem."""
+    for key, value in table.items():
+        if key == "channel":
+            continue
+        if not key.isdigit() or int(key) > 127:
+            problems.add(section, key, f"[{section}] key \"{key}\" is not {what}; write e.g. {example}")
+            continue
+        yield key, value
+
+
 def parse_cc(problems: Problems, table: Mapping[str, Any]) -> tuple[CCMapping, ...]:
     channel = field_value(problems, "cc", "channel", CC_CHANNEL, table["channel"], None) \
         if "channel" in table else None
     mappings: list[CCMapping] = []
-    for key, entry in table.items():
-        if key == "channel":
-            continue
-        if not key.isdigit() or int(key) > 127:
-            problems.add("cc", key, f"[cc] key \"{key}\" is not a controller number; write e.g. "
-                         f"21 = \"temperature\" (0..127) or channel = 1")
-            continue
+    for key, entry in _numbered(problems, "cc", table, "a controller number",
+                                '21 = "temperature" (0..127) or channel = 1'):
         spec_entry = {"control": entry} if isinstance(entry, str) else entry
         if not isinstance(spec_entry, dict):
             problems.add("cc", key, f"[cc] {key} = {show(entry)} is {type_word(entry)}; write a control name "
@@ -78,13 +84,8 @@ def parse_bank(problems: Problems, table: Mapping[str, Any]) -> Bank:
     channel = field_value(problems, "bank", "channel", BANK_CHANNEL, table["channel"], None) \
         if "channel" in table else 15
     programs: dict[int, str] = {}
-    for key, name in table.items():
-        if key == "channel":
-            continue
-        if not key.isdigit() or int(key) > 127:
-            problems.add("bank", key, f"[bank] key \"{key}\" is not a program number 0..127; write e.g. "
-                         f"0 = \"folk-call-response\"")
-        elif not isinstance(name, str) or not name.strip():
+    for key, name in _numbered(problems, "bank", table, "a program number 0..127", '0 = "folk-call-response"'):
+        if not isinstance(name, str) or not name.strip():
             problems.add("bank", key, f"[bank] {key} = {show(name)} must be a preset name in quotes")
         else:
             programs[int(key)] = name.strip()
