@@ -90,19 +90,29 @@ class JackClient:
             raise PortError(f"JACK ports through Companion's own client are unavailable: {_why_not}")
         self._shim, self._jack = libs
         self.requested = requested
-        error = ctypes.create_string_buffer(256)
-        before = native_threads()
-        self._handle = self._shim.cj_open(requested.encode(), error, len(error))
-        if not self._handle:
-            raise PortError(f"cannot open the JACK client {requested!r}: {_WHY_NO_JACK} ({error.value.decode()})")
-        note_jack_client(before)  # its process thread now bounds our threads' real-time priority
-        self._client = self._shim.cj_client(self._handle)
-        self.name = self._jack.jack_get_client_name(self._client).decode()  # JACK renames a taken name
+        handle, why = self._new_handle()
+        if not handle:
+            raise PortError(f"cannot open the JACK client {requested!r}: {_WHY_NO_JACK} ({why})")
+        self._adopt(handle)
         self.users = 0
         self.lock = threading.Lock()
         self._names: dict[int, tuple[str, str]] = {}  # slot -> (the name asked for, the name it has)
         self._inputs: set[int] = set()
         self._abandoned: list[Any] = []  # clients of a JACK that went away (readers may still hold them)
+
+    def _new_handle(self) -> tuple[Any, str]:
+        """A new client on the server: its handle (None if there is no server) and libjack's reason."""
+        error = ctypes.create_string_buffer(256)
+        before = native_threads()
+        handle = self._shim.cj_open(self.requested.encode(), error, len(error))
+        if handle:
+            note_jack_client(before)  # its process thread now bounds our threads' real-time priority
+        return handle, error.value.decode()
+
+    def _adopt(self, handle: Any) -> None:
+        self._handle = handle
+        self._client = self._shim.cj_client(handle)
+        self.name = self._jack.jack_get_client_name(self._client).decode()  # JACK renames a taken name
 
     @classmethod
     def acquire(cls, name: str) -> JackClient:
@@ -182,19 +192,14 @@ class JackClient:
                 # and a new client would open against that.
                 self._shim.cj_abandon(self._handle)
                 self._abandoned.append(self._handle)
-            error = ctypes.create_string_buffer(256)
-            before = native_threads()
-            handle = self._shim.cj_open(self.requested.encode(), error, len(error))
+            handle, _ = self._new_handle()
             if not handle:
                 return False
-            note_jack_client(before)
             for slot, (_, actual) in sorted(self._names.items()):
                 if self._shim.cj_add_port_at(handle, slot, actual.encode(), 1 if slot in self._inputs else 0) < 0:
                     self._shim.cj_close(handle)
                     return False
-            self._handle = handle
-            self._client = self._shim.cj_client(handle)
-            self.name = self._jack.jack_get_client_name(self._client).decode()
+            self._adopt(handle)
             return True
 
     def full_name(self, slot: int) -> str:
@@ -229,16 +234,21 @@ class _JackPortMixin:
     def _open_port(self) -> None:
         self._client = JackClient.acquire(self.client_name)
         try:
-            names = self.available_ports() if self.query is not None else []
-            index = find_port(names, self.query, self.direction, "jack") if self.query is not None else -1
+            target = self._matching_target() if self.query is not None else None
             self._slot = self._client.add_port(self.local_name, self.direction == "input")
-            if index >= 0 and not self._link(names[index]):
+            if target is not None and not self._link(target):
                 self._client.remove_port(self._slot)
-                raise PortError(f"cannot connect {self.local_name!r} to the JACK port {names[index]!r}")
+                raise PortError(f"cannot connect {self.local_name!r} to the JACK port {target!r}")
         except PortError:
             self._client.release()
             self._client = None
             raise
+
+    def _matching_target(self) -> str:
+        """The first port of another client that matches the query (a PortError that lists them if none)."""
+        assert self.query is not None
+        names = self.available_ports()
+        return names[find_port(names, self.query, self.direction, "jack")]
 
     def _link(self, target: str) -> bool:
         assert self._client is not None
@@ -277,12 +287,10 @@ class _JackPortMixin:
         with self._lock:
             if self.query is None or self._client is None:
                 return False
-            names = self.available_ports()
             try:
-                index = find_port(names, self.query, self.direction, "jack")
+                return self._link(self._matching_target())
             except PortError:
                 return False
-            return self._link(names[index])
 
 
 class JackInput(_JackPortMixin, InputPort):
