@@ -174,14 +174,19 @@ class MidiClockFollower(_ClockReading):
             # Not locked yet: the pulse count is the position, at the tempo we had.
             self._timebase = self._timebase.with_position(self._last_pulse_ticks, time_ns)
 
+    def _period_ns(self) -> float | None:
+        """The pulse period at the fitted tempo (None before the first fit)."""
+        bpm = self._estimator.bpm
+        return None if bpm is None else 60e9 / (bpm * 24)
+
     def _counted_already(self, time_ns: int) -> bool:
         """A pulse in a burst right after a fill is one of the filled pulses arriving late (a sender that
         stalled sends what it owes at once): it was counted when the gap was filled, so it is not counted again."""
         owed, self._owed = self._owed, 0
-        bpm = self._estimator.bpm
-        if owed <= 0 or bpm is None or self._last_pulse_ns is None:
+        period_ns = self._period_ns()
+        if owed <= 0 or period_ns is None or self._last_pulse_ns is None:
             return False
-        if time_ns - self._last_pulse_ns >= 0.5 * 60e9 / (bpm * 24):
+        if time_ns - self._last_pulse_ns >= 0.5 * period_ns:
             return False  # on time: the filled pulses really were lost
         self._owed = owed - 1
         self.late_pulses += 1
@@ -192,10 +197,9 @@ class MidiClockFollower(_ClockReading):
 
         Two such gaps in a row are a real tempo drop instead; the estimator's re-lock handles that.
         """
-        bpm = self._estimator.bpm
-        if bpm is None or self._last_pulse_ns is None:
+        period_ns = self._period_ns()
+        if period_ns is None or self._last_pulse_ns is None:
             return
-        period_ns = 60e9 / (bpm * 24)
         gap = (time_ns - self._last_pulse_ns) / period_ns
         missing = round(gap) - 1
         if 1 <= missing <= MAX_FILLED_PULSES and abs(gap - round(gap)) < 0.3 and not self._filled_last_gap:
