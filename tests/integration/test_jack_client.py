@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -91,74 +91,84 @@ def test_rtmidi_stays_available_as_the_fallback(monkeypatch: pytest.MonkeyPatch)
         assert isinstance(midi_in, RtMidiInput)
 
 
-def _server(name: str) -> subprocess.Popen:
-    return subprocess.Popen(["jackd", "-n", name, "-R", "-d", "dummy", "-r", "48000", "-p", "64"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+class OwnServer:
+    """A JACK server of one test's own, which it may stop and start again (the shared one stays up)."""
+
+    def __init__(self, poll: Callable[..., Any]) -> None:
+        self.name = f"companion-test-{uuid.uuid4().hex[:8]}"
+        self._poll = poll
+        self._process: subprocess.Popen | None = None
+
+    def _up(self) -> bool:
+        env = {**os.environ, "JACK_DEFAULT_SERVER": self.name}
+        return subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=10).returncode == 0
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", "48000", "-p", "64"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert self._poll(self._up, 10.0), "the test's JACK server did not start"
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
 
 
-def _server_up(name: str) -> bool:
-    env = {**os.environ, "JACK_DEFAULT_SERVER": name}
-    return subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=10).returncode == 0
+@pytest.fixture
+def own_jack(poll: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[OwnServer]:
+    """A running server of the test's own; clients this process opens from now on go to it."""
+    if shutil.which("jackd") is None or shutil.which("jack_lsp") is None:
+        pytest.skip("no jackd here")
+    server = OwnServer(poll)
+    try:
+        server.start()
+        monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
+        yield server
+    finally:
+        server.stop()
 
 
-@pytest.mark.skipif(shutil.which("jackd") is None or shutil.which("jack_lsp") is None, reason="no jackd here")
 def test_jack_going_away_is_reported_and_the_ports_come_back_with_it(
-        jack_client: Callable[..., Any], poll: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    name, tag = f"companion-test-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
-    server = _server(name)  # a server of this test's own: the shared one stays up for the other tests
+        own_jack: OwnServer, jack_client: Callable[..., Any], poll: Callable[..., Any]) -> None:
+    tag = uuid.uuid4().hex[:8]
     events: list[PortEvent] = []
     watcher = PortWatcher(events.append)
     received: list[list[int]] = []
-    try:
-        assert poll(lambda: _server_up(name), 10.0), "the test's JACK server did not start"
-        monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
-        midi_in = open_input("jack", port=None, callback=lambda d, t: received.append(d), client_name=f"cj-{tag}",
-                             virtual_name="In")
-        midi_out = open_output("jack", port=None, client_name=f"cj-{tag}", virtual_name="Out")
-        for port in (midi_in, midi_out):
-            watcher.watch(port)
-        assert watcher.check() == []
-        server.terminate()
-        server.wait(timeout=10)
-        assert poll(lambda: midi_out.server_gone(), 5.0)  # type: ignore[attr-defined]
-        midi_out.send([0x90, 60, 100])  # JACK is away: nothing sounds, nothing breaks
-        watcher.check()
-        assert [e.kind for e in events] == ["lost", "lost"] and all("went away" in e.text for e in events)
-        assert sorted(watcher.lost()) == ["In", "Out"]
-        server = _server(name)
-        assert poll(lambda: (watcher.check(), [e.kind for e in events].count("restored") == 2)[1], 20.0), events
-        assert watcher.lost() == []
-        daw = jack_client("cj-back").connect_out(f"cj-{tag}:In").connect_in(f"cj-{tag}:Out")
-        assert daw.send_until([0x90, 62, 80], lambda: [0x90, 62, 80] in received)
-        assert poll(lambda: (midi_out.send([0x80, 62, 0]), daw.wait_for(
-            lambda m: [0x80, 62, 0] in [d for d, _ in m], 0.05))[1], 5.0)
-        daw.close()
-        midi_in.close()
-        midi_out.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    midi_in = open_input("jack", port=None, callback=lambda d, t: received.append(d), client_name=f"cj-{tag}",
+                         virtual_name="In")
+    midi_out = open_output("jack", port=None, client_name=f"cj-{tag}", virtual_name="Out")
+    for port in (midi_in, midi_out):
+        watcher.watch(port)
+    assert watcher.check() == []
+    own_jack.stop()
+    assert poll(lambda: midi_out.server_gone(), 5.0)  # type: ignore[attr-defined]
+    midi_out.send([0x90, 60, 100])  # JACK is away: nothing sounds, nothing breaks
+    watcher.check()
+    assert [e.kind for e in events] == ["lost", "lost"] and all("went away" in e.text for e in events)
+    assert sorted(watcher.lost()) == ["In", "Out"]
+    own_jack.start()
+    assert poll(lambda: (watcher.check(), [e.kind for e in events].count("restored") == 2)[1], 20.0), events
+    assert watcher.lost() == []
+    daw = jack_client("cj-back").connect_out(f"cj-{tag}:In").connect_in(f"cj-{tag}:Out")
+    assert daw.send_until([0x90, 62, 80], lambda: [0x90, 62, 80] in received)
+    assert poll(lambda: (midi_out.send([0x80, 62, 0]), daw.wait_for(
+        lambda m: [0x80, 62, 0] in [d for d, _ in m], 0.05))[1], 5.0)
+    daw.close()
+    midi_in.close()
+    midi_out.close()
 
 
-@pytest.mark.skipif(shutil.which("jackd") is None or shutil.which("jack_lsp") is None, reason="no jackd here")
-def test_ports_close_cleanly_while_jack_is_away(poll: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    name, tag = f"companion-test-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
-    server = _server(name)
-    try:
-        assert poll(lambda: _server_up(name), 10.0), "the test's JACK server did not start"
-        monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
-        midi_in = open_input("jack", port=None, callback=lambda d, t: None, client_name=f"cj-{tag}", virtual_name="In")
-        midi_out = open_output("jack", port=None, client_name=f"cj-{tag}", virtual_name="Out")
-        server.terminate()
-        server.wait(timeout=10)
-        assert poll(lambda: midi_in.server_gone(), 5.0)  # type: ignore[attr-defined]
-        assert not midi_out.revive()  # type: ignore[attr-defined]  # JACK is still away
-        midi_out.close()
-        midi_in.close()  # its reader ends, the dead client is let go once, nothing is closed twice
-        assert midi_in.closed and midi_out.closed and f"cj-{tag}" not in jack.JackClient._clients  # noqa: SLF001
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+def test_ports_close_cleanly_while_jack_is_away(own_jack: OwnServer, poll: Callable[..., Any]) -> None:
+    tag = uuid.uuid4().hex[:8]
+    midi_in = open_input("jack", port=None, callback=lambda d, t: None, client_name=f"cj-{tag}", virtual_name="In")
+    midi_out = open_output("jack", port=None, client_name=f"cj-{tag}", virtual_name="Out")
+    own_jack.stop()
+    assert poll(lambda: midi_in.server_gone(), 5.0)  # type: ignore[attr-defined]
+    assert not midi_out.revive()  # type: ignore[attr-defined]  # JACK is still away
+    midi_out.close()
+    midi_in.close()  # its reader ends, the dead client is let go once, nothing is closed twice
+    assert midi_in.closed and midi_out.closed and f"cj-{tag}" not in jack.JackClient._clients  # noqa: SLF001
 
 
 def test_closing_an_input_while_messages_pour_in_never_crashes(jack_client: Callable[..., Any],
