@@ -7,6 +7,11 @@ from collections.abc import Callable, Sequence
 
 Received = Sequence[tuple[list[int], int]]
 
+# How late a note may come out of JACK and still count as on its beat in these tests: less than half a 16th at
+# the tests' tempos (83-125 ms), so a note on the wrong grid slot still fails, with room for a CI VM that stalls
+# (stalls of 26-60 ms were seen). The real targets (1-3 ms) are measured by `companion bench`, not asserted here.
+ON_TIME_BOUND_MS = 50.0
+
 
 def play_at(send: Callable[[list[int]], object], events: Sequence[tuple[int, list[int]]]) -> None:
     """Send each (deadline_ns, bytes) at its absolute deadline: sleep most of the way, spin the last millisecond."""

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from midi_wire import left_sounding, play_at
+from midi_wire import ON_TIME_BOUND_MS, left_sounding, play_at
 
 from companion.app import build_runtime
 from companion.core.engine import EngineSettings
@@ -103,7 +103,7 @@ def test_the_transformer_answers_on_the_bar_on_the_grid_with_every_note_closed(j
         for note in generated:
             deadline_ns = timebase.ns_at(note.start_ticks)
             errors_ms = [(t - deadline_ns) / 1e6 for p, t in arrivals if p == note.pitch]
-            assert any(-1.0 <= e <= 15.0 for e in errors_ms), (note, errors_ms)
+            assert any(-1.0 <= e <= ON_TIME_BOUND_MS for e in errors_ms), (note, errors_ms)
         assert runtime.snapshot()["counters"]["late_notes"] == 0
         assert left_sounding(messages) == 0
     finally:
