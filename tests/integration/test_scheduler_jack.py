@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from midi_wire import ON_TIME_BOUND_MS
 
 from companion.core.events import PPQ, Note
 from companion.midi.clock import InternalClock
@@ -15,7 +16,7 @@ from companion.scheduler import Scheduler
 
 pytestmark = pytest.mark.jack
 
-GRID_BOUND_NS = 20_000_000  # generous: behaviour (on the grid, never early), not speed
+GRID_BOUND_NS = int(ON_TIME_BOUND_MS * 1e6)  # behaviour (on the grid, never early), not speed
 
 
 def sounding(messages: list[tuple[list[int], int]]) -> set[tuple[int, int]]:
