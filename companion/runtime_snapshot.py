@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from companion.core.engine import Engine, EngineSettings
+from companion.core.events import Note
 from companion.core.notes import notes_from_wire
 from companion.core.timebase import Timebase
 from companion.midi.clock import MidiClockFollower
@@ -60,7 +61,7 @@ class Snapshots:
             "ports": ports,
             "notes": _piano_roll(self.wire_in, "player", timebase)
             + _piano_roll(self.wire_out, "companion", timebase),
-            "planned": [],
+            "planned": _planned(rt.scheduler.planned(), snap.get("engine", {}).get("tentative_from")),
             "bpm": round(timebase.bpm, 2),
             "ticks": ticks,
             "bar": bar,
@@ -78,6 +79,17 @@ class Snapshots:
             self._lateness, self._lateness_at_ns = rt.scheduler.lateness_stats(), now_ns
         snap["lateness"] = self._lateness
         return snap
+
+
+MAX_PLANNED = 256  # a piano roll's worth; a long generated piece queues more than any screen shows
+
+
+def _planned(queued: Sequence[tuple[Note, str]], tentative_from: int | None) -> list[tuple[int, int, int, bool]]:
+    """Companion's queued notes as (pitch, start, end, committed): a duet's notes from its next plan's start on are
+    tentative (a new plan may replace them); everything else queued will play unless the player interrupts."""
+    queued = sorted(queued, key=lambda item: item[0].start_ticks)[:MAX_PLANNED]
+    return [(n.pitch, n.start_ticks, n.end_ticks, tentative_from is None or n.start_ticks < tentative_from)
+            for n, _ in queued]
 
 
 def _piano_roll(wire: deque, source: str, timebase: Timebase) -> list[tuple[str, int, int, int | None]]:

@@ -154,6 +154,22 @@ class Scheduler:
         return {"p50_ns": samples[(n - 1) // 2], "p99_ns": samples[min(n - 1, (99 * n) // 100)],
                 "max_ns": samples[-1], "count": count}
 
+    def planned(self) -> list[tuple[Note, str]]:
+        """The note-ons queued and not yet played (stopped ones left out), with their tags, for the UI.
+
+        Any thread: it copies the queue in one step under the interpreter lock, so the scheduler thread never
+        waits for a reader and nothing is sent later for it.
+        """
+        entries, stopped = list(self._heap), dict(self._stopped)
+        planned: list[tuple[Note, str]] = []
+        for ticks, kind, _, payload in entries:
+            if kind == _ON:
+                note, tag = payload[0], payload[1]
+                cut = stopped.get(tag)
+                if cut is None or ticks < cut:
+                    planned.append((note, tag))
+        return planned
+
     def sounding(self) -> list[tuple[int, int]]:
         """(channel, pitch) keys we sent a note-on for and no note-off yet."""
         with self._direct_lock:

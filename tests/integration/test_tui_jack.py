@@ -57,6 +57,9 @@ def test_ui_shows_both_parts_and_panic_silences_everything(jack_client: Callable
             events += [(timebase.ns_at(first_bar + on + d), [0x80, p, 0]) for p, on, d in PHRASE]
             player = threading.Thread(target=play_at, args=(client.send, events), name="test-daw")
             player.start()
+            # The answer is queued ahead of the playhead before it plays: the roll shows it as planned.
+            outcome["planned"] = await until(lambda: list(app.roll.planned), 12.0)
+            outcome["planned_seen_at"] = runtime.clock.timebase().ticks_at(time.monotonic_ns())
             both = await until(lambda: {n[0] for n in app.roll.notes} >= {"player", "companion"}, 12.0)
             player.join()
             outcome["sources"] = {n[0] for n in app.roll.notes}
@@ -70,6 +73,7 @@ def test_ui_shows_both_parts_and_panic_silences_everything(jack_client: Callable
             outcome["panic_ns"] = time.monotonic_ns()
             await until(lambda: time.monotonic_ns() > outcome["panic_ns"] + 700_000_000, 2.0)
             outcome["after_panic"] = listener.messages()
+            outcome["planned_after_panic"] = runtime.snapshot()["planned"]
             outcome["log"] = [text for _, text in runtime.snapshot().get("log", [])]
             await pilot.press("q")
 
@@ -77,6 +81,11 @@ def test_ui_shows_both_parts_and_panic_silences_everything(jack_client: Callable
         asyncio.run(scenario())
     finally:
         runtime.close()
+    assert outcome["planned"], "the roll never showed the planned answer"
+    # Planned notes lie ahead (a frame's worth of slack), and a call-and-response answer is committed.
+    assert all(start >= outcome["planned_seen_at"] - PPQ for _, start, _, _ in outcome["planned"])
+    assert all(committed for *_, committed in outcome["planned"])
+    assert outcome["planned_after_panic"] == [], "panic dropped the plan, the roll still shows it"
     assert outcome["sources"] == {"player", "companion"}
     assert {PLAYER_STYLE, COMPANION_STYLE} <= outcome["styles"]
     assert outcome["player_pitches"] == {p for p, _, _ in PHRASE}

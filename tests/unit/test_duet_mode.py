@@ -212,3 +212,13 @@ def test_the_engine_runs_the_duet_from_the_players_notes() -> None:
     [request] = [c for c in commands if isinstance(c, RequestAnswer)]
     assert request.start_ticks == 2 * BEAT and request.settings["task"] == "duet"
     assert engine.snapshot()["duet_spans"] == 1
+
+
+def test_the_snapshot_says_where_the_tentative_part_of_the_plan_starts() -> None:
+    player = FakePlayer(DuetMode(), context())
+    assert player.mode.snapshot(0)["tentative_from"] is None  # no plan, nothing tentative
+    player.play(67, BAR + 100, 200)
+    player.run_until(BAR + BEAT + STEP)  # the first span is planned on this beat line
+    assert player.mode.snapshot(player.now)["tentative_from"] == BAR + 2 * BEAT  # the next plan may replace these
+    player.run_until(BAR + 2 * BEAT + STEP)  # a beat on: the horizon moves with it
+    assert player.mode.snapshot(player.now)["tentative_from"] == BAR + 3 * BEAT

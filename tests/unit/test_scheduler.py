@@ -136,6 +136,26 @@ def test_cancel_stop_ends_sounding_notes_now_and_drops_later_ones() -> None:
     assert scheduler.counts["cancelled"] == 3
 
 
+def test_planned_lists_queued_note_ons_until_they_play_or_are_stopped() -> None:
+    scheduler, clock, send = make()
+    notes = [Note(60 + i, 80, i * PPQ, PPQ // 2) for i in range(4)]
+    scheduler.submit(notes, "answer")
+    scheduler.submit([Note(48, 70, 2 * PPQ, PPQ)], "other")
+    scheduler.step(0)  # the first note plays: it is sounding, no longer planned
+    planned = sorted(scheduler.planned(), key=lambda item: (item[0].start_ticks, item[0].pitch))
+    assert planned == [(notes[1], "answer"), (Note(48, 70, 2 * PPQ, PPQ), "other"), (notes[2], "answer"),
+                       (notes[3], "answer")]
+    scheduler.cancel("answer", from_ticks=2 * PPQ)
+    scheduler.step(1)
+    assert sorted(n.pitch for n, _ in scheduler.planned()) == [48, 61]  # the stopped part is not shown
+    scheduler.step(2 * BEAT_NS)
+    assert scheduler.planned() == []
+    scheduler.submit(notes, "again")
+    scheduler.panic()
+    scheduler.step(2 * BEAT_NS + 1)
+    assert scheduler.planned() == []
+
+
 def test_cancel_duck_plays_the_rest_softer() -> None:
     scheduler, clock, send = make()
     scheduler.submit([Note(60, 100, 0, PPQ), Note(62, 100, PPQ, PPQ), Note(64, 100, 2 * PPQ, PPQ)], "answer")

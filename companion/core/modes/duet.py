@@ -62,6 +62,7 @@ class DuetMode(Mode):
         self._recent_tags: deque[str] = deque(maxlen=_RECENT_SPANS)
         self._pending_cancels: list[tuple[int, Cancel]] = []  # (issue at ticks, cancel): see _replace
         self._last_beat: int | None = None  # the beat line the plan was last brought up to date on
+        self._commit_ticks: int | None = None  # notes from here on are tentative: the next plan may replace them
         self._last_player_ticks: int | None = None
         self._context_version = 0  # +1 per player note-on
         self._requested_version = -1
@@ -121,6 +122,7 @@ class DuetMode(Mode):
             return commands
         first = self._last_beat is None
         self._last_beat = beat
+        self._commit_ticks = beat + self.commit_beats * ctx.beat_ticks
         if first:  # plans are made on beat lines: wait for the next one
             return commands
         return commands + self._plan(beat, now_ticks, ctx)
@@ -205,6 +207,7 @@ class DuetMode(Mode):
             "answers": [s.tag for s in live],
             "duet_spans": self.spans_requested,
             "duet_replaced": self.replaced,
+            "tentative_from": self._commit_ticks if live else None,
         }
 
 
