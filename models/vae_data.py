@@ -7,6 +7,7 @@ the top line: the highest of the notes starting on a step wins, and a new onset 
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -111,9 +112,40 @@ def save_phrase_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     np.savez_compressed(path, **arrays)
 
 
+class PhraseDataError(ValueError):
+    """The phrase arrays are missing or not what ``--prepare`` writes; the message names the file and the fix."""
+
+
+PHRASE_KEYS = ("tokens", "offsets", "bar_steps", "split")
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with path.open("rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise ValueError("it is not an .npz archive")
+    with np.load(path, allow_pickle=False) as loaded:
+        return {k: loaded[k] for k in loaded.files}
+
+
 def load_phrase_arrays(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """The arrays ``save_phrase_arrays`` wrote; PhraseDataError naming the file if it is missing or not one."""
+    path = Path(path)
+    make = "`companion train vae --prepare --data FILE.npz` makes it from music21's folk corpus"
+    if path.is_dir():
+        raise PhraseDataError(f"phrase data {path} is a folder: give the phrase-array .npz file; {make}")
+    if not path.is_file():
+        raise PhraseDataError(f"no phrase data at {path}: make it with `companion train vae --prepare --data {path}` "
+                              "(parses music21's folk corpus)")
+    try:
+        arrays = _read_npz(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise PhraseDataError(f"phrase data {path} is not a phrase-array file ({err}); give the .npz that "
+                              f"--prepare wrote: {make}") from None
+    missing = [k for k in PHRASE_KEYS if k not in arrays]
+    if missing:
+        raise PhraseDataError(f"phrase data {path} lacks the arrays {', '.join(missing)}, so --prepare did not "
+                              f"write it; {make}")
+    return arrays
 
 
 def window_starts(arrays: dict[str, np.ndarray], split: str, length: int, min_notes: int = 2,

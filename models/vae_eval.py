@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 
 from models.vae import NOTE_OFFSET, PhraseVAENet, kl_per_phrase
 from models.vae_data import gather_windows, load_phrase_arrays, tokens_to_notes, window_starts
+from models.vae_train import DEFAULT_DATA, run_guarded
 
 PPQ = 480
 STEP_TICKS = PPQ // 4
@@ -111,8 +111,7 @@ def evaluate(model: Any, arrays: dict[str, np.ndarray], split: str, limit: int, 
 
 def eval_main(argv: list[str] | None = None) -> int:
     """Print the JSON metrics of a checkpoint on the held-out phrases."""
-    from models.phrase_vae import DEFAULT_CHECKPOINT, PhraseVAE
-    from models.vae_train import DEFAULT_DATA
+    from models.phrase_vae import DEFAULT_CHECKPOINT
 
     p = argparse.ArgumentParser(prog="companion eval vae", description=__doc__)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
@@ -123,13 +122,16 @@ def eval_main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=6, help="steps per morph")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if not args.data.is_file():
-        print(f"companion eval vae: no phrase data at {args.data}; make it with `companion train vae --prepare "
-              f"--data {args.data}`", file=sys.stderr)
-        return 2
-    torch.set_num_threads(1)  # many tiny step-by-step ops: one thread is fastest on a small CPU
+    return run_guarded("companion eval vae", lambda: _eval(args))
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from models.phrase_vae import PhraseVAE
+
+    arrays = load_phrase_arrays(args.data)
     model = PhraseVAE.load(args.checkpoint)
-    result = evaluate(model, load_phrase_arrays(args.data), args.split, args.limit, args.pairs, args.steps, args.seed)
+    torch.set_num_threads(1)  # many tiny step-by-step ops: one thread is fastest on a small CPU
+    result = evaluate(model, arrays, args.split, args.limit, args.pairs, args.steps, args.seed)
     result["checkpoint"] = str(args.checkpoint)
     result["trained"] = {k: model.meta.get("metrics", {}).get(k) for k in ("step", "valid_loss", "greedy_acc")}
     print(json.dumps(result, indent=2))

@@ -7,6 +7,7 @@ import json
 import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint import CheckpointFileError, save_checkpoint
 from models.trainer import TrainConfig, train
 from models.vae import PhraseVAENet, VAEConfig, kl_per_phrase
 from models.vae_data import (
+    PhraseDataError,
     gather_windows,
     load_phrase_arrays,
     phrase_arrays,
@@ -80,7 +82,8 @@ class VaeTask:
         self.starts = {n: window_starts(arrays, "train", n) for n in self.lengths}
         self.lengths = [n for n in self.lengths if len(self.starts[n])]
         if not self.lengths:
-            raise ValueError("no training windows: the phrase arrays hold no train pieces with two notes or more")
+            raise PhraseDataError(f"no training windows: the phrase arrays {self.data_desc.get('file', '')} hold no "
+                                  "train pieces with two notes or more; prepare them from more pieces")
         self.weights = torch.tensor([LENGTH_WEIGHTS[n] for n in self.lengths])
         rng = np.random.default_rng(1234)
         valid = window_starts(arrays, "valid", 32, bar_steps=16)
@@ -182,16 +185,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_guarded(prog: str, command: Callable[[], int]) -> int:
+    """Run a VAE command: a missing, corrupt or foreign checkpoint or phrase-data file is one line naming it and
+    what to do, exit 2 (the CheckpointFileError of the shared loader, as `companion eval harmonizer` reports)."""
+    try:
+        return command()
+    except (CheckpointFileError, PhraseDataError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+
+
 def train_main(argv: list[str] | None = None) -> int:
     """`companion train vae [...]`: prepare the data (--prepare) or train; prints progress, writes the run."""
     args = _parser().parse_args(argv)
     if args.prepare:
         print(json.dumps(prepare_data(args.data, args.corpus_cache, args.workers, args.limit_per_style, args.pieces)))
         return 0
-    if not args.data.is_file():
-        print(f"companion train vae: no phrase data at {args.data}; make it with `companion train vae --prepare "
-              f"--data {args.data}` (parses music21's folk corpus, cached in {args.corpus_cache})", file=sys.stderr)
-        return 2
+    return run_guarded("companion train vae", lambda: _train(args, argv))
+
+
+def _train(args: argparse.Namespace, argv: list[str] | None) -> int:
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
