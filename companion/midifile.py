@@ -40,16 +40,45 @@ def _scale(ticks: int, file_ppq: int) -> int:
     return round(ticks * PPQ / file_ppq)
 
 
+EXPORT_AGAIN = "export it again as a Standard MIDI File (.mid) from your DAW or notation program"
+
+
+def _not_a_file(path: Path) -> InputFileError:
+    if not path.is_dir():
+        return InputFileError(f"{path}: no such file; check the path")
+    inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in (".mid", ".midi"))
+    hint = f" (it holds {len(inside)}: {', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''})" if inside else ""
+    return InputFileError(f"{path}: is a folder, not a MIDI file; give the path of one .mid file{hint}")
+
+
+def _unreadable(path: Path, err: Exception) -> InputFileError:
+    """What is wrong with a file mido could not read, in words, and what to do."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as os_err:
+        return InputFileError(f"{path}: the file cannot be read ({os_err.strerror}); check its permissions")
+    if not head:
+        problem = "the file is empty (0 bytes)"
+    elif head != b"MThd":
+        problem = ("not a Standard MIDI File (it does not start with the MIDI header 'MThd': is it audio, text or "
+                   "another format?)")
+    elif isinstance(err, EOFError):
+        problem = f"the file ends early ({path.stat().st_size} bytes, cut off in the middle of the MIDI data)"
+    else:
+        problem = f"a damaged MIDI file ({str(err) or type(err).__name__})"
+    return InputFileError(f"{path}: {problem}; {EXPORT_AGAIN}")
+
+
 def read_midi(path: str | Path) -> MidiInput:
     """Read a MIDI file; a missing, corrupt or note-less file is an InputFileError naming it."""
     path = Path(path)
     if not path.is_file():
-        raise InputFileError(f"{path}: no such file")
+        raise _not_a_file(path)
     try:
         source = mido.MidiFile(path, clip=True)
     except (OSError, EOFError, ValueError, KeyError, IndexError) as err:
-        raise InputFileError(f"{path}: not a readable MIDI file ({err}); "
-                             "export it again as a standard MIDI file") from None
+        raise _unreadable(path, err) from None
     if source.type == 2:
         raise InputFileError(f"{path}: type-2 MIDI files (independent patterns) are not supported; export type 0 or 1")
     file_ppq = source.ticks_per_beat or PPQ

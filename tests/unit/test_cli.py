@@ -66,8 +66,8 @@ def test_generate_is_deterministic_for_a_seed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("content, expected", [
     (None, "no such file"),
-    (b"", "not a readable MIDI file"),
-    (b"MThd\x00\x00\x00\x06garbage", "not a readable MIDI file"),
+    (b"", "the file is empty"),
+    (b"MThd\x00\x00\x00\x06garbage", "the file ends early"),
 ])
 def test_bad_input_files_exit_2_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                 content: bytes | None, expected: str) -> None:
