@@ -26,7 +26,7 @@ from companion.presets import ClockOptions, Preset, load_preset
 class ClockChange:
     """What a switched-to preset asks of the clock; the runtime applies it to an internal clock only."""
 
-    bpm: float
+    bpm: float | None  # None: the preset sets no tempo, the running one is kept
     beats_per_bar: int
     beat_unit: int
 
@@ -145,6 +145,7 @@ class PresetSession:
             "preset": self.name,
             "extras": dict(self.extras),
             "cc_map": {m.control: (m.channel, m.cc) for m in self.controller.mappings},
+            "cc_mappings": tuple(self.controller.mappings),  # whole, for saving the live state as a preset
             "learning": self.controller.learning,
             "pending_preset": pending.name if pending else None,
             "last_cc": self.controller.last_cc,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -15,7 +15,7 @@ from companion.core.engine import EngineSettings
 from companion.errors import PresetError
 from companion.preset_controls import BANK_CHANNEL
 from companion.preset_schema import SCHEMA, to_toml_value
-from companion.presets import PAD_LOW_NOTES, Preset, parse_preset, user_presets_dir
+from companion.presets import PAD_LOW_NOTES, Preset, load_preset, parse_preset, user_presets_dir
 
 
 def _toml_scalar(value: Any) -> str:
@@ -42,13 +42,16 @@ def dump_preset(preset: Preset) -> str:
     for table_name, fields in SCHEMA.items():
         out += ["", f"[{table_name}]"]
         for key, spec in fields.items():
+            if spec.target == "clock.bpm" and targets.get(spec.target) is None:
+                out.append(f"# {key} = {_toml_scalar(spec.default)}  (not set: the running tempo is kept)")
+                continue
             value = to_toml_value(spec, targets.get(spec.target, spec.default))
             if value == "" and spec.kind == "path":
                 continue
             out.append(f"{key} = {_toml_scalar(value)}")
     if preset.cc:
         out += ["", "[cc]"]
-        for m in preset.cc:
+        for m in {m.cc: m for m in preset.cc}.values():  # one mapping per controller: the later one holds
             parts = [f"control = {_toml_scalar(m.control)}"]
             parts += [f"{k} = {_toml_scalar(v)}" for k, v in (("min", m.low), ("max", m.high)) if v is not None]
             if m.channel is not None:
@@ -83,16 +86,34 @@ def preset_from_settings(base: Preset, settings: EngineSettings, extras: Mapping
         cc=base.cc if cc is None else cc)
 
 
-def save_settings_as_preset(name: str, settings: Mapping[str, Any], description: str = "") -> Path:
+def save_settings_as_preset(name: str, settings: Mapping[str, Any], description: str = "", *,
+                            base: str | None = None, cc: Sequence[CCMapping] | None = None) -> Path:
     """The UI's "save preset": a settings dict (EngineSettings fields, 0-based channels, plus an optional
-    "extras" dict) written as user preset `name`; PresetError if a value does not fit the schema."""
-    base = parse_preset("", preset_id=name)
+    "extras" dict) written as user preset `name`, on top of the running preset `base` (its clock, bank and
+    anything else the live state does not hold are kept; `cc` - the live mappings, learned ones included -
+    replaces its [cc]); PresetError if a value does not fit the schema."""
+    base_preset = _base_preset(base, name)
     fields = {f.name for f in dataclasses.fields(EngineSettings)}
     extras = {**{k: v for k, v in settings.items() if k not in fields}, **dict(settings.get("extras") or {})}
-    engine = {**base.engine, **{k: v for k, v in settings.items() if k in fields}}
+    engine = {**base_preset.engine, **{k: v for k, v in settings.items() if k in fields}}
     try:
         live = EngineSettings(**engine)
     except (TypeError, ValueError) as err:
         raise PresetError(f"preset {name!r} not saved: {err}") from None
-    known = {k: v for k, v in extras.items() if k in base.extras and k != "quantize_ticks"}
-    return save_user_preset(preset_from_settings(base, live, known, name=name, description=description), name)
+    known = {k: v for k, v in extras.items() if k in base_preset.extras and k not in _NOT_SAVED_EXTRAS}
+    preset = preset_from_settings(base_preset, live, known, tuple(cc) if cc is not None else None, name=name,
+                                  description=description)
+    return save_user_preset(preset, name)
+
+
+_NOT_SAVED_EXTRAS = ("quantize_ticks", "preset")  # derived from other fields, or the running preset's id
+
+
+def _base_preset(base: str | None, name: str) -> Preset:
+    """The running preset to save on top of; the defaults when there is none or it no longer loads."""
+    if base:
+        try:
+            return load_preset(base)
+        except PresetError:
+            pass  # changed or removed since it was loaded: the live state is still worth saving
+    return parse_preset("", preset_id=name)

@@ -41,7 +41,7 @@ class ClockOptions:
     """The [clock] table; the runtime applies it at start (a live switch changes only an internal clock's bpm)."""
 
     source: str = "internal"
-    bpm: float = 120.0
+    bpm: float | None = None  # None: the preset sets no tempo; the running one is kept (120 BPM at start)
     send: bool = False
 
 
@@ -177,7 +177,9 @@ def parse_preset(text: str, *, source: str = "<preset>", preset_id: str = "prese
         raise error
     extras = {t.split(".", 1)[1]: v for t, v in targets.items() if t.startswith("extra.")}
     extras["quantize_ticks"] = QUANTIZE_GRIDS[extras["quantize"]]
-    clock = ClockOptions(targets["clock.source"], targets["clock.bpm"], targets["clock.send"])
+    clock_table = data.get("clock")
+    bpm = targets["clock.bpm"] if isinstance(clock_table, dict) and "bpm" in clock_table else None
+    clock = ClockOptions(targets["clock.source"], bpm, targets["clock.send"])
     return Preset(preset_id, meta["name"], meta["description"], MappingProxyType(engine), MappingProxyType(extras),
                   clock, cc, bank, path, origin, hashlib.sha256(text.encode()).hexdigest())
 
@@ -243,11 +245,12 @@ def list_presets() -> list[PresetInfo]:
     return infos
 
 
-def save_preset(name: str, settings: Mapping[str, Any], description: str = "") -> Path:
+def save_preset(name: str, settings: Mapping[str, Any], description: str = "", base: str | None = None,
+                cc: Sequence[CCMapping] | None = None) -> Path:
     """Save a live settings dict as user preset `name` (see preset_writer.save_settings_as_preset)."""
     from companion.preset_writer import save_settings_as_preset  # it imports this module
 
-    return save_settings_as_preset(name, settings, description)
+    return save_settings_as_preset(name, settings, description, base=base, cc=cc)
 
 
 def preload(names: Iterable[str]) -> tuple[dict[str, Preset], list[str]]:

@@ -330,7 +330,8 @@ class Runtime:
         if change is None:
             return
         if isinstance(self.clock, InternalClock):
-            self.clock.set_tempo(change.bpm)
+            if change.bpm is not None:
+                self.clock.set_tempo(change.bpm)
             self.clock.set_meter(change.beats_per_bar, change.beat_unit)
         if self.recorder is not None:
             ticks = self.clock.timebase().ticks_at(time.monotonic_ns())

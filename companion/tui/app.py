@@ -322,7 +322,9 @@ class CompanionApp(App[int]):
         values = dict(settings) if isinstance(settings, Mapping) else {}
         extras = self.last_snapshot.get("extras", values.get("extras"))
         values["extras"] = {**(extras if isinstance(extras, Mapping) else {}), **self.controls.values}
-        self.push_screen(PresetsScreen(values, self.last_snapshot.get("preset")), self._preset_chosen)
+        mappings = self.last_snapshot.get("cc_mappings")
+        self.push_screen(PresetsScreen(values, self.last_snapshot.get("preset"),
+                                       tuple(mappings) if mappings is not None else None), self._preset_chosen)
 
     def _preset_chosen(self, choice: LoadPreset | None) -> None:
         if choice is not None:

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from companion.core.control import CCMapping
 from companion.core.engine import ChangeSettings
+from companion.presets import ENV_CONFIG_DIR, load_preset, shipped_presets_dir
 from companion.tui import presets_screen
 from companion.tui.app import CompanionApp
 from companion.tui.intents import ChoosePorts, Learn, LoadPreset
@@ -111,50 +113,78 @@ def test_keyboard_piano_holds_while_repeating_and_ends_each_note_after_its_gate(
 
 
 @pytest.fixture
-def fake_presets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SimpleNamespace:
-    """A stand-in companion.presets with two presets (one broken) and no save_preset of its own."""
-    descriptions = {"trading-fours": "Four bars each, answers on the bar.", "ambient-pads": None}
-
-    def load_preset(name: str) -> SimpleNamespace:
-        if descriptions[name] is None:
-            raise ValueError(f"{name}.toml: [sampling] temperature = 9: must be at most 5")
-        return SimpleNamespace(name=name, description=descriptions[name])
-
-    module = SimpleNamespace(list_presets=lambda: list(descriptions), load_preset=load_preset,
-                             user_preset_dir=lambda: tmp_path / "presets")
-    monkeypatch.setattr(presets_screen, "_presets_module", lambda: module)
-    return module
+def preset_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The real preset store with a user folder of the test's own, holding one broken user preset."""
+    monkeypatch.setenv(ENV_CONFIG_DIR, str(tmp_path))
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "aaa-broken.toml").write_text("[sampling]\ntemperature = 9\n")
+    return tmp_path / "presets"
 
 
-def test_preset_browser_previews_loads_and_saves(
-        make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, fake_presets: SimpleNamespace,
-        run_pilot: Callable[..., None], tmp_path: Path) -> None:
+def test_preset_browser_marks_previews_loads_and_saves_on_top_of_the_current_preset(
+        make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, preset_home: Path,
+        run_pilot: Callable[..., None]) -> None:
+    learned = CCMapping(21, "temperature", channel=None, low=0.5, high=1.5)  # as MIDI learn leaves it
+    fake_runtime.snap["cc_mappings"] = (*load_preset("trading-fours").cc, learned)
     app = make_app()
 
     async def scenario(pilot: Any) -> None:
         await pilot.press("b")
         assert await wait_until(pilot, lambda: isinstance(app.screen, PresetsScreen))
-        description = app.screen.query_one("#presets-description")
-        assert "Four bars each" in str(description.render())
-        await pilot.press("down")
+        screen = app.screen
+        options = screen.query_one("#presets-list")
+        description = screen.query_one("#presets-description")
+        current = options.get_option_at_index(options.highlighted).prompt
+        assert str(current).startswith("● Trading fours")  # the running preset, by id, marked and highlighted
+        assert "answers" in str(description.render()).lower()
+        options.highlighted = 0  # aaa-broken
         assert await wait_until(pilot, lambda: "cannot load" in str(description.render()))
+        assert "temperature" in str(description.render())
         await pilot.press("enter")
-        assert await wait_until(pilot, lambda: fake_runtime.intents == [LoadPreset("ambient-pads")])
+        assert await wait_until(pilot, lambda: fake_runtime.intents == [LoadPreset("aaa-broken")])
         await pilot.press("right", "b", "s")  # temperature 1.05, then save it
         await pilot.press(*"my set", "enter")
         assert await wait_until(pilot, lambda: len(app.screen_stack) == 1)
 
     run_pilot(app, scenario)
-    saved = tomllib.loads((tmp_path / "presets" / "my-set.toml").read_text())
+    saved = tomllib.loads((preset_home / "my-set.toml").read_text())
+    base = tomllib.loads((shipped_presets_dir() / "trading-fours.toml").read_text())
     assert saved["name"] == "my set"
     assert saved["sampling"]["temperature"] == 1.05
     assert saved["engine"]["response_bars"] == 2 and saved["harmony"]["style"] == "chorale"
-    assert "density" not in saved["sampling"]  # unset ("auto") is left to the preset's default
+    # What the live settings do not hold comes from the running preset: its CC map (plus the learned one),
+    # its bank and its clock.
+    def controls(table: dict[str, Any]) -> dict[int, str]:
+        return {int(k): v if isinstance(v, str) else v["control"] for k, v in table.items()}
+
+    assert controls(saved["cc"]) == {**controls(base.get("cc", {})), 21: "temperature"}
+    assert saved["cc"]["21"]["min"] == 0.5 and saved["cc"]["21"]["max"] == 1.5
+    assert saved.get("bank") == base.get("bank") and saved["clock"].get("bpm") == base.get("clock", {}).get("bpm")
+    assert load_preset("my-set").name == "my set"  # it loads back
     assert fake_runtime.injected == []  # typing the name played no notes
 
 
-def test_preset_name_that_cannot_be_a_file_is_refused_with_a_message(tmp_path: Path,
-                                                                   fake_presets: SimpleNamespace) -> None:
+def test_a_preset_that_cannot_be_saved_says_why_and_the_session_goes_on(
+        make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, preset_home: Path,
+        run_pilot: Callable[..., None]) -> None:
+    fake_runtime.snap["settings"]["seed"] = -5  # `--seed -5` on the command line: out of the schema's range
+    app = make_app()
+
+    async def scenario(pilot: Any) -> None:
+        await pilot.press("b")
+        assert await wait_until(pilot, lambda: isinstance(app.screen, PresetsScreen))
+        await pilot.press("s", *"bad seed", "enter")
+        description = app.screen.query_one("#presets-description")
+        assert await wait_until(pilot, lambda: "not saved" in str(description.render()))
+        assert "seed" in str(description.render())
+        await pilot.press("escape")
+        assert await wait_until(pilot, lambda: len(app.screen_stack) == 1)
+
+    run_pilot(app, scenario)
+    assert not (preset_home / "bad-seed.toml").exists()
+
+
+def test_preset_name_that_cannot_be_a_file_is_refused_with_a_message(preset_home: Path) -> None:
     with pytest.raises(ValueError, match="use letters, digits"):
         presets_screen.save_preset_file("../evil", {"temperature": 1.0})
     path = presets_screen.save_preset_file("Night Set", {"temperature": 0.8, "extras": {"distance": 0.3}})

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import SimpleNamespace
+from pathlib import Path
 
 import pytest
 
-from companion.tui import presets_screen
+from companion import presets
+from companion.presets import PresetInfo
 from companion.tui.app import CompanionApp
 
 from .conftest import SIZE, FakeRuntime, scripted_snapshot
@@ -34,10 +35,7 @@ def test_help_screen(snap_compare: Callable[..., bool], make_app: Callable[..., 
 
 def test_preset_browser(snap_compare: Callable[..., bool], make_app: Callable[..., CompanionApp],
                         monkeypatch: pytest.MonkeyPatch) -> None:
-    module = SimpleNamespace(
-        list_presets=lambda: [SimpleNamespace(name="trading-fours", description="Four bars each."),
-                              SimpleNamespace(name="chorale", description="Four-part harmony under your melody.")],
-        load_preset=lambda name: SimpleNamespace(name=name, description=""),
-    )
-    monkeypatch.setattr(presets_screen, "_presets_module", lambda: module)
+    infos = [PresetInfo("trading-fours", "trading-fours", "Four bars each.", "shipped", Path("trading-fours.toml")),
+             PresetInfo("chorale", "chorale", "Four-part harmony under your melody.", "user", Path("chorale.toml"))]
+    monkeypatch.setattr(presets, "list_presets", lambda: infos)
     assert snap_compare(make_app(), terminal_size=SIZE, press=["b"])
