@@ -44,3 +44,9 @@ class InputFileError(CompanionError):
     """A MIDI (or other) input file is missing, empty or corrupt."""
 
     title = "Input file error"
+
+
+class UsageError(CompanionError):
+    """A command-line option is out of range or does not fit the command; the message names the flag and its range."""
+
+    title = "Usage error"

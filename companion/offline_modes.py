@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from companion.core.events import PPQ, Note
-from companion.errors import CheckpointError, CompanionError, InputFileError
+from companion.errors import CheckpointError, CompanionError, InputFileError, UsageError
 from companion.midifile import MidiInput, read_midi
 
 if TYPE_CHECKING:
@@ -104,6 +104,12 @@ def _place(notes: list[NoteTuple], offset_ticks: int, span_ticks: int, channel: 
     return out
 
 
+def _option(flag: str, value: float, low: float, high: float, meaning: str = "") -> None:
+    """A UsageError naming the flag and its range when ``value`` is outside ``low..high``."""
+    if not low <= value <= high:
+        raise UsageError(f"{flag} must be between {low:g} and {high:g}{meaning}, got {value:g}")
+
+
 def _temperature(settings: dict[str, Any]) -> float:
     return float(settings.get("temperature") or 0.0)  # no --temperature: greedy decoding (the closest)
 
@@ -111,11 +117,9 @@ def _temperature(settings: dict[str, Any]) -> float:
 def vary_file(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> list[Note]:
     """``--count`` variations of the whole input, one after another after its last bar."""
     distance = DEFAULT_DISTANCE if args.distance is None else float(args.distance)
-    if not 0.0 <= distance <= 1.0:
-        raise InputFileError(f"--distance must be between 0 (nearly the same) and 1 (a stranger), got {distance:g}")
+    _option("--distance", distance, 0.0, 1.0, " (0 nearly the same, 1 a stranger)")
     count = int(args.count)
-    if not 1 <= count <= 64:
-        raise InputFileError(f"--count must be between 1 and 64, got {count}")
+    _option("--count", count, 1, 64)
     steps_per_bar = _steps_per_bar(source)
     model = load_vae()
     phrases = _phrases(_melody(source), source.bar_ticks, source.end_ticks)
@@ -140,8 +144,7 @@ def vary_file(args: argparse.Namespace, source: MidiInput, settings: dict[str, A
 def interpolate_file(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> list[Note]:
     """``--steps`` steps from the first input to the second, after the first's last bar (A first, B last)."""
     steps = int(args.steps)
-    if not 2 <= steps <= 64:
-        raise InputFileError(f"--steps must be between 2 and 64 (both ends included), got {steps}")
+    _option("--steps", steps, 2, 64, " (both ends included)")
     other = read_midi(args.inputs[1])
     if other.bar_ticks != source.bar_ticks:
         raise InputFileError(f"{other.path}: its meter {other.beats_per_bar}/{other.beat_unit} differs from "

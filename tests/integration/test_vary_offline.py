@@ -86,15 +86,18 @@ def test_interpolate_goes_from_the_first_file_to_the_second(tmp_path: Path) -> N
     assert all(n[0] < 10 * BAR for n in notes)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--distance", "1.5"], "--distance must be between 0"),
-    (["--count", "0"], "--count must be between 1 and 64"),
+@pytest.mark.parametrize("mode, args, message", [
+    ("vary", ["--distance", "3"], "--distance must be between 0 and 1"),
+    ("vary", ["--count", "0"], "--count must be between 1 and 64"),
+    ("interpolate", ["--steps", "1"], "--steps must be between 2 and 64"),
 ])
-def test_bad_options_exit_2_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-                                           message: str) -> None:
+def test_bad_options_exit_2_as_a_usage_error_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             mode: str, args: list[str], message: str) -> None:
     source = _write(tmp_path / "in.mid", _melody(1))
-    assert main(["generate", "vary", str(source), "-o", str(tmp_path / "o.mid"), *args]) == 2
-    assert message in capsys.readouterr().err
+    inputs = [str(source)] * (2 if mode == "interpolate" else 1)
+    assert main(["generate", mode, *inputs, "-o", str(tmp_path / "o.mid"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"companion: Usage error: {message}") and "Input file error" not in err
 
 
 def test_bad_or_empty_files_exit_2_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
