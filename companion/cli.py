@@ -112,8 +112,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         return presets_command(args.check)
     if command == "generate":
+        from companion.midifile import check_output
         from companion.offline import generate_command
 
+        check_output(args.output, [*args.inputs, *([args.replay] if args.replay else [])])
         return generate_command(args)
     if command in ("train", "eval"):
         import importlib

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import mido
 
 from companion.core.events import PPQ, Note
-from companion.errors import InputFileError
+from companion.errors import InputFileError, UsageError
 
 COMPANION_TRACK = "companion"
 DEFAULT_TEMPO_US = 500_000  # 120 BPM
@@ -150,6 +151,19 @@ def conductor_track(bpm: float, beats_per_bar: int = 4, beat_unit: int = 4,
         now = max(now, at)
     track.append(mido.MetaMessage("end_of_track", time=0))
     return track
+
+
+def check_output(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
+    """Refuse, before any work, an output path that is a folder or is one of the command's input files."""
+    path = Path(path)
+    other = path.with_name(f"{path.stem}-companion{path.suffix or '.mid'}")
+    if path.is_dir():
+        raise UsageError(f"-o {path}: is a folder; give the name of the file to write, e.g. {path / 'out.mid'}")
+    for given in inputs:
+        if path.exists() and Path(given).exists() and os.path.samefile(path, given):
+            raise UsageError(f"-o {path} is the input file {given}: writing there would overwrite your input; "
+                             f"give another output name, e.g. -o {other}")
+    return path
 
 
 def save_atomically(midi: mido.MidiFile, path: str | Path) -> Path:
