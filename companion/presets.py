@@ -191,7 +191,10 @@ def load_preset_file(path: str | Path, origin: str = "file") -> Preset:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PresetError(f"{path}: no such preset file") from None
-    except (OSError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError:
+        raise PresetError(f"{path}: not a preset file: it is not text (is it a MIDI file?); a preset is a TOML text "
+                          "file like presets/duet.toml: give one, or a preset name (`companion presets`)") from None
+    except OSError as err:
         raise PresetError(f"{path}: cannot read the preset file ({err})") from None
     return parse_preset(text, source=str(path), preset_id=path.stem, path=path, origin=origin)
 
@@ -210,6 +213,8 @@ def load_preset(name_or_path: str | Path) -> Preset:
         by_title = {info.name.lower(): info.id for info in list_presets() if info.error is None}
         if text.lower() in by_title:
             text = by_title[text.lower()]
+        elif Path(text).is_file():  # an existing file by a bare name (take.mid, my-preset): read it as one
+            return load_preset_file(text)
         else:
             raise PresetError(f"no preset named \"{text}\";{did_you_mean(text, list(paths))} presets: "
                               f"{', '.join(sorted(paths)) or 'none'} (`companion presets` lists them)")
