@@ -15,7 +15,7 @@ from companion.generators import make_generator
 from companion.midi.clock import InternalClock, MidiClockFollower
 from companion.midi.ports import PortWatcher, jack_period_ns, open_input, open_output, pick_backend
 from companion.presets import DEFAULT_PRESET, ClockOptions, Preset, load_preset
-from companion.recording import TakeRecorder
+from companion.recording import TakeRecorder, default_takes_dir
 from companion.runtime import Runtime, RuntimeConfig
 
 log = logging.getLogger("companion")
@@ -97,7 +97,9 @@ def build_runtime(config: RuntimeConfig, settings: EngineSettings, preset: Prese
     try:
         generator, warning = make_generator(config.model, Path(config.checkpoint) if config.checkpoint else None,
                                             preload_vae=settings.mode in ("variation", "morph"))
-        recorder = TakeRecorder(config.record_dir) if config.record_dir else None
+        # --record DIR records from the start; without it the record key saves into the default folder.
+        recorder = TakeRecorder(config.record_dir) if config.record_dir else \
+            TakeRecorder(default_takes_dir(), create=False)
         runtime = Runtime(
             settings,
             inputs=inputs,
@@ -108,6 +110,7 @@ def build_runtime(config: RuntimeConfig, settings: EngineSettings, preset: Prese
             send_clock=config.send_clock and config.clock == "internal",
             preset=preset,
             recorder=recorder,
+            record_from_start=bool(config.record_dir),
             # JACK delivers MIDI at period boundaries: sending half a period early centres notes on the beat.
             send_ahead_ns=jack_period_ns() // 2 if backend == "jack" else 0,
             port_names=names,

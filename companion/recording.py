@@ -21,7 +21,8 @@ from companion.midifile import write_take
 SIDECAR_FORMAT = "companion-take"
 SIDECAR_VERSION = 1
 PARTS = ("player", "companion")
-_TEMPO_RESOLUTION_BPM = 0.01  # a followed clock wobbles; smaller changes are not worth a tempo event
+TEMPO_RESOLUTION_BPM = 0.01  # smaller tempo changes are not worth a tempo event
+FOLLOWED_TEMPO_RESOLUTION_BPM = 0.1  # a DAW's clock, fitted pulse by pulse, wobbles by hundredths
 
 
 class RecordingError(CompanionError):
@@ -74,6 +75,19 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+TAKES_DIR_ENV = "COMPANION_TAKES_DIR"
+
+
+def default_takes_dir() -> Path:
+    """Where the record key saves takes when no --record DIR was given: $COMPANION_TAKES_DIR, else a
+    "Companion takes" folder in the user's music folder (platformdirs), created with the first take."""
+    if os.environ.get(TAKES_DIR_ENV):
+        return Path(os.environ[TAKES_DIR_ENV]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_music_dir()) / "Companion takes"
+
+
 class TakeRecorder:
     """Collects a take while it is played; the hot-path calls (`note`, `tempo`) only append under a lock.
 
@@ -83,15 +97,12 @@ class TakeRecorder:
     """
 
     def __init__(self, directory: str | Path, *, wall_clock: Callable[[], datetime] = datetime.now,
-                 monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 monotonic_ns: Callable[[], int] = time.monotonic_ns, create: bool = True) -> None:
+        """`create`: make and check the folder now (--record DIR: a bad folder fails at start); else it is
+        made when the first take is written (the default folder, which a session may never use)."""
         self.directory = Path(directory).expanduser()
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise RecordingError(f"{self.directory}: cannot create the take folder ({err.strerror}); "
-                                 f"choose a folder you can write to with --record DIR") from None
-        if not os.access(self.directory, os.W_OK):
-            raise RecordingError(f"{self.directory}: the take folder is not writable; choose another with --record")
+        if create:
+            _ensure_folder(self.directory)
         self._wall_clock = wall_clock
         self._monotonic_ns = monotonic_ns
         self._lock = threading.Lock()
@@ -149,11 +160,11 @@ class TakeRecorder:
             if self._active:
                 self._events.append((part, ticks, data[0], data[1], data[2]))
 
-    def tempo(self, ticks: int, bpm: float) -> None:
-        """The clock's tempo at `ticks`; repeats and wobbles under 0.01 BPM are dropped."""
+    def tempo(self, ticks: int, bpm: float, resolution: float = TEMPO_RESOLUTION_BPM) -> None:
+        """The clock's tempo at `ticks`; repeats and changes under `resolution` BPM are dropped."""
         bpm = round(float(bpm), 2)
         with self._lock:
-            if not self._active or (self._tempo and abs(self._tempo[-1][1] - bpm) < _TEMPO_RESOLUTION_BPM):
+            if not self._active or (self._tempo and abs(self._tempo[-1][1] - bpm) < resolution):
                 return
             if self._tempo and self._tempo[-1][0] >= ticks:  # two changes at one tick: the later one holds
                 self._tempo[-1] = (self._tempo[-1][0], bpm)
@@ -233,6 +244,16 @@ class TakeRecorder:
         return None if take is None else write_take_files(take, self.directory, self._wall_clock())
 
 
+def _ensure_folder(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RecordingError(f"{directory}: cannot create the take folder ({err.strerror}); "
+                             f"choose a folder you can write to with --record DIR") from None
+    if not os.access(directory, os.W_OK):
+        raise RecordingError(f"{directory}: the take folder is not writable; choose another with --record DIR")
+
+
 def _preset_info(preset: Any) -> dict[str, Any] | None:
     if preset is None:
         return None
@@ -279,6 +300,7 @@ def _free_stem(directory: Path, stamp: datetime) -> str:
 def write_take_files(take: Take, directory: str | Path, stamp: datetime | None = None) -> tuple[Path, Path]:
     """`take-YYYYmmdd-HHMMSS.mid` (tempo, player, companion tracks) and its `.json` sidecar, each atomically."""
     directory = Path(directory)
+    _ensure_folder(directory)
     stem = _free_stem(directory, stamp or datetime.now())
     midi_path, json_path = directory / f"{stem}.mid", directory / f"{stem}.json"
     write_take(midi_path, [(part, take.notes[part]) for part in PARTS], take.bpm, take.beats_per_bar,
@@ -316,6 +338,12 @@ class TakeKeeper:
         self.recorder.start(start_ticks, **info)
         self._log("info", f"recording a take into {self.recorder.directory}")
 
+    def follow_clock(self, ticks: int, bpm: float, followed: bool) -> None:
+        """The take's tempo map follows the clock: the engine thread calls this every tick; a cheap no-op
+        unless a take is running."""
+        if self.recording:
+            self.recorder.tempo(ticks, bpm, FOLLOWED_TEMPO_RESOLUTION_BPM if followed else TEMPO_RESOLUTION_BPM)
+
     def stop(self, end_ticks: int, timings: Mapping[str, Any]) -> None:
         if not self.recording:
             return
@@ -331,5 +359,8 @@ class TakeKeeper:
             try:
                 midi_path, _ = write_take_files(take, self.recorder.directory, datetime.now())
                 self._log("info", f"take saved: {midi_path}")
+            except RecordingError as err:
+                self._log("error", f"could not save the take: {err.message}")
             except OSError as err:
-                self._log("error", f"could not save the take: {err}")
+                self._log("error", f"could not save the take into {self.recorder.directory}: {err.strerror or err}; "
+                                   "choose another folder with --record DIR")

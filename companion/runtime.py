@@ -86,6 +86,7 @@ class Runtime:
         port_names: dict[str, str] | None = None,
         preset: Preset | None = None,
         recorder: TakeRecorder | None = None,
+        record_from_start: bool = False,
         send_clock: bool = False,
         harmonizer_loader: Loader | None = None,
         send_ahead_ns: int = 0,
@@ -102,6 +103,7 @@ class Runtime:
         self.presets = PresetSession(preset)
         self.recorder = recorder
         self.takes = TakeKeeper(recorder, self.log)
+        self._record_from_start = record_from_start and recorder is not None  # --record DIR: a take from the start
         self._closed = threading.Event()
         self._error: BaseException | None = None
         # Harmonize mode: the harmony worker starts when the mode is first used (torch loads only then).
@@ -132,7 +134,7 @@ class Runtime:
         for thread in self._threads:
             thread.start()
         self.log("info", f"answering with the {self.generator.name} model")
-        if self.recorder is not None:
+        if self._record_from_start:
             self._start_take()
         return self
 
@@ -240,10 +242,12 @@ class Runtime:
                 self._handle_item(item)
             now_ns = time.monotonic_ns()
             if now_ns >= next_tick_ns:
-                ticks = self.clock.timebase().ticks_at(now_ns)
+                timebase = self.clock.timebase()
+                ticks = timebase.ticks_at(now_ns)
                 self._apply(self.engine.tick(ticks))
                 self._apply(self.presets.tick(self.engine, ticks))
                 self._apply_clock_change()
+                self.takes.follow_clock(ticks, timebase.bpm, isinstance(self.clock, MidiClockFollower))
                 next_tick_ns = now_ns + ENGINE_TICK_NS
             if now_ns >= next_snapshot_ns:
                 self._snapshots.publish(self.engine, self.presets)
@@ -370,6 +374,6 @@ class Runtime:
             self._snapshots.wire_out.append((time.monotonic_ns(), data))
             if kind == 0x90 and data[2] > 0:
                 self._snapshots.counters["notes_out"] += 1
-            if self.recorder is not None:
+            if self.takes.recording:
                 self.recorder.note("companion", data, self.clock.timebase().ticks_at(time.monotonic_ns()))
         self._ports.send(data)

@@ -73,6 +73,8 @@ class Snapshots:
             "counters": {**self.counters, "late_notes": rt.generation.late_notes},
             "dropped": rt.decode_stats.as_dict(),
             "harmony": rt.harmony.snapshot() if rt.harmony is not None else None,
+            "recording": rt.takes.recording,
+            "takes_dir": str(rt.recorder.directory) if rt.recorder is not None else None,
         })
         snap["log"] = list(log_lines)[-20:]
         if now_ns - self._lateness_at_ns > LATENESS_REFRESH_NS:  # sorting the samples is not free: twice a second

@@ -282,10 +282,12 @@ class CompanionApp(App[int]):
         self.notify("all notes off", timeout=1.5)
 
     def action_record(self) -> None:
-        self.recording = not self.recording
+        self.recording = not self.recording  # the runtime's next snapshot says whether it really is
         self.runtime.post_intent(SetRecording(self.recording))
         self.transport.show(self.last_snapshot, self.recording)
-        self.notify("recording" if self.recording else "recording stopped; take saved", timeout=2)
+        folder = self.last_snapshot.get("takes_dir")
+        where = f" into {folder}" if folder else ""
+        self.notify(f"recording a take{where}" if self.recording else f"take stopped: saving it{where}", timeout=2)
 
     def action_regenerate(self, new_seed: bool) -> None:
         self.runtime.post_intent(Regenerate(new_seed=new_seed))
