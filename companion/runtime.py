@@ -363,6 +363,7 @@ class Runtime:
         while not self._closed.wait(SUPERVISE_S):
             rounds += 1
             self._ports.apply_choices()
+            self._ports.report_send_failures()
             self.takes.write_pending()
             if rounds % PORT_CHECK_ROUNDS == 0:
                 self._ports.check()

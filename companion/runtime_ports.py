@@ -48,12 +48,27 @@ class LivePorts:
         self.lost: set[str] = set()
         self.outputs = list(outputs)
         self.inputs = [factory(on_midi) for factory in inputs]
+        # Sends that failed, by port name: [count, last error]; counted on the scheduler's thread (no I/O there),
+        # reported by the supervisor.
+        self._send_failures: dict[str, list[Any]] = {}
+        self._reported_failures: dict[str, int] = {}
+        self._failing: set[str] = set()
+        self._last_send_ok: dict[str, bool] = {}  # whether a failing port took the last message sent to it
 
     def send(self, data: Sequence[int]) -> None:
         """Every open output gets the bytes (the scheduler's thread)."""
         for port in self.outputs:
             if not port.closed:
-                port.send(data)
+                try:
+                    port.send(data)
+                    if self._failing:
+                        self._last_send_ok[port.name] = True
+                except Exception as err:  # noqa: BLE001 - a port that fails (a stalled server, a driver error)
+                    # must not stop the session or the other ports: counted here, reported by the supervisor
+                    failure = self._send_failures.setdefault(port.name, [0, ""])
+                    failure[0] += 1
+                    failure[1] = str(err)
+                    self._last_send_ok[port.name] = False
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.names, "lost": list(self.lost)}
@@ -66,6 +81,26 @@ class LivePorts:
         """The supervisor: every queued choice, in order."""
         while not self._choices.empty():
             self._choose(self._choices.get())
+
+    def report_send_failures(self) -> None:
+        """The supervisor: say when an output starts failing to take messages (once, not every round) and when it
+        takes them again; both times, end every note we sounded: a lost note-off would leave a note hanging once
+        the port works again, and the first all-notes-off may itself have been lost."""
+        silence = False
+        for name, (count, error) in list(self._send_failures.items()):
+            new = count - self._reported_failures.get(name, 0)
+            self._reported_failures[name] = count
+            if new > 0 and name not in self._failing:
+                self._failing.add(name)
+                silence = True
+                self._log("warning", f"messages to {name} cannot be sent ({error}); all notes off sent, so "
+                                     "nothing is left hanging when it works again")
+            elif name in self._failing and self._last_send_ok.get(name):
+                self._failing.discard(name)
+                silence = True
+                self._log("info", f"{name} takes messages again; all notes off sent there")
+        if silence:
+            self._scheduler.panic()
 
     def check(self) -> None:
         """The supervisor: note and log each port lost or returned."""

@@ -9,6 +9,7 @@ from companion.core.engine import EngineSettings
 from companion.generators import MarkovGenerator
 from companion.midi.clock import InternalClock
 from companion.midi.loopback import LoopbackPorts
+from companion.midi.ports import OutputPort, PortError
 from companion.runtime import Runtime
 
 
@@ -94,3 +95,55 @@ def test_a_model_failure_loses_one_answer_not_the_session() -> None:
     finally:
         runtime.close()
     assert not _sounding(heard)
+
+
+class FlakyOutput(OutputPort):
+    """An output that raises while `broken` is set (a stalled server, a driver error) and keeps what it takes."""
+
+    def __init__(self) -> None:
+        super().__init__("Flaky Synth")
+        self.broken = False
+        self.taken: list[list[int]] = []
+        self.open()
+
+    def _open(self) -> None:
+        pass
+
+    def _close(self) -> None:
+        pass
+
+    def _send(self, data) -> None:  # noqa: ANN001
+        if self.broken:
+            raise PortError("cannot send to 'Flaky Synth': JACK has not taken messages for a while (stalled?)")
+        self.taken.append(list(data))
+
+
+def test_an_output_that_fails_to_send_is_reported_and_the_session_goes_on_with_nothing_left_hanging() -> None:
+    to_engine, from_engine = LoopbackPorts("Companion In"), LoopbackPorts("Companion Out")
+    heard: list[list[int]] = []
+    from_engine.open_input(lambda data, _t: heard.append(list(data)))
+    flaky = FlakyOutput()
+    runtime = Runtime(EngineSettings(thru=True, silence_beats=64.0, max_bars=None),
+                      inputs=[to_engine.open_input], outputs=[flaky, from_engine.open_output()],
+                      generator=MarkovGenerator(), clock=InternalClock(120.0))
+    player = to_engine.open_output()
+    runtime.start()
+    try:
+        player.send([0x90, 60, 100])
+        assert _poll(lambda: (0, 60) in _sounding(flaky.taken))
+        flaky.broken = True
+        player.send([0x80, 60, 0])  # this note-off is lost on the flaky port: its synth would hang on C4
+        player.send([0x90, 62, 100])
+        log = lambda: [text for _, text in runtime.snapshot().get("log", [])]  # noqa: E731
+        assert _poll(lambda: any("cannot be sent" in text and "Flaky Synth" in text for text in log()))
+        assert _poll(lambda: (0, 62) in _sounding(heard) or not _sounding(heard))  # the other port still plays
+        assert not runtime.closed, "a failing output must not stop the session"
+        flaky.broken = False
+        player.send([0x90, 64, 100])  # the port works again: a send goes through, the supervisor notices
+        assert _poll(lambda: any("takes messages again" in text for text in log()))
+        assert _poll(lambda: not _sounding(flaky.taken)), f"left hanging: {_sounding(flaky.taken)}"
+        assert sum("cannot be sent" in text for text in log()) == 1  # said once, not every round
+        assert not runtime.closed
+    finally:
+        runtime.close()
+    assert not _sounding(flaky.taken) and not _sounding(heard)
