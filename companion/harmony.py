@@ -400,7 +400,7 @@ class HarmonyWorker:
                                f"{where}")
 
 
-def bench_harmony(seconds: float) -> dict[str, Any]:
+def bench_harmony(seconds: float) -> list[dict[str, Any]]:
     """Melody note -> harmony notes out, in-process (the real runtime and the shipped model; `companion bench`)."""
     from companion.harmony_bench import bench_harmony as measure
 
