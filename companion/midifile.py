@@ -115,6 +115,37 @@ def read_midi(path: str | Path) -> MidiInput:
                      max(n.end_ticks for n in notes))
 
 
+_CONDUCTOR = ("set_tempo", "time_signature", "key_signature", "smpte_offset", "end_of_track")
+_NAMES = ("track_name", "instrument_name")
+
+
+def append_input(target: MidiInput, other: MidiInput, offset_ticks: int) -> None:
+    """Add ``other``'s tracks to ``target``'s in memory (its files stay untouched), starting at ``offset_ticks``
+    (our PPQ), so that writing ``target`` holds both inputs; ``target``'s tempo and meter stay the file's.
+
+    Each track keeps its messages and name (a nameless one is named after its file); tracks holding only tempo
+    or meter are left out."""
+    to_ppq, from_ppq = target.source.ticks_per_beat or PPQ, other.source.ticks_per_beat or PPQ
+    start = round(offset_ticks * to_ppq / PPQ)
+    for track in other.source.tracks:
+        names, events, now = [], [], 0
+        for msg in track:
+            now += msg.time
+            if msg.type in _NAMES:
+                names.append(msg.copy(time=0))
+            elif msg.type not in _CONDUCTOR:
+                events.append((start + round(now * to_ppq / from_ppq), msg))
+        if not any(not msg.is_meta for _, msg in events):
+            continue
+        moved = mido.MidiTrack(names or [mido.MetaMessage("track_name", name=other.path.stem, time=0)])
+        at = 0
+        for tick, msg in events:
+            moved.append(msg.copy(time=tick - at))
+            at = tick
+        moved.append(mido.MetaMessage("end_of_track", time=0))
+        target.source.tracks.append(moved)
+
+
 def _note_track(name: str, notes: Iterable[Note], file_ppq: int, program: int | None = None) -> mido.MidiTrack:
     """A track of note events from absolute-tick notes (our PPQ), converted to the file's resolution."""
     events: list[tuple[int, int, mido.Message]] = []

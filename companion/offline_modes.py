@@ -1,7 +1,8 @@
 """`companion generate` modes beyond `continue`: a small dispatcher, and vary/interpolate with the phrase VAE.
 
-Both place what they make after the input's last bar, on one channel the input does not use. Inputs longer
-than the model's phrase are handled two bars at a time; a polyphonic input is heard as its top line.
+Both place what they make after the input's last bar, on one channel the input does not use (interpolate then
+adds the second input after its steps). Inputs longer than the model's phrase are handled two bars at a time; a
+polyphonic input is heard as its top line.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from companion.core.events import PPQ, Note
 from companion.errors import CheckpointError, CompanionError, InputFileError, UsageError
-from companion.midifile import MidiInput, read_midi
+from companion.midifile import MidiInput, append_input, read_midi
 
 if TYPE_CHECKING:
     from models.phrase_vae import PhraseVAE
@@ -142,9 +143,10 @@ def vary_file(args: argparse.Namespace, source: MidiInput, settings: dict[str, A
 
 
 def interpolate_file(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> list[Note]:
-    """``--steps`` steps from the first input to the second, after the first's last bar (A first, B last)."""
+    """``--steps`` steps from the first input to the second, both ends included: A as it is, the steps between
+    on the `companion` track, then B as it is on its own track(s) (added to the first input's tracks to write)."""
     steps = int(args.steps)
-    _option("--steps", steps, 2, 64, " (both ends included)")
+    _option("--steps", steps, 3, 64, " (A and B included, so 3 makes one step between them)")
     other = read_midi(args.inputs[1])
     if other.bar_ticks != source.bar_ticks:
         raise InputFileError(f"{other.path}: its meter {other.beats_per_bar}/{other.beat_unit} differs from "
@@ -162,9 +164,11 @@ def interpolate_file(args: argparse.Namespace, source: MidiInput, settings: dict
         a, b = phrases_a[i % len(phrases_a)], phrases_b[i % len(phrases_b)]
         if not a and not b:
             continue
-        morph = model.morph(a, b, PPQ, PHRASE_BARS, steps, steps_per_bar=steps_per_bar)
-        for s, phrase in enumerate(morph):
+        between = model.morph(a, b, PPQ, PHRASE_BARS, steps, steps_per_bar=steps_per_bar)[1:-1]  # A, B: as they are
+        for s, phrase in enumerate(between):
             out.extend(_place(phrase, start + (s * n + i) * span, span, channel))
     out.sort(key=lambda note: (note.start_ticks, note.pitch))
-    log.info("interpolate: %d steps of %d phrase(s) from %s to %s", steps, n, source.path.name, other.path.name)
+    append_input(source, other, start + (steps - 2) * n * span)
+    log.info("interpolate: %s, %d step(s) of %d phrase(s) between, then %s", source.path.name, steps - 2, n,
+             other.path.name)
     return out

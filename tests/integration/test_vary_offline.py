@@ -73,23 +73,37 @@ def test_vary_at_distance_zero_plays_the_phrase_back(tmp_path: Path) -> None:
     assert notes == [(start + 2 * BAR, pitch) for pitch, start, _ in melody]
 
 
-def test_interpolate_goes_from_the_first_file_to_the_second(tmp_path: Path) -> None:
+def _notes_of(track: mido.MidiTrack) -> list[tuple[int, int]]:
+    now, notes = 0, []
+    for msg in track:
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            notes.append((now, msg.note))
+    return notes
+
+
+def test_interpolate_plays_a_then_the_steps_between_then_b(tmp_path: Path) -> None:
+    melody_b = [(69, 0, 2 * TPB), (67, 2 * TPB, 2 * TPB), (66, 4 * TPB, 4 * TPB)]
     a = _write(tmp_path / "a.mid", _melody(2, base=62))
-    b = _write(tmp_path / "b.mid", [(69, 0, 2 * TPB), (67, 2 * TPB, 2 * TPB), (66, 4 * TPB, 4 * TPB)])
+    b = _write(tmp_path / "b.mid", melody_b, bpm=140.0)
     out = tmp_path / "out.mid"
     assert main(["generate", "interpolate", str(a), str(b), "-o", str(out), "--steps", "4"]) == 0
-    _, notes = _companion_notes(out)
-    first = [n for n in notes if 2 * BAR <= n[0] < 4 * BAR]
-    last = [n for n in notes if 8 * BAR <= n[0] < 10 * BAR]
-    assert [p for _, p in first] == [p for p, _, _ in _melody(2, base=62)]
-    assert [p for _, p in last] == [69, 67, 66]
-    assert all(n[0] < 10 * BAR for n in notes)
+    midi, between = _companion_notes(out)
+    names = [t.name for t in midi.tracks]
+    assert names == ["", "melody", "melody", "companion"]  # A's tempo and melody, B's melody, the steps
+    assert _notes_of(midi.tracks[1]) == _notes_of(mido.MidiFile(a).tracks[1])  # A as it is, first
+    assert _notes_of(midi.tracks[2]) == [(6 * BAR + start, p) for p, start, _ in melody_b]  # B as it is, last
+    # --steps 4 counts A and B: two 2-bar steps between them
+    assert between and all(2 * BAR <= start < 6 * BAR for start, _ in between)
+    assert any(start < 4 * BAR for start, _ in between) and any(start >= 4 * BAR for start, _ in between)
+    tempos = [m.tempo for t in midi.tracks for m in t if m.type == "set_tempo"]
+    assert tempos == [mido.bpm2tempo(96.0)]  # the first input's tempo rules the file
 
 
 @pytest.mark.parametrize("mode, args, message", [
     ("vary", ["--distance", "3"], "--distance must be between 0 and 1"),
     ("vary", ["--count", "0"], "--count must be between 1 and 64"),
-    ("interpolate", ["--steps", "1"], "--steps must be between 2 and 64"),
+    ("interpolate", ["--steps", "2"], "--steps must be between 3 and 64 (A and B included"),
 ])
 def test_bad_options_exit_2_as_a_usage_error_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                              mode: str, args: list[str], message: str) -> None:
