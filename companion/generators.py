@@ -156,6 +156,7 @@ class MarkovGenerator:
             key_pcs=_key_pitch_classes(request),
             seed=request.seed,
             temperature=float(request.settings.get("temperature", 1.0)),
+            bar_ticks=request.phrase.bar_ticks,
         )
         yield from self._history.record(request.tag, _to_absolute(request, iter(answer)))
 

@@ -27,6 +27,8 @@ from models.sampling import (
     anchor_mask,
     density_bias,
     density_error_bias,
+    fill_mask,
+    fill_rules,
     grammar_mask,
     onset_limit_mask,
     pitch_mask,
@@ -163,8 +165,11 @@ class ContinuationModel:
             max_bars = bars_now - 1
 
     def _allowed(self, dec: StreamDecoder, min_pos: int, anchored: bool, masks: torch.Tensor, start: int,
-                 end: int) -> np.ndarray | None:
-        """The token ids that may follow what ``dec`` has read, ascending (None: nothing may)."""
+                 end: int, fill: tuple[bool, bool] = (False, False)) -> np.ndarray | None:
+        """The token ids that may follow what ``dec`` has read, ascending (None: nothing may).
+
+        ``fill`` (``fill_rules``) keeps the answer going where it may not end yet, unless nothing else fits.
+        """
         grammar = grammar_mask(self.tables, dec, min_pos, masks)
         grammar &= onset_limit_mask(self.tables, dec, end)
         if anchored:
@@ -174,6 +179,9 @@ class ContinuationModel:
             mask = grammar  # the locks admit no pitch at all: the grammar alone decides
             if not bool(mask.any()):
                 return None
+        if any(fill):
+            filled = mask & fill_mask(self.tables, fill)
+            mask = filled if bool(filled.any()) else mask
         return mask.numpy().nonzero()[0]
 
     @torch.inference_mode()
@@ -187,7 +195,8 @@ class ContinuationModel:
             dec.feed(t)
         bar_len = prompt.bar_positions
         start, end = prompt.answer_start, prompt.answer_start + length_steps
-        answer_bar = start // bar_len
+        answer_bar, last_bar = start // bar_len, (end - 1) // bar_len
+        last_note_bar = answer_bar - 1  # the bar of the latest note yielded: the answer fills to its last bar
         if length_steps <= 0:
             return
         cache = runner.new_cache(1, self.model.config.block_size)
@@ -197,11 +206,12 @@ class ContinuationModel:
         while True:
             min_pos = prompt.min_pos if dec.bar == answer_bar else 0
             anchored = first_on_start and notes_out == 0
-            key = _mask_key(dec, min_pos, anchored)
+            fill = fill_rules(dec.bar, answer_bar, last_bar, last_note_bar)
+            key = (*_mask_key(dec, min_pos, anchored), fill)
             if key in allowed_memo:
                 allowed = allowed_memo[key]
             else:
-                allowed = allowed_memo[key] = self._allowed(dec, min_pos, anchored, masks, start, end)
+                allowed = allowed_memo[key] = self._allowed(dec, min_pos, anchored, masks, start, end, fill)
             if allowed is None:
                 return
             if density is not None and density > 0:
@@ -213,6 +223,7 @@ class ContinuationModel:
             note = dec.feed(t)
             if note is not None and start <= note.onset < end:
                 notes_out += 1
+                last_note_bar = note.onset // bar_len
                 rel = note.onset - start
                 dur = min(note.duration, end - note.onset)
                 vel = max(1, min(127, note.velocity + velocity_shift))

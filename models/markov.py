@@ -137,12 +137,14 @@ class MarkovResponder:
         key_pcs: set[int] | frozenset[int] | None = None,
         seed: int = 0,
         temperature: float = 1.0,
+        bar_ticks: int | None = None,
     ) -> list[NoteTuple]:
-        """An answer to `prompt_notes` lasting at most `length_ticks`, onsets from the answer start.
+        """An answer to `prompt_notes` filling `length_ticks`, onsets from the answer start (a bar line).
 
         The prompt is learned first unless it is the phrase learned last. Deterministic for a seed. The
-        answer stops early on a phrase ending of the player's once it has about the call's note count.
-        Pitches outside `key_pcs` are snapped into it; no note sounds past `length_ticks`.
+        walk goes on to the answer's end at the player's pace (bars of `bar_ticks`, default 4 quarters):
+        a rest lasts at most a bar and the last bar always sounds. Pitches outside `key_pcs` are snapped
+        into it; no note sounds past `length_ticks`.
         """
         prompt = _as_tuples(prompt_notes)
         if prompt and prompt != self._last_learned:
@@ -170,13 +172,14 @@ class MarkovResponder:
             context = [first.pitch]
 
         answer: list[NoteTuple] = []
-        # Like the Continuator, an answer may end where a phrase of the player's ended, once it has said
-        # about as much as the call did; otherwise it runs to `length_ticks`.
-        min_events = max(3, round(0.75 * len(prompt_events))) if prompt_events else 4
-        placed = 0
+        bar_ticks = max(grid_ticks, bar_ticks or 4 * ppq)
+        last_bar = (length_ticks - 1) // bar_ticks * bar_ticks  # the answer's last bar line: it must sound
+        longest_step = bar_ticks // grid_ticks * grid_ticks  # a rest lasts a bar at most
         position_ticks = 0  # on the grid; the player's groove is added per onset
         while True:
             onset = max(0, position_ticks + groove.get((position_ticks // grid_ticks) % slots, 0))
+            if position_ticks >= last_bar:
+                onset = max(onset, last_bar)  # no rushing out of the last bar
             if length_ticks - onset < max(1, ppq // 16):
                 break
             slot = (position_ticks // grid_ticks) % slots
@@ -204,10 +207,11 @@ class MarkovResponder:
                 step = rng.choice(steps_from_slot[slot])
             else:  # the phrase's last note, from a place in the beat the player never left: its own length
                 step = max(1, round(event.duration_q * ppq / grid_ticks))
-            position_ticks += step * grid_ticks
-            placed += 1
-            if event.ioi_q is None and placed >= min_events:
-                break
+            # Rests as the player's, up to a bar; a step that would skip the last bar lands in it instead.
+            step_ticks = min(step * grid_ticks, longest_step)
+            if position_ticks < last_bar and position_ticks + step_ticks >= length_ticks - max(1, ppq // 16):
+                step_ticks = max(grid_ticks, -(-(last_bar - position_ticks) // grid_ticks) * grid_ticks)
+            position_ticks += step_ticks
         return _untangle(answer)
 
     def _choose(

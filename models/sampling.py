@@ -1,4 +1,5 @@
-"""Constrained decoding as small pure functions on logits: grammar, key lock, pitch range, density, top-p.
+"""Constrained decoding as small pure functions on logits: grammar, key lock, pitch range, length, density,
+top-p.
 
 Every mask is a boolean tensor over the vocabulary (True = allowed) and is applied with ``apply_mask``;
 ``MaskTables`` holds the per-vocabulary tables they are built from, computed once. Nothing here keeps
@@ -132,6 +133,29 @@ def anchor_mask(tables: MaskTables, state: StreamDecoder, start_step: int) -> to
     return mask
 
 
+def fill_rules(bar: int, answer_bar: int, last_bar: int, last_note_bar: int) -> tuple[bool, bool]:
+    """(no EOS, no BAR) for an answer that must fill its bars: ``bar`` is the decoder's, ``last_note_bar`` the
+    bar of the answer's latest note (``answer_bar - 1`` before its first).
+
+    No EOS before the answer's last bar; the last bar closes (BAR or EOS end the answer there) only after
+    a note in it; an answer bar may close silent, but not a second one in a row (a rest, not a gap).
+    """
+    silent = last_note_bar < bar
+    close_last = bar >= last_bar and silent
+    return bar < last_bar or close_last, close_last or (silent and bar > answer_bar and last_note_bar < bar - 1)
+
+
+def fill_mask(tables: MaskTables, rules: tuple[bool, bool]) -> torch.Tensor:
+    """The ``fill_rules`` as a mask: EOS and/or BAR masked, everything else passes."""
+    mask = torch.ones(tables.size, dtype=torch.bool)
+    no_eos, no_bar = rules
+    if no_eos:
+        mask[tables.vocab.eos] = False
+    if no_bar:
+        mask[tables.vocab.bar] = False
+    return mask
+
+
 def apply_mask(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """logits with the masked-out tokens at -inf (a new tensor)."""
     return logits.masked_fill(~mask, -math.inf)
@@ -144,9 +168,13 @@ def density_bias(tables: MaskTables, logits: torch.Tensor, bias: float) -> torch
     return torch.add(logits, tables.density_dir.to(logits.dtype), alpha=bias)
 
 
-def density_error_bias(target_per_bar: float, notes_so_far: int, bars_elapsed: float, gain: float = 1.0,
-                       limit: float = 4.0) -> float:
-    """The bias that pulls the answer's note count towards ``target_per_bar`` (a clipped P-controller)."""
+def density_error_bias(target_per_bar: float, notes_so_far: int, bars_elapsed: float, gain: float = 2.0,
+                       limit: float = 6.0) -> float:
+    """The bias that pulls the answer's note count towards ``target_per_bar`` (a clipped P-controller).
+
+    Firm enough that a sparse answer rests (closes bars early) rather than crams: with ``fill_rules`` an
+    answer cannot stop early, so this bias is what keeps it as sparse as asked.
+    """
     error = target_per_bar * bars_elapsed - notes_so_far
     return max(-limit, min(limit, gain * error))
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from models.checkpoint import CheckpointFileError, save_checkpoint
-from models.continuation import KIND, ContinuationModel, _mask_key, eval_main, train_main
+from models.continuation import DEFAULT_CHECKPOINT, KIND, ContinuationModel, _mask_key, eval_main, train_main
 from models.data.dataset import WindowSampler, tokenize_pieces
 from models.data.pieces import Piece
 from models.evaluate import MarkovScorer, copied_ngram_fraction, in_key_ratio, intervals, tv_distance
@@ -56,6 +56,43 @@ def test_answers_stay_inside_the_answer_and_in_time_order(live: ContinuationMode
         assert starts == sorted(starts)
         assert all(0 <= n[2] < length and n[2] + n[3] <= length and n[3] > 0 for n in notes)
         assert all(0 <= n[0] <= 127 and 1 <= n[1] <= 127 for n in notes)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> ContinuationModel:
+    """The shipped checkpoint (it has learned to end phrases, often early)."""
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("no shipped continuation checkpoint")
+    return ContinuationModel.load(threads=None)
+
+
+@pytest.fixture(scope="module", params=["live", "shipped"])
+def any_model(request: pytest.FixtureRequest) -> ContinuationModel:
+    """The untrained tiny model and the shipped checkpoint."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.mark.parametrize("bars", [2, 4])
+def test_an_answer_fills_its_bars(any_model: ContinuationModel, bars: int) -> None:
+    """No EOS (nor silence) before the answer's last bar: its last note ends there, none past the end."""
+    length = bars * BAR
+    for seed in range(6):
+        for first_on_start, density in ((True, None), (False, None), (True, 2.0)):
+            notes = list(any_model.stream(PHRASE, ppq=PPQ, length_ticks=length, style="folk", seed=seed,
+                                          first_on_start=first_on_start, density=density))
+            assert notes, (seed, first_on_start, density)
+            assert length - BAR < max(n[2] + n[3] for n in notes) <= length, (seed, first_on_start, density)
+            bars_sounding = {n[2] // BAR for n in notes}
+            assert all(b in bars_sounding or b + 1 in bars_sounding for b in range(bars))  # no two silent bars
+
+
+def test_filling_is_not_cramming(shipped: ContinuationModel) -> None:
+    """A sparse density still gives a sparse answer: it rests in its bars instead of ending early."""
+    for density in (1.0, 2.0, 4.0):
+        counts = [len({n[2] for n in shipped.stream(PHRASE, ppq=PPQ, length_ticks=4 * BAR, seed=seed,
+                                                     density=density, first_on_start=True)}) / 4
+                  for seed in range(6)]
+        assert density * 0.75 <= sum(counts) / len(counts) <= density * 1.5 + 0.5, (density, counts)
 
 
 def test_key_lock_and_pitch_range_hold(live: ContinuationModel) -> None:

@@ -1,4 +1,4 @@
-"""Sampling: grammar mask, key lock, pitch range, onset limit, density bias, temperature / top-p."""
+"""Sampling: grammar mask, key lock, pitch range, onset limit, fill rules, density bias, temperature / top-p."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from models.sampling import (
     apply_mask,
     density_bias,
     density_error_bias,
+    fill_mask,
+    fill_rules,
     grammar_mask,
     onset_limit_mask,
     pitch_mask,
@@ -99,12 +101,25 @@ def test_onset_limit_masks_positions_at_or_after_the_end() -> None:
     assert pos == list(range(12))
 
 
+def test_fill_rules_keep_an_answer_going_to_its_last_bar() -> None:
+    # an answer in bars 2..5 (last bar 5); (no EOS, no BAR) by where the decoder is and its latest note's bar
+    assert fill_rules(bar=2, answer_bar=2, last_bar=5, last_note_bar=1) == (True, False)  # may open with a rest
+    assert fill_rules(bar=3, answer_bar=2, last_bar=5, last_note_bar=2) == (True, False)
+    assert fill_rules(bar=4, answer_bar=2, last_bar=5, last_note_bar=2) == (True, True)  # not two silent bars
+    assert fill_rules(bar=5, answer_bar=2, last_bar=5, last_note_bar=4) == (True, True)  # the last bar must sound
+    assert fill_rules(bar=5, answer_bar=2, last_bar=5, last_note_bar=5) == (False, False)  # now it may end
+    assert fill_rules(bar=2, answer_bar=2, last_bar=2, last_note_bar=1) == (True, True)  # a one-bar answer
+    mask = fill_mask(TABLES, (True, True))
+    assert set(range(V.size)) - set(_ids(mask)) == {V.eos, V.bar}
+    assert set(range(V.size)) - set(_ids(fill_mask(TABLES, (True, False)))) == {V.eos}
+
+
 def test_density_bias_moves_onsets_against_bar_lines() -> None:
     logits = torch.zeros(V.size)
     more = density_bias(TABLES, logits, 2.0)
     assert more[V.token("pos", 5)] == 2.0 and more[V.bar] == -2.0 and more[V.token("pitch", 60)] == 0.0
     assert density_error_bias(8.0, notes_so_far=2, bars_elapsed=1.0) > 0
-    assert density_error_bias(2.0, notes_so_far=9, bars_elapsed=1.0) == -4.0
+    assert density_error_bias(2.0, notes_so_far=9, bars_elapsed=1.0) == -6.0
 
 
 def test_density_bias_is_exactly_adding_to_the_three_kinds() -> None:

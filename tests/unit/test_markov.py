@@ -153,11 +153,23 @@ def test_regenerating_with_the_same_seed_gives_the_same_answer() -> None:
     assert model.respond(FOLK, 8 * PPQ, PPQ, C_MAJOR, seed=4) == first
 
 
-def test_an_answer_can_end_where_the_player_ended_a_phrase() -> None:
-    length_ticks = 16 * 4 * PPQ
-    for seed in range(5):
-        answer = MarkovResponder().respond(FOLK, length_ticks, PPQ, C_MAJOR, seed=seed)
-        last_onset = max(o for _, _, o, _ in answer)
-        assert last_onset < length_ticks // 2  # it said its piece and stopped, not 16 bars of noodling
-        assert max(answer, key=lambda n: n[2])[0] % 12 == FOLK[-1][0] % 12  # on the call's closing note
-        assert len({o for _, _, o, _ in answer}) >= 12  # about as much as the call said (16 notes)
+@pytest.mark.parametrize("bars", [2, 4, 16])
+@pytest.mark.parametrize("call", [FOLK, melody([60, 64, 67, 72, 67, 64], step_ticks=PPQ), melody([62, 66, 69])])
+def test_an_answer_fills_its_bars_at_the_calls_pace(bars: int, call: list[tuple[int, int, int, int]]) -> None:
+    """Not a call's worth of notes and silence: the answer sounds to its last bar, as busy as the call."""
+    bar, length_ticks = 4 * PPQ, bars * 4 * PPQ
+    call_steps = {b[2] - a[2] for a, b in zip(call, call[1:], strict=False)}
+    for seed in range(6):
+        answer = MarkovResponder().respond(call, length_ticks, PPQ, C_MAJOR, seed=seed)
+        ends = [o + d for _, _, o, d in answer]
+        assert length_ticks - bar < max(ends) <= length_ticks  # the last note ends in the last bar
+        onsets = sorted({o for _, _, o, _ in answer})
+        assert all(b - a <= bar for a, b in zip(onsets, onsets[1:], strict=False))  # a rest, never a gap
+        assert {b - a for a, b in zip(onsets, onsets[1:], strict=False)} <= call_steps  # the call's steps: no cramming
+
+
+def test_an_answer_in_three_four_fills_its_last_bar() -> None:
+    waltz = melody([60, 64, 67, 64, 62, 65], step_ticks=PPQ)
+    for seed in range(6):
+        answer = MarkovResponder().respond(waltz, 2 * 3 * PPQ, PPQ, C_MAJOR, seed=seed, bar_ticks=3 * PPQ)
+        assert 3 * PPQ < max(o + d for _, _, o, d in answer) <= 6 * PPQ
