@@ -89,6 +89,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "response_start": _f("choice", "bar", "engine.response_start", "the answer starts on the next bar or beat",
                              choices=("bar", "beat")),
         "response_bars": _f("int", 2, "engine.response_bars", "length of each answer in bars", low=1, high=64),
+        "length_bars": _f("int", 0, "engine.length_bars", "generate mode: the piece stops after this many bars "
+                          "(0: plays until stopped)", low=0, high=512),
         "lead_ticks": _f("int", PPQ // 4, "engine.lead_ticks", f"at least this many ticks ({PPQ} per quarter) "
                          "between the phrase end and the answer", low=0, high=4 * PPQ),
         "on_player_resume": _f("choice", "stop", "engine.on_player_resume", "when you play during an answer: stop "

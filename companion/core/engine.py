@@ -97,6 +97,8 @@ class EngineSettings:
     """Start the answer on the next "bar" line (trading bars) or the next "beat" (snappier)."""
     response_bars: int = 2
     """Length of each answer in bars."""
+    length_bars: int = 0
+    """Generate mode: the piece stops after this many bars from its start, on a bar line; 0 plays until stopped."""
     lead_ticks: int = PPQ // 4
     """At least this long (a 16th) between the phrase end and the answer's start, for the generator."""
     on_player_resume: str = "stop"
@@ -139,6 +141,8 @@ class EngineSettings:
             raise ValueError(f"on_player_resume must be 'stop' or 'duck', got {self.on_player_resume!r}")
         if not isinstance(self.response_bars, int) or not (1 <= self.response_bars <= 64):
             raise ValueError(f"response_bars must be a whole number 1..64, got {self.response_bars!r}")
+        if not isinstance(self.length_bars, int) or not (0 <= self.length_bars <= 512):
+            raise ValueError(f"length_bars must be a whole number 0..512 (0: until stopped), got {self.length_bars!r}")
         if not isinstance(self.lead_ticks, int) or self.lead_ticks < 0:
             raise ValueError(f"lead_ticks must be a whole number >= 0, got {self.lead_ticks!r}")
         if not (0.0 < self.temperature <= 5.0):

@@ -118,6 +118,73 @@ def test_the_engine_starts_generating_when_the_mode_is_selected() -> None:
     assert engine.snapshot()["generating"] is True
 
 
+def test_length_bars_from_the_settings_ends_the_piece_on_a_bar_line() -> None:
+    mode, ctx = GenerateMode(span_bars=2), context(length_bars=3)
+    log = run(mode, ctx, 0, 10 * BAR)
+    assert [(r.start_ticks, r.end_ticks) for _, r in requests(log)] == [(BAR, 3 * BAR), (3 * BAR, 4 * BAR)]
+    [(ended_at, ended)] = [(t, c) for t, c in log if isinstance(c, Log)]
+    assert ended_at >= 4 * BAR and "3 bars" in ended.text
+    assert mode.snapshot(10 * BAR)["generating"] is False
+
+
+def test_length_bars_zero_plays_until_stopped() -> None:
+    assert EngineSettings().length_bars == 0
+    mode, ctx = GenerateMode(), context()
+    reqs = requests(run(mode, ctx, 0, 40 * BAR))
+    assert reqs[-1][1].end_ticks >= 40 * BAR and mode.snapshot(40 * BAR)["generating"] is True
+
+
+@pytest.mark.parametrize("bad", [-1, 513, 2.5, "8"])
+def test_length_bars_must_be_0_to_512(bad: object) -> None:
+    with pytest.raises(ValueError, match="length_bars"):
+        EngineSettings(length_bars=bad)  # type: ignore[arg-type]
+
+
+class _TickClock:
+    """A fixed 120 BPM timebase for the scheduler."""
+
+    def __init__(self) -> None:
+        from companion.core.timebase import Timebase
+
+        self.tb = Timebase(120.0, origin_ns=0)
+
+    def timebase(self) -> object:
+        return self.tb
+
+
+def test_a_piece_of_length_bars_stops_cleanly_through_generator_and_scheduler() -> None:
+    """Engine -> Markov generator -> scheduler: every note of a 3-bar piece sounds and ends inside it."""
+    from companion.generators import MarkovGenerator
+    from companion.scheduler import Scheduler
+
+    sent: list[tuple[int, list[int]]] = []
+    now = [0]
+    clock = _TickClock()
+    scheduler = Scheduler(lambda data: sent.append((now[0], list(data))), clock)  # type: ignore[arg-type]
+    engine, generator = Engine(EngineSettings(mode="generate", length_bars=3, seed=5)), MarkovGenerator()
+    for now[0] in range(0, 8 * BAR, PPQ // 8):
+        for command in engine.tick(now[0]):
+            if isinstance(command, RequestAnswer):
+                scheduler.submit(list(generator.stream(command)), command.tag)
+            elif isinstance(command, Cancel):
+                scheduler.cancel(command.tag, command.from_ticks, command.how)
+        scheduler.step(clock.tb.ns_at(now[0]))
+    assert engine.snapshot()["generating"] is False and scheduler.sounding() == []
+    ons = [t for t, d in sent if d[0] & 0xF0 == 0x90 and d[2] > 0]
+    offs = [t for t, d in sent if d[0] & 0xF0 == 0x80 or (d[0] & 0xF0 == 0x90 and d[2] == 0)]
+    piece_start, piece_end = BAR, 4 * BAR  # the bar line after a beat of lead, three bars on
+    assert ons and len(ons) == len(offs)
+    assert min(ons) >= piece_start and max(offs) <= piece_end
+    assert max(offs) > piece_end - BAR  # it plays into its last bar
+
+
+def test_the_ambient_preset_plays_until_stopped() -> None:
+    from companion.presets import load_preset
+
+    settings = load_preset("ambient-generator").engine_settings()
+    assert settings.mode == "generate" and settings.length_bars == 0
+
+
 # --- offline: `companion generate generate` ------------------------------------------------------------
 
 

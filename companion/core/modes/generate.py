@@ -23,14 +23,17 @@ class _Span:
 
 
 class GenerateMode(Mode):
-    """Plays a piece of `length_bars` (None: until stopped) in spans of `span_bars`, each continuing the last.
+    """Plays a piece of `length_bars` bars (0 in the settings: until stopped) in spans of `span_bars`, each
+    continuing the last.
 
     The piece starts on the bar line after a beat of lead. Span k + 1 is requested as soon as span k starts
     to play: the generator worker takes requests in order and streams each one only a lookahead ahead of the
     playhead, so the next span is decoded while the end of this one plays. A stop (panic, transport stop)
     ends the piece; Regenerate starts a new one; a settings change restarts it from the next bar with the
-    new settings. `style` and `length_bars` come from the constructor, else from the engine settings of
-    those names when they exist; a style left unset is the preset's (the runtime adds it to the request).
+    new settings. `style` and `length_bars` come from the constructor, else `length_bars` from the engine
+    settings ([engine] length_bars of the preset); a style left unset is the preset's (the runtime adds it to
+    the request). A piece of a length ends on the bar line that many bars after its first: its last span is
+    cut there (the generators clip their notes to a span's end, the scheduler closes them at their ends).
     """
 
     name = "generate"
@@ -82,7 +85,7 @@ class GenerateMode(Mode):
         return self._request(now_ticks, ctx)
 
     def _length(self, ctx: ModeContext) -> int | None:
-        return self.length_bars if self.length_bars is not None else getattr(ctx.settings, "length_bars", None)
+        return self.length_bars if self.length_bars is not None else (ctx.settings.length_bars or None)
 
     def _start(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
         self._started_once = True
