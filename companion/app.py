@@ -129,13 +129,14 @@ def build_runtime(config: RuntimeConfig, settings: EngineSettings, preset: Prese
 
 
 def run_headless(runtime: Runtime) -> int:
-    """Run until SIGINT or SIGTERM, then all notes off and exit 0 (1 if a thread failed)."""
+    """Run until SIGINT, SIGTERM or SIGHUP (a dropped ssh session), then all notes off; 0, or 1 if a thread failed."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop_signals = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {sig: signal.signal(sig, on_signal) for sig in stop_signals}
     try:
         runtime.start()
         log.info("running headless; press Ctrl-C to stop")

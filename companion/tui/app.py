@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +28,7 @@ from companion.tui.ports_screen import PortsScreen
 from companion.tui.presets_screen import PresetsScreen
 
 REFRESH_HZ = 20  # snapshots read per second; the roll draws at most every MIN_FRAME_NS
+TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 PENDING_NS = 600_000_000  # a value just set by a key wins over snapshots for this long (the engine catches up)
 LOG_BACKLOG = 500
 HINT = ("Space panic · R rec · N regen (Shift: same seed) · M mode · ↑↓←→ controls · C learn CC · "
@@ -123,7 +126,7 @@ class CompanionApp(App[int]):
         self._last_cc_seen: Any = None
         self._log_backlog: deque[tuple[str, str]] = deque(maxlen=LOG_BACKLOG)
         self._log_posted = False
-        self._closed = False
+        self._runtime_closed = False  # not `_closed`: Textual's message pump has that (a closed pump takes no messages)
         # The main screen's widgets, kept so a redraw never searches a dialog that covers them.
         self.transport = TransportBar(id="transport")
         self.roll = PianoRoll(id="roll")
@@ -152,6 +155,20 @@ class CompanionApp(App[int]):
         self.set_interval(1.0 / self.refresh_hz, self._refresh_from_runtime)
         if self._on_ready is not None:
             self.call_after_refresh(self._on_ready)  # the runtime starts once the screen is up
+        self._catch_termination()
+
+    def _catch_termination(self) -> None:
+        """`kill`, a closed terminal window or a dropped ssh session end the app as Q does: all notes off first."""
+        loop = asyncio.get_running_loop()
+        for sig in TERMINATION_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self._terminated, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # Windows' loops, or not the main thread
+                return
+
+    def _terminated(self, sig: signal.Signals) -> None:
+        self.shutdown_runtime()  # notes off before anything else: the terminal may already be gone
+        self.exit(return_code=128 + int(sig))
 
     def _safe_snapshot(self) -> dict[str, Any]:
         snap = self.runtime.snapshot()
@@ -160,7 +177,7 @@ class CompanionApp(App[int]):
     # --- the runtime's picture -> the widgets ------------------------------------------------------------
 
     def _refresh_from_runtime(self) -> None:
-        if self._closed or not self.roll.is_mounted:
+        if self._runtime_closed or not self.roll.is_mounted:
             return
         for data in self.piano.due(self._clock_ns()):
             self.runtime.inject(data)
@@ -353,9 +370,9 @@ class CompanionApp(App[int]):
         self.exit(0)
 
     def shutdown_runtime(self) -> None:
-        if self._closed:
+        if self._runtime_closed:
             return
-        self._closed = True
+        self._runtime_closed = True
         self._release_piano()
         self.runtime.close()
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from companion.core.engine import ChangeSettings, PanicIntent, Regenerate, SetMode, StorePhrase, available_modes
-from companion.tui.app import CompanionApp
+from companion.tui.app import TERMINATION_SIGNALS, CompanionApp
 from companion.tui.help_screen import HelpScreen, help_rows
 from companion.tui.intents import Learn, SetRecording
 from companion.tui.keyboard import DEFAULT_OCTAVE
@@ -128,6 +130,23 @@ def test_quit_releases_every_note_then_closes_the_runtime(key: str, make_app: Ca
     assert fake_runtime.close_calls == 1
     assert fake_runtime.injected == [[0x90, 60, 100], [0x90, 62, 100], [0x80, 60, 0], [0x80, 62, 0]]
     assert app.return_value == 0
+
+
+@pytest.mark.parametrize("sig", TERMINATION_SIGNALS, ids=lambda sig: signal.Signals(sig).name)
+def test_kill_or_a_closed_terminal_ends_the_app_with_every_note_off(sig: int, make_app: Callable[..., CompanionApp],
+                                                                    fake_runtime: FakeRuntime,
+                                                                    run_pilot: Callable[..., None]) -> None:
+    app = make_app()
+
+    async def scenario(pilot: Any) -> None:
+        await pilot.press("a")  # a note held on the keyboard piano
+        os.kill(os.getpid(), sig)  # as `kill` or the terminal closing does
+        assert await wait_until(pilot, lambda: fake_runtime.close_calls == 1)
+
+    run_pilot(app, scenario)
+    assert fake_runtime.close_calls == 1
+    assert fake_runtime.injected == [[0x90, 60, 100], [0x80, 60, 0]]
+    assert app.return_code == 128 + sig
 
 
 def test_panic_also_releases_the_keyboard_pianos_notes(make_app: Callable[..., CompanionApp],
