@@ -364,6 +364,7 @@ class Runtime:
             rounds += 1
             self._ports.apply_choices()
             self._ports.report_send_failures()
+            self._ports.report_malformed(self.decode_stats)
             self.takes.write_pending()
             if rounds % PORT_CHECK_ROUNDS == 0:
                 self._ports.check()

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from companion.errors import CompanionError
+from companion.midi.codec import DecodeStats
 from companion.midi.ports import InputPort, OutputPort
 from companion.scheduler import Scheduler
 
@@ -19,6 +20,7 @@ PortChooser = Callable[[str | None, str | None, str | None],
 PortCheck = Callable[[], list[tuple[str, str, str]]]
 """() -> (kind "lost" or another, port, text) for each port lost or returned since the last check."""
 SILENCE_WAIT_NS = 500_000_000  # a port swap waits this long at most for the old ports' notes to end
+MALFORMED_REPORT_NS = 5_000_000_000  # malformed input is reported at most this often
 
 
 class LivePorts:
@@ -54,6 +56,8 @@ class LivePorts:
         self._reported_failures: dict[str, int] = {}
         self._failing: set[str] = set()
         self._last_send_ok: dict[str, bool] = {}  # whether a failing port took the last message sent to it
+        self._malformed_said: dict[str, int] = {}
+        self._malformed_said_ns = 0
 
     def send(self, data: Sequence[int]) -> None:
         """Every open output gets the bytes (the scheduler's thread)."""
@@ -101,6 +105,22 @@ class LivePorts:
                 self._log("info", f"{name} takes messages again; all notes off sent there")
         if silence:
             self._scheduler.panic()
+
+    def report_malformed(self, stats: DecodeStats) -> None:
+        """The supervisor: warn (at most every few seconds) when malformed MIDI came in and was ignored."""
+        now_ns = time.monotonic_ns()
+        if now_ns - self._malformed_said_ns < MALFORMED_REPORT_NS:
+            return
+        counts = stats.malformed()  # a copy; the engine thread may count on meanwhile
+        new = {reason: n - self._malformed_said.get(reason, 0) for reason, n in counts.items()}
+        new = {reason: n for reason, n in new.items() if n > 0}
+        if not new:
+            return
+        self._malformed_said, self._malformed_said_ns = counts, now_ns
+        total = sum(new.values())
+        detail = ", ".join(f"{reason.replace('_', ' ')} {n}" for reason, n in sorted(new.items()))
+        self._log("warning", f"ignored {total} malformed MIDI message{'s' if total > 1 else ''} on the input "
+                             f"({detail}); check the cable, the driver or the sending device")
 
     def check(self) -> None:
         """The supervisor: note and log each port lost or returned."""

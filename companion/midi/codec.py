@@ -52,6 +52,10 @@ class DecodeStats:
     def dropped(self) -> int:
         return sum(self.counts.values())
 
+    def malformed(self) -> dict[str, int]:
+        """Counts of the reasons that mean broken bytes (SysEx and unused valid MIDI are not), for warnings."""
+        return {reason: n for reason, n in self.counts.items() if n and reason not in (SYSEX, UNSUPPORTED)}
+
     def as_dict(self) -> dict[str, int]:
         """A copy for the UI/log: only reasons seen, plus the number decoded."""
         out = {reason: n for reason, n in self.counts.items() if n}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -147,3 +148,24 @@ def test_an_output_that_fails_to_send_is_reported_and_the_session_goes_on_with_n
     finally:
         runtime.close()
     assert not _sounding(flaky.taken) and not _sounding(heard)
+
+
+def test_malformed_midi_is_ignored_and_said_in_the_log_once_not_per_message() -> None:
+    runtime, player, heard = _rig()
+    runtime.start()
+    try:
+        for _ in range(3):
+            player.send([0x90, 60])  # truncated: a note-on without its velocity
+        player.send([0x3C, 0x40])  # stray data bytes
+        player.send([0xF0, 0x7E, 0xF7])  # SysEx: valid MIDI we do not use, not malformed
+        player.send([0x90, 64, 100])  # a good note still plays through
+        log = lambda: [text for level, text in runtime.snapshot().get("log", []) if level == "warning"]  # noqa: E731
+        warnings = lambda: [text for text in log() if "malformed MIDI" in text]  # noqa: E731
+        reported = lambda: sum(int(re.search(r"ignored (\d+)", text).group(1)) for text in warnings())  # noqa: E731
+        # Normally one line; if the supervisor looked between the messages, a second one follows 5 s later.
+        assert _poll(lambda: reported() == 4, timeout_s=12.0), warnings()
+        assert len(warnings()) <= 2 and "truncated" in warnings()[0] and "check the cable" in warnings()[0]
+        assert _poll(lambda: (0, 64) in _sounding(heard))
+        assert not runtime.closed
+    finally:
+        runtime.close()
