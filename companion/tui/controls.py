@@ -86,7 +86,7 @@ class ControlSpec:
         return str(value)
 
 
-# Keys and ranges as in the preset schema (companion/preset_schema.py); settings not in EngineSettings (density,
+# Keys and ranges as the live controls' (companion/core/control.py); settings not in EngineSettings (density,
 # distance, harmony_style) live in the preset's extras, and the runtime's PresetSession routes them there.
 CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec("temperature", "Temperature", "float", 1.0, 0.1, 2.0, 0.05),
@@ -94,6 +94,7 @@ CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec("density", "Density (notes/bar)", "float", None, 0.5, 16.0, 0.5, none_label="auto", start=4.0),
     ControlSpec("key_lock", "Key lock", "bool", True),
     ControlSpec("distance", "Variation distance", "float", 0.3, 0.0, 1.0, 0.05),
+    ControlSpec("morph_steps", "Morph steps", "int", 4, 2, 16, 1),
     ControlSpec("harmony_style", "Harmony style", "choice", "chorale", choices=("chorale", "block", "bass", "pad")),
 )
 CONTROLS_BY_KEY = {spec.key: spec for spec in CONTROLS}

@@ -88,13 +88,14 @@ def test_up_down_select_the_control_that_left_right_change(make_app: Callable[..
     async def scenario(pilot: Any) -> None:
         await pilot.press("down", "right", "right")  # response length 2 -> 3 -> 4
         await pilot.press("down", "down", "left")  # key lock on -> off
-        await pilot.press("down", "down", "right")  # harmony style chorale -> block
-        await pilot.press("up", "up", "up", "up", "up", "left")  # wrapped round to temperature
-        await wait_until(pilot, lambda: len(fake_runtime.intents) == 5)
+        await pilot.press("down", "down", "right")  # morph steps 4 -> 5
+        await pilot.press("down", "right")  # harmony style chorale -> block
+        await pilot.press("up", "up", "up", "up", "up", "up", "left")  # wrapped round to temperature
+        await wait_until(pilot, lambda: len(fake_runtime.intents) == 6)
         assert fake_runtime.intents == [
             ChangeSettings({"response_bars": 3}), ChangeSettings({"response_bars": 4}),
-            ChangeSettings({"key_lock": False}), ChangeSettings({"harmony_style": "block"}),
-            ChangeSettings({"temperature": 0.95}),
+            ChangeSettings({"key_lock": False}), ChangeSettings({"morph_steps": 5}),
+            ChangeSettings({"harmony_style": "block"}), ChangeSettings({"temperature": 0.95}),
         ]
 
     run_pilot(make_app(), scenario)
