@@ -7,9 +7,9 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from companion.core.events import (
     ChannelMessage,
@@ -21,14 +21,14 @@ from companion.core.events import (
     ReleaseHarmony,
     StopHarmony,
 )
-from companion.core.modes.harmonize import HARMONY_TAG
+from companion.core.modes.harmonize import HARMONY_TAG, SteerHarmony
 from companion.core.theory import pitch_name
+from companion.harmony_pool import PRIMED_POSITIONS, HarmonizerLike, ModelPool
 from companion.harmony_voicing import NoteKey, Voices, clashes, voice_notes
 from companion.midi.realtime import HARMONY_PRIORITY, normal_priority, try_realtime
 
 log = logging.getLogger("companion")
 
-PRIMED_POSITIONS = 4  # a fresh model per 16th position in the beat, so a phrase starts with no reset on the note
 VELOCITY_SCALE = 0.8  # the harmony sits a little under the melody
 MAX_FILL_STEPS = 64  # a gap longer than this (a stalled machine) starts a fresh piece instead of catching up
 LATENCY_CAPACITY = 4096
@@ -37,19 +37,7 @@ WARMUP_STEPS = 24
 _STOP = object()
 
 
-class HarmonizerLike(Protocol):
-    """What the worker needs of models.harmonizer.Harmonizer (a fake in tests may stand in)."""
-
-    temperature: float
-    key_lock: frozenset[int] | None
-    octave_shift_semitones: int
-    shift_changed: bool
-
-    def reset(self, seed: int = 0, *, position_in_beat: int = 0) -> None: ...
-    def step(self, soprano: int | None) -> Voices: ...
-    def finish_step(self) -> None: ...
-    def set_key_lock(self, pitch_classes: Iterable[int] | None) -> None: ...
-
+__all__ = ["HarmonizerLike", "HarmonyWorker", "Loader", "load_harmonizers", "bench_harmony"]
 
 Loader = Callable[[], Sequence[HarmonizerLike]]
 
@@ -94,7 +82,9 @@ class HarmonyWorker:
     """Runs the harmony model off every timing thread: melody note in, harmony notes out through `send_now`.
 
     Commands come in order from the engine thread (`submit`); a note's harmony is sent before anything else
-    is done (the model's `finish_step`, logging, re-priming models for the next phrase happen after).
+    is done (the model's `finish_step`, logging, re-priming models for the next phrase happen after). A new
+    left-hand chord or key (`SteerHarmony`) has the models' chords rebuilt the moment it comes, so the melody
+    note after it is still a lookup; a command that comes meanwhile stops that work where it is.
     `process` is the thread's work and can be called directly (tests) after `load()`.
     """
 
@@ -106,17 +96,12 @@ class HarmonyWorker:
         self._load = load
         self._log_line = log_line or (lambda level, text: getattr(log, level, log.info)(text))
         self._now_ns = now_ns
-        self._seed = seed
         self._realtime_priority = realtime_priority
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self.failed: str | None = None
-        self._spare: list[HarmonizerLike] = []  # models to reset before they can start a phrase
-        self._primed: dict[int, tuple[HarmonizerLike, int]] = {}  # position in beat -> (fresh model, its seed)
-        self._active: HarmonizerLike | None = None
-        self._temperature: float | None = None  # the last phrase's settings: models are primed with them, so
-        self._steering: frozenset[int] | None = None  # the first note of the next phrase finds its chords ready
+        self._models = ModelPool(seed, self._model_error)
         self._model_step = 0  # the next 16th step the active model expects
         self._last_soprano: int | None = None
         self._sounding: dict[NoteKey, None] = {}  # ordered set of the harmony notes we sounded
@@ -178,9 +163,9 @@ class HarmonyWorker:
             self._log_line("info", f"harmony worker at normal priority ({problem})")
         while True:
             try:
-                item = self._inbox.get_nowait() if self._needs_priming() else self._inbox.get()
+                item = self._inbox.get_nowait() if self._models.needs_work() else self._inbox.get()
             except queue.Empty:
-                self._prime_one()  # nothing waiting: get a fresh model ready for the next phrase
+                self.work_when_idle()
                 continue
             if item is _STOP:
                 self._silence()
@@ -194,34 +179,31 @@ class HarmonyWorker:
             if not models:
                 raise ValueError("the harmony loader returned no model")
             warm = models[0]
-            warm.reset(self._seed)
+            warm.reset(self._models.seed)
             for i in range(WARMUP_STEPS):  # first calls into torch are slow: pay for them now, not on a note
                 warm.step(60 + (i // 2) % 12)
                 warm.finish_step()
-            self._spare = models
-            self._temperature = warm.temperature
-            while self._needs_priming():
-                self._prime_one()
+            self._models.load(models)
         except Exception as err:  # noqa: BLE001 - any load failure turns harmony off with a message, never a crash
             self.failed = f"the harmony model could not be loaded, harmony is off: {err}"
             self._log_line("error", self.failed)
         finally:
             self._ready.set()
 
-    def _needs_priming(self) -> bool:
-        return bool(self._spare) and len(self._primed) < PRIMED_POSITIONS
+    def work_when_idle(self) -> bool:
+        """What the thread does while no command waits: rebuild a stale chord table, or prime a fresh model for
+        the next phrase (one piece of work, stopped as soon as a command comes). False when nothing is left."""
+        if not self._models.needs_work():
+            return False
+        self._models.work(self._waiting)
+        return True
 
-    def _prime_one(self) -> None:
-        position = next(p for p in range(PRIMED_POSITIONS) if p not in self._primed)
-        model = self._spare.pop()
-        try:
-            self._carry_settings(model)
-            model.reset(self._seed, position_in_beat=position)
-        except Exception as err:  # noqa: BLE001 - this copy is dropped; the others keep harmony going
-            self.counts["errors"] += 1
-            self._log_line("error", f"a harmony model failed to reset ({type(err).__name__}: {err}); dropped")
-            return
-        self._primed[position] = (model, self._seed)
+    def _waiting(self) -> bool:
+        return not self._inbox.empty()
+
+    def _model_error(self, text: str) -> None:
+        self.counts["errors"] += 1
+        self._log_line("error", text)
 
     def process(self, command: HarmonyCommand, arrival_ns: int | None = None) -> None:
         """One command, in order. A model failure loses this note's harmony, never the session."""
@@ -232,6 +214,9 @@ class HarmonyWorker:
         try:
             if isinstance(command, HarmonizeNote):
                 self._on_note(command, arrival_ns)
+            elif isinstance(command, SteerHarmony):  # before HarmonyStep: it rides that type to get here
+                self._models.steer(command.key_pcs, command.chord_pcs)
+                self._models.prepare(self._waiting)  # now, so that the next note is a lookup
             elif isinstance(command, HarmonyStep):
                 self._on_step(command)
             elif isinstance(command, ReleaseHarmony):
@@ -250,11 +235,12 @@ class HarmonyWorker:
     def _on_note(self, command: HarmonizeNote, arrival_ns: int | None) -> None:
         settings = command.settings
         self.counts["notes"] += 1
+        self._models.steer(command.key_pcs, command.chord_pcs)
         if command.step_index is None:
             self.counts["held"] += 1  # an ornament inside steps already taken: the harmony holds under it
             return
         model = self._model_for(command.step_index, settings)
-        self._steer(model, command.key_pcs, command.chord_pcs)
+        self._models.ready(model)  # a steering change not announced before: this note takes the slow path
         self._fill_to(model, command.step_index)
         voices = _in_range(model, model.step(command.pitch))
         shift_changed = model.shift_changed
@@ -282,10 +268,11 @@ class HarmonyWorker:
             self._log_shift(command.pitch, model.octave_shift_semitones)
 
     def _on_step(self, command: HarmonyStep) -> None:
-        model = self._active
+        self._models.steer(command.key_pcs, command.chord_pcs)
+        model = self._models.active
         if model is None or command.step_index < self._model_step:
             return  # no phrase in progress, or a note already took this step
-        self._steer(model, command.key_pcs, command.chord_pcs)
+        self._models.ready(model)
         self._fill_to(model, command.step_index)
         voices = _in_range(model, model.step(command.soprano))
         if command.holding and command.may_change and self._sounding:
@@ -300,49 +287,13 @@ class HarmonyWorker:
 
     def _model_for(self, step_index: int, settings: Any) -> HarmonizerLike:
         """The active model, or a fresh one primed for this step's position in the beat (a new phrase)."""
-        if self._active is not None:
-            return self._active
-        if settings.seed != self._seed:  # primed for another seed: re-prime them when idle
-            self._seed = settings.seed
-            self._spare.extend(model for model, _ in self._primed.values())
-            self._primed.clear()
-        position = step_index % PRIMED_POSITIONS
-        primed = self._primed.pop(position, None)
-        if primed is not None and primed[1] == self._seed:
-            model = primed[0]
-        else:  # not primed yet (or for another seed): reset now, on the note, once
-            if primed is not None:
-                self._spare.append(primed[0])
-            model = self._spare.pop() if self._spare else self._primed.pop(next(iter(self._primed)))[0]
-            model.reset(self._seed, position_in_beat=position)
-        model.temperature = self._temperature = settings.temperature
-        self._active = model
-        self._model_step = step_index
-        self._last_soprano = None
-        self.counts["pieces"] += 1
+        model = self._models.active
+        if model is None:
+            model = self._models.start_phrase(step_index, settings)
+            self._model_step = step_index
+            self._last_soprano = None
+            self.counts["pieces"] += 1
         return model
-
-    def _steer(self, model: HarmonizerLike, key_pcs: frozenset[int] | None,
-               chord_pcs: frozenset[int] | None) -> None:
-        """The left hand's chord, when held, limits the voices to its tones; otherwise the key lock does."""
-        wanted = chord_pcs or key_pcs
-        self._steering = wanted
-        if model.key_lock != wanted:
-            model.set_key_lock(wanted)
-
-    def _carry_settings(self, model: HarmonizerLike) -> None:
-        """Before a reset: the latest temperature and steering (the model prepares its first step with them)."""
-        if self._temperature is not None:
-            model.temperature = self._temperature
-        if model.key_lock != self._steering:
-            model.set_key_lock(self._steering)
-
-    def _stale_primed(self) -> None:
-        """Primed models prepared with other settings than the last phrase's go back to be re-primed when idle."""
-        for position, (model, _) in list(self._primed.items()):
-            if model.temperature != self._temperature or model.key_lock != self._steering:
-                del self._primed[position]
-                self._spare.append(model)
 
     def _fill_to(self, model: HarmonizerLike, step_index: int) -> None:
         """Steps the engine did not hand over in time (rare): the model hears the last soprano held."""
@@ -360,10 +311,7 @@ class HarmonyWorker:
 
     def _end_piece(self) -> None:
         self._last_voices = None
-        if self._active is not None:
-            self._spare.append(self._active)  # re-primed when the worker is idle
-            self._active = None
-            self._stale_primed()
+        self._models.end_phrase()
 
     # --- sound ---------------------------------------------------------------------------------------------------
 

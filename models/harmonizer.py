@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,22 @@ Voices = tuple[int | None, int | None, int | None]
 TableKey = tuple[float, bool, frozenset[int] | None, bool, bool]
 
 
+@dataclass(slots=True)
+class _Chords:
+    """The coming step's chords being sampled for every soprano it can be given (one row each), voice by voice.
+
+    Work stopped part-way is kept: the one-soprano path of a note that came meanwhile takes its row from here.
+    """
+
+    key: TableKey
+    voice: int  # the next voice to choose (1 alto .. 3 bass); 4 once every row is complete
+    logits: torch.Tensor | None  # (n_s, vocab) of that voice, once computed
+    acc: torch.Tensor  # (n_s, C): embeddings of the voices chosen so far (the head's input)
+    pitches: torch.Tensor  # (n_s, 4) model-space pitches chosen so far, -1 = rest or not yet
+    tokens: list[torch.Tensor]  # (n_s,) per voice chosen below the soprano
+    table: tuple[list[list[int]], list[list[int]]] | None = None  # tokens, pitches as lists once complete
+
+
 class Harmonizer:
     """Forced-soprano decoding of the chorale model with a KV cache.
 
@@ -38,7 +55,8 @@ class Harmonizer:
     ``finish_step()`` after sending, which feeds the finished chord to the Transformer and samples the next
     step's chord for every soprano it can be given, so ``step`` is a table lookup (``step`` calls
     ``finish_step`` itself if the caller did not). A setting changed between the two (temperature, key lock,
-    rules, greedy vs sampled) makes that table stale: ``step`` then runs the voice head for the one soprano.
+    rules, greedy vs sampled) makes that table stale: call ``prepare()`` when it changes to rebuild it before
+    the note comes; a ``step`` on a stale table runs the voice head for the one soprano instead.
     """
 
     def __init__(self, net: ChoraleNet, vocab: JsbVocab, voice_ranges: Sequence[Sequence[int]],
@@ -64,7 +82,9 @@ class Harmonizer:
         self._masks = list(self._range_masks)
         self.key_lock: frozenset[int] | None = None
         self._sample = True  # the mode of the last step: the next table is built for it
-        self._table: tuple[TableKey, list[list[int]], list[list[int]]] | None = None
+        self._chords: _Chords | None = None
+        with torch.inference_mode():
+            self._soprano_acc = self.net.head.embed_chosen(0, self._soprano_tokens)  # (n_s, C), fixed
         self.reset(0)
 
     @classmethod
@@ -120,41 +140,76 @@ class Harmonizer:
     def _table_key(self, sample: bool) -> TableKey:
         return (self.temperature, sample, self.key_lock, self.avoid_parallels, self.avoid_crossing)
 
+    def _table_fresh(self, sample: bool) -> bool:
+        chords = self._chords
+        return chords is not None and chords.table is not None and chords.key == self._table_key(sample)
+
+    def prepare(self, interrupted: Callable[[], bool] | None = None) -> bool:
+        """Bring the coming step's chords up to date with the settings, if one changed since they were built.
+
+        Call it when a setting changes (the left hand's chord or the key moved the key lock), not on the
+        note: the next ``step`` is then a lookup again. ``interrupted`` is asked before each pass of the voice
+        head; when it says True (a melody note is waiting) the work stops where it is: that note's ``step``
+        finishes its own row from there (one soprano, so sooner than the whole table), and a later
+        ``prepare`` goes on from there. Returns True when the chords are up to date (at once if nothing changed).
+        """
+        if self._pending is not None:
+            return True  # finish_step builds the next table with the settings in force
+        key = self._table_key(self._sample)
+        if self._chords is None or self._chords.key != key:
+            self._chords = self._new_chords(key)
+        if self._chords.table is not None:
+            return True
+        with torch.inference_mode():
+            return self._sample_rows(self._chords, interrupted)
+
     def _prepare_step(self) -> None:
         """The coming step's (alto, tenor, bass) for every soprano it can be given, before the note arrives.
 
         Three batched passes of the voice head (A | S, then T | S, A, then B | S, A, T; one row per soprano:
         the head is memory-bound on a CPU, so ~26 rows cost little more than one), with the same masks and
-        voice-leading rules as the one-soprano path, sampled with the seeded generator.
+        voice-leading rules as the one-soprano path, sampled with the seeded generator. The alto's logits
+        depend on the context only: they are kept for every later rebuild (and the one-soprano path).
         """
+        n = len(self._soprano_tokens)
+        self._alto_table = self.net.head.voice_logits(self._h.expand(n, -1), 1, self._soprano_acc)  # (n_s, vocab)
+        self._chords = self._new_chords(self._table_key(self._sample))
+        self._sample_rows(self._chords, None)
+
+    def _new_chords(self, key: TableKey) -> _Chords:
+        """Nothing chosen below the soprano yet (no work: the alto's logits are the context's)."""
+        pitches = torch.full((len(self._soprano_tokens), 4), -1, dtype=torch.long)
+        pitches[:, 0] = self._token_pitch[self._soprano_tokens]
+        return _Chords(key, 1, self._alto_table, self._soprano_acc, pitches, [])
+
+    def _sample_rows(self, chords: _Chords, interrupted: Callable[[], bool] | None) -> bool:
+        """Go on choosing voices for every row; False if `interrupted` said so before a pass (kept as it is)."""
         head = self.net.head
-        sopranos = self._soprano_tokens
         token_pitch = self._token_pitch
-        n = len(sopranos)
-        acc = head.embed_chosen(0, sopranos)  # (n_s, C)
-        self._alto_table = head.voice_logits(self._h.expand(n, -1), 1, acc)  # (n_s, vocab)
-        sample = self._sample
-        rules = self.avoid_parallels or self.avoid_crossing
-        prev = torch.tensor([self._prev_pitches]).expand(n, 4)
-        pitches = torch.full((n, 4), -1, dtype=torch.long)
-        pitches[:, 0] = token_pitch[sopranos]
-        chosen = []
-        for v in (1, 2, 3):
-            logits = self._alto_table if v == 1 else head.voice_logits(self._h, v, acc)
+        prev = torch.tensor([self._prev_pitches]).expand(len(self._soprano_tokens), 4)
+        while chords.voice <= 3:
+            v = chords.voice
+            if interrupted is not None and interrupted():
+                return False
+            if chords.logits is None:
+                chords.logits = head.voice_logits(self._h, v, chords.acc)  # (n_s, vocab)
+                continue  # asked again before the choice
             mask = self._masks[v]
-            if rules:
-                mask = combine_masks(mask, voice_leading_mask(token_pitch, prev, pitches, v,
+            if self.avoid_parallels or self.avoid_crossing:
+                mask = combine_masks(mask, voice_leading_mask(token_pitch, prev, chords.pitches, v,
                                                               parallels=self.avoid_parallels,
                                                               crossing=self.avoid_crossing), token_pitch)
             if v == 3:
-                mask = self._sounding_bass(mask, sopranos)
-            tok = choose_tokens(logits, mask, sample=sample, temperature=self.temperature,
+                mask = self._sounding_bass(mask, self._soprano_tokens)
+            tok = choose_tokens(chords.logits, mask, sample=chords.key[1], temperature=self.temperature,
                                 generator=self._generator)
-            chosen.append(tok)
-            pitches[:, v] = token_pitch[tok]
+            chords.tokens.append(tok)
+            chords.pitches[:, v] = token_pitch[tok]
             if v < 3:
-                acc = acc + head.embed_chosen(v, tok)
-        self._table = (self._table_key(sample), torch.stack(chosen, dim=1).tolist(), pitches.tolist())
+                chords.acc = chords.acc + head.embed_chosen(v, tok)
+            chords.voice, chords.logits = v + 1, None
+        chords.table = (torch.stack(chords.tokens, dim=1).tolist(), chords.pitches.tolist())
+        return True
 
     def _fold(self, pitch: int) -> int:
         lo, hi = self.soprano_range
@@ -176,13 +231,16 @@ class Harmonizer:
         s_tok = self.vocab.encode(None if soprano is None else self._fold(soprano))
         if soprano is None:
             self.shift_changed = False
-        table, self._table = self._table, None
+        chords, self._chords = self._chords, None
         self._sample = sample
-        if table is not None and table[0] == self._table_key(sample):
-            row = self._soprano_row[s_tok]  # the note-time path: a lookup
-            chosen, pitches = [s_tok, *table[1][row]], list(table[2][row])
+        key = self._table_key(sample)
+        if chords is None or chords.key != key:
+            chords = self._new_chords(key)  # a setting changed since they were prepared: nothing of them holds
+        row = self._soprano_row[s_tok]
+        if chords.table is not None:  # the note-time path: a lookup
+            chosen, pitches = [s_tok, *chords.table[0][row]], list(chords.table[1][row])
         else:
-            chosen, pitches = self._sample_chord(s_tok, sample)
+            chosen, pitches = self._sample_chord(chords, row, sample)
         self._pending = chosen
         self._prev_pitches = pitches
         out = []
@@ -191,21 +249,21 @@ class Harmonizer:
             out.append(None if pitch is None else min(127, max(0, pitch - self.octave_shift_semitones)))
         return out[0], out[1], out[2]
 
-    def _sample_chord(self, s_tok: int, sample: bool) -> tuple[list[int], list[int]]:
-        """The voice head for one soprano (a setting changed since the table was built): tokens and pitches."""
+    def _sample_chord(self, chords: _Chords, row: int, sample: bool) -> tuple[list[int], list[int]]:
+        """The rest of one soprano's chord from where the table's work stopped (a setting changed since it was
+        built: from the alto on), with the voice head on that row alone: tokens and pitches."""
         head = self.net.head
-        chosen = [s_tok]
-        rules = self.avoid_parallels or self.avoid_crossing
-        pitches = [self._pitch_of(s_tok), -1, -1, -1]
+        s_tok = int(self._soprano_tokens[row])
+        chosen = [s_tok] + [int(tok[row]) for tok in chords.tokens]
+        pitches = chords.pitches[row].tolist()
+        acc = chords.acc[row : row + 1]
+        logits = None if chords.logits is None else chords.logits[row : row + 1]  # (1, vocab)
         with torch.inference_mode():
-            acc = head.embed_chosen(0, torch.tensor([s_tok]))
-            for v in (1, 2, 3):
-                if v == 1:
-                    logits = self._alto_table[self._soprano_row[s_tok]].unsqueeze(0)  # (1, vocab)
-                else:
+            for v in range(chords.voice, 4):
+                if logits is None:
                     logits = head.voice_logits(self._h, v, acc)  # (1, vocab)
                 mask = self._masks[v]
-                if rules:
+                if self.avoid_parallels or self.avoid_crossing:
                     mask = self._rule_mask(mask, v, pitches)
                 if v == 3:
                     mask = self._sounding_bass(mask, torch.tensor([s_tok]))
@@ -215,6 +273,7 @@ class Harmonizer:
                 pitches[v] = self._pitch_of(int(tok))
                 if v < 3:
                     acc = acc + head.embed_chosen(v, tok)
+                logits = None
         return chosen, pitches
 
     def _sounding_bass(self, mask: torch.Tensor, soprano_tokens: torch.Tensor) -> torch.Tensor:

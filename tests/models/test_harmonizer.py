@@ -260,10 +260,10 @@ def test_int8_head_keeps_the_outputs_close() -> None:
 def test_precomputed_chords_match_the_one_soprano_path() -> None:
     h = _harmonizer(temperature=1.0)
     h.harmonize_melody([72, 74, 76, 74, 72, 71], seed=2, sample=False)  # leaves a table built for greedy steps
-    assert h._table is not None and h._prev_pitches[1] >= 0
-    _, rows, pitches = h._table
-    for s_tok, row in h._soprano_row.items():
-        chosen, want_pitches = h._sample_chord(s_tok, sample=False)
+    assert h._chords is not None and h._chords.table is not None and h._prev_pitches[1] >= 0
+    rows, pitches = h._chords.table
+    for row in h._soprano_row.values():
+        chosen, want_pitches = h._sample_chord(h._new_chords(h._chords.key), row, sample=False)
         assert chosen[1:] == rows[row] and want_pitches == pitches[row]
 
 
@@ -277,3 +277,34 @@ def test_a_setting_changed_after_finish_step_reaches_the_next_step() -> None:
         a, t, b = h.step(72 + i % 5)
         assert all(p is None or p % 12 in lock for p in (a, t, b))
         h.finish_step()
+
+
+def test_prepare_rebuilds_the_chords_for_a_new_key_lock_and_stops_when_interrupted() -> None:
+    h = _harmonizer(temperature=1.0)
+    h.harmonize_melody([72, 74, 76, 74], seed=2, sample=False)
+    state = h._generator.get_state()
+    assert h.prepare() and torch.equal(h._generator.get_state(), state)  # nothing changed: no work, no draw
+    h.set_key_lock({0, 4, 7})
+    assert not h.prepare(lambda: True) and not h._table_fresh(False)  # a note is waiting: left stale
+    assert h.prepare()
+    rows, pitches = h._chords.table  # type: ignore[union-attr]
+    for row in h._soprano_row.values():  # the same chords the one-soprano path gives under the lock
+        chosen, want_pitches = h._sample_chord(h._new_chords(h._chords.key), row, sample=False)  # type: ignore
+        assert chosen[1:] == rows[row] and want_pitches == pitches[row]
+    assert all(p is None or p % 12 in {0, 4, 7} for p in h.step(72, sample=False))
+
+
+@pytest.mark.parametrize("passes", [0, 1, 2, 3, 4])
+def test_a_note_during_an_interrupted_rebuild_finishes_its_own_row_from_where_it_stopped(passes: int) -> None:
+    h = _harmonizer(temperature=1.0)
+    h.harmonize_melody([72, 74, 76, 74], seed=2, sample=False)
+    h.set_key_lock({2, 7, 11})
+    asked = iter([False] * passes + [True] * 10)
+    assert not h.prepare(lambda: next(asked))  # stopped after `passes` of its 5 pieces of work
+    partial = h._chords
+    assert partial is not None and partial.table is None and partial.voice == 1 + (passes + 1) // 2
+    rows = {row: h._sample_chord(partial, row, sample=False) for row in h._soprano_row.values()}
+    assert h.prepare()  # and the next prepare goes on from there
+    assert h._chords is partial and partial.table is not None
+    for row, (chosen, pitches) in rows.items():  # greedy: the row finished alone is the row of the whole table
+        assert chosen[1:] == partial.table[0][row] and pitches == partial.table[1][row]

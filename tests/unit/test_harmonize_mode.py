@@ -23,7 +23,7 @@ from companion.core.events import (
     StopHarmony,
 )
 from companion.core.modes.base import ModeContext
-from companion.core.modes.harmonize import HARMONY_TAG, HarmonizeMode
+from companion.core.modes.harmonize import HARMONY_TAG, HarmonizeMode, SteerHarmony
 from companion.core.theory import Key
 
 STEP = PPQ // 4
@@ -148,14 +148,32 @@ def test_sustain_pedal_holds_the_harmony_until_it_lifts() -> None:
     assert mode.handle(ControlChange(0, CC_SUSTAIN, 0), PPQ + 1, ctx, False) == [ReleaseHarmony(60, PPQ + 1)]
 
 
-def test_left_hand_chord_channel_steers_and_is_never_melody() -> None:
+def test_left_hand_chord_channel_steers_at_once_and_is_never_melody() -> None:
     mode, ctx = HarmonizeMode(), context(chord_channel=1)
-    assert on(mode, ctx, 50, 0, channel=1) == [] and on(mode, ctx, 53, 0, channel=1) == []
-    assert on(mode, ctx, 57, 0, channel=1) == []
+    steered = on(mode, ctx, 50, 0, channel=1) + on(mode, ctx, 53, 0, channel=1) + on(mode, ctx, 57, 0, channel=1)
+    # each change reaches the worker at once (it rebuilds its chords before the melody note comes)
+    assert all(isinstance(c, SteerHarmony) for c in steered)
+    assert [c.chord_pcs for c in steered] == [{2}, {2, 5}, {2, 5, 9}]  # type: ignore[union-attr]
+    assert on(mode, ctx, 62, 2, channel=1) == []  # an octave doubling changes nothing: nothing to send
     [note] = on(mode, ctx, 69, 5)
     assert note.chord_pcs == frozenset({2, 5, 9})  # type: ignore[union-attr]
     off(mode, ctx, 50, 10, channel=1), off(mode, ctx, 53, 10, channel=1), off(mode, ctx, 57, 10, channel=1)
+    assert off(mode, ctx, 62, 10, channel=1)[0].chord_pcs is None  # type: ignore[union-attr]
     assert all(s.chord_pcs is None for s in steps(mode.tick(PPQ, ctx)))
+
+
+def test_a_new_key_estimate_is_sent_once_between_notes() -> None:
+    mode, ctx = HarmonizeMode(), context(Key(0, "major"))
+    assert mode.tick(0, ctx) == [SteerHarmony(0, -1, False, False, Key(0, "major").scale_pitch_classes, None,
+                                              ctx.settings)]  # between pieces: primed models take it
+    assert mode.tick(5, ctx) == []
+    on(mode, ctx, 72, 10)
+    off(mode, ctx, 72, 20)
+    moved = context(Key(7, "major"))
+    [steer] = mode.tick(30, moved)  # no step is due yet: the key comes on its own
+    assert isinstance(steer, SteerHarmony) and steer.key_pcs == Key(7, "major").scale_pitch_classes
+    assert (steer.step_index, steer.soprano, steer.holding) == (0, 72, False)
+    assert mode.tick(40, moved) == []
 
 
 def test_key_lock_from_the_estimate_a_preset_key_or_off() -> None:

@@ -19,7 +19,7 @@ from companion.core.events import (
     ReleaseHarmony,
     StopHarmony,
 )
-from companion.core.modes.harmonize import HARMONY_TAG
+from companion.core.modes.harmonize import HARMONY_TAG, SteerHarmony
 from companion.harmony import HarmonyWorker, load_harmonizers
 from companion.harmony_voicing import clashes, voice_notes
 
@@ -82,21 +82,33 @@ class FakeHarmonizer:
         self.sopranos: list[int | None] = []
         self.resets: list[tuple[int, int]] = []
         self.finished = 0
+        self.prepared: list[frozenset[int] | None] = []  # the key lock of each table rebuilt by prepare()
+        self.fresh = True  # whether the coming step's chords were prepared with the settings in force
 
     def reset(self, seed: int = 0, *, position_in_beat: int = 0) -> None:
         self.resets.append((seed, position_in_beat))
         self.sopranos = []
         self.finished = 0
+        self.fresh = True
 
     def step(self, soprano: int | None) -> Voices:
         self.sopranos.append(soprano)
+        self.stale_steps = getattr(self, "stale_steps", 0) + (not self.fresh)
         return self.script(soprano, len(self.sopranos))
 
     def finish_step(self) -> None:
         self.finished += 1
+        self.fresh = True
 
     def set_key_lock(self, pitch_classes: Iterable[int] | None) -> None:
         self.key_lock = None if pitch_classes is None else frozenset(pitch_classes)
+        self.fresh = False
+
+    def prepare(self, interrupted: Callable[[], bool] | None = None) -> bool:
+        if not self.fresh:
+            self.prepared.append(self.key_lock)
+            self.fresh = True
+        return True
 
 
 def perform(settings: EngineSettings, melody: list[tuple[int, int, int]], end_ticks: int | None = None,
@@ -202,7 +214,8 @@ def test_new_phrases_start_on_a_model_primed_for_their_position_in_the_beat() ->
     used = next(f for f in fakes if f.sopranos)
     assert used.resets == [(5, 2)] and used.sopranos == [72]  # no reset on the note: it was primed
     worker.process(StopHarmony(7 * PPQ // 4, "rest"))
-    worker._prime_one()  # what the thread does when idle
+    while worker.work_when_idle():  # what the thread does when idle
+        pass
     assert used.resets[-1] == (5, 2) and len(used.resets) == 2
     worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, settings=settings.replace(seed=9)))
     assert any(f.resets[-1] == (9, 0) for f in fakes)  # another seed: reset for it
@@ -216,10 +229,10 @@ def test_models_are_primed_with_the_last_phrases_temperature_and_key_lock() -> N
     settings = EngineSettings(mode="harmonize", temperature=1.5)
     worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, c_major, None, settings))
     worker.process(StopHarmony(PPQ // 4, "rest"))
-    while worker._needs_priming():
-        worker._prime_one()  # what the thread does when idle
+    while worker.work_when_idle():  # what the thread does when idle
+        pass
     # the next phrase's first note finds a model that prepared its chords with these settings (no stale table)
-    assert [(m.temperature, m.key_lock) for m, _ in worker._primed.values()] == [(1.5, c_major)] * 4
+    assert [(m.temperature, m.key_lock, m.fresh) for m in worker._models.primed()] == [(1.5, c_major, True)] * 4
 
 
 def test_a_model_failure_is_logged_silenced_and_the_next_phrase_plays() -> None:
@@ -424,3 +437,50 @@ def test_a_melody_above_the_range_keeps_the_voices_in_their_ranges_one_below_tak
     assert send.sounding == {(0, 79), (0, 72), (0, 60)}  # in the voices' ranges, not an octave up
     worker.process(HarmonizeNote(50, 100, 0, PPQ, 4, True, settings=settings))  # heard as 62
     assert send.sounding == {(0, 45), (0, 38), (0, 26)}  # taken down with it: still under the melody
+
+
+# --- steering: the left hand's chord and the key reach the models before the melody note -----------------------
+
+
+def steer(chord: frozenset[int] | None, key: frozenset[int] | None = None, step: int = 0) -> SteerHarmony:
+    return SteerHarmony(step, -1, False, False, key, chord, EngineSettings(mode="harmonize"))
+
+
+def test_a_steering_change_rebuilds_the_chords_before_the_note_so_the_note_is_a_lookup() -> None:
+    fakes = [FakeHarmonizer(chorale) for _ in range(4)]
+    worker = worker_for(RecordingSend(), lambda: fakes)
+    settings = EngineSettings(mode="harmonize")
+    c_triad, f_triad = frozenset({0, 4, 7}), frozenset({5, 9, 0})
+    worker.process(steer(c_triad))  # between phrases: every primed model takes it and rebuilds its chords
+    assert all(f.prepared == [c_triad] and f.fresh for f in fakes)
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, None, c_triad, settings))
+    [used] = [f for f in fakes if f.sopranos]
+    worker.process(steer(f_triad, step=0))  # the left hand moves on during the phrase
+    assert used.prepared[-1] == f_triad and used.fresh
+    worker.process(HarmonizeNote(72, 100, 0, PPQ, 4, True, None, f_triad, settings))
+    assert getattr(used, "stale_steps", 0) == 0  # no note found its chords stale
+    worker.process(HarmonizeNote(74, 100, 0, 2 * PPQ, 8, True, None, c_triad, settings))  # not announced
+    assert used.stale_steps == 1  # that one note takes the slow path; nothing is lost
+
+
+def test_a_waiting_note_interrupts_the_rebuild_and_the_idle_thread_finishes_it(tiny_checkpoint: Path) -> None:
+    send = RecordingSend()
+    worker = worker_for(send, tiny(tiny_checkpoint))
+    settings = EngineSettings(mode="harmonize", temperature=3.0)
+    c_triad = frozenset({0, 4, 7})
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, settings=settings))
+    model = worker._models.active
+    worker.submit(HarmonizeNote(76, 100, 0, PPQ, 4, True, None, c_triad, settings))  # waiting behind the steer
+    worker.process(steer(c_triad))
+    assert model is not None and model.key_lock is None  # a note waits: nothing is done before it
+    worker.process(*worker._inbox.get())  # the note, on the one-soprano path: it did not wait for the table
+    assert send.sounding and all(p % 12 in c_triad for _, p in send.sounding)
+    while worker.work_when_idle():  # the thread, idle again
+        pass
+    assert all(m.key_lock is None for m in worker._models.primed())  # not needed before the phrase ends
+    worker.process(steer(frozenset({2, 7, 11})))  # nothing waits now: the table is rebuilt at once
+    assert model.key_lock == {2, 7, 11} and model._table_fresh(True)  # type: ignore[attr-defined]
+    worker.process(StopHarmony(2 * PPQ, "rest"))
+    while worker.work_when_idle():  # between phrases the primed models take the steering
+        pass
+    assert all(m.key_lock == {2, 7, 11} and m._table_fresh(True) for m in worker._models.primed())  # type: ignore

@@ -36,6 +36,17 @@ MAX_BEHIND_BARS = 2
 """If the engine falls this far behind the grid (a stalled machine), the piece restarts at the next note."""
 
 
+@dataclass(frozen=True, slots=True)
+class SteerHarmony(HarmonyStep):
+    """The steering changed between melody notes (a chord on `chord_channel`, a new key estimate): the
+    harmony worker rebuilds the coming step's chords for it at once, so the next melody note is still a lookup.
+
+    No step passes: `step_index` is the step in progress and `soprano` the pitch the model hears there (-1
+    between pieces). It is a HarmonyStep only so that the runtime hands it to the harmony worker with the other
+    harmony commands (`events.HarmonyCommand`); the worker takes it before any HarmonyStep.
+    """
+
+
 @dataclass(slots=True)
 class _Melody:
     pitch: int
@@ -74,6 +85,7 @@ class HarmonizeMode(Mode):
         self._pedal = False
         self._chord: set[int] = set()  # pitches held on `chord_channel`
         self._key_cache: tuple[str, frozenset[int]] | None = None
+        self._steering: tuple[frozenset[int] | None, frozenset[int] | None] | None = None  # last sent to the worker
         self.voiced = 0
         self.ornaments = 0
         self.inner_notes = 0
@@ -90,7 +102,7 @@ class HarmonizeMode(Mode):
                 self._chord.add(message.note)
             elif isinstance(message, NoteOff | NoteOn):
                 self._chord.discard(message.note)
-            return []  # the left hand steers; it is never melody
+            return self._steer(now_ticks, ctx)  # the left hand steers; it is never melody
         if isinstance(message, ControlChange) and message.control == CC_SUSTAIN:
             self._pedal = message.value >= 64
             melody = self._melody
@@ -139,8 +151,9 @@ class HarmonizeMode(Mode):
         may_change = new_piece or (step is not None and self._may_change(step, ctx))
         if may_change and step is not None:
             self._change_step = step
+        key_pcs, chord_pcs = self._steering = (self._key_pcs(ctx), self._chord_pcs())
         commands.append(HarmonizeNote(message.note, message.velocity, message.channel, now_ticks, step, may_change,
-                                      self._key_pcs(ctx), self._chord_pcs(), ctx.settings))
+                                      key_pcs, chord_pcs, ctx.settings))
         return commands
 
     def _release(self, now_ticks: int) -> list[Command]:
@@ -151,7 +164,8 @@ class HarmonizeMode(Mode):
     # --- time ---------------------------------------------------------------------------------------------
 
     def tick(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
-        return self._catch_up(now_ticks, ctx)
+        commands = self._catch_up(now_ticks, ctx)
+        return commands + self._steer(now_ticks, ctx)  # a new key estimate (the steps carry it too)
 
     def _catch_up(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
         """Hand the model every step whose quantization window has closed with no note in it."""
@@ -162,7 +176,7 @@ class HarmonizeMode(Mode):
         commands: list[Command] = []
         rest_limit = ctx.bar_ticks // STEP_TICKS
         every = change_ticks(ctx)
-        key_pcs, chord_pcs = self._key_pcs(ctx), self._chord_pcs()
+        steering = (self._key_pcs(ctx), self._chord_pcs())
         while self._next_step * STEP_TICKS + HALF_STEP_TICKS <= now_ticks:
             step = self._next_step
             melody = self._melody
@@ -174,9 +188,9 @@ class HarmonizeMode(Mode):
             if may_change and melody is not None:
                 self._change_step = step  # the model may move a voice here under the held note
             soprano = melody.pitch if melody is not None else self._last_pitch
-            commands.append(HarmonyStep(step, soprano, melody is not None, may_change, key_pcs, chord_pcs,
-                                        ctx.settings))
+            commands.append(HarmonyStep(step, soprano, melody is not None, may_change, *steering, ctx.settings))
             self._next_step = step + 1
+            self._steering = steering
         return commands
 
     def _may_change(self, step: int, ctx: ModeContext) -> bool:
@@ -195,6 +209,17 @@ class HarmonizeMode(Mode):
         return [StopHarmony(now_ticks, reason)]
 
     # --- what steers the voices -----------------------------------------------------------------------------
+
+    def _steer(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
+        """Tell the worker as soon as the steering changes, not on the next note: it rebuilds its chords then."""
+        steering = (self._key_pcs(ctx), self._chord_pcs())
+        if steering == self._steering:
+            return []
+        self._steering = steering
+        melody = self._melody
+        heard = melody.pitch if melody is not None else self._last_pitch
+        step = self._next_step - 1 if self._next_step is not None else (now_ticks + HALF_STEP_TICKS) // STEP_TICKS
+        return [SteerHarmony(step, -1 if heard is None else heard, melody is not None, False, *steering, ctx.settings)]
 
     def _key_pcs(self, ctx: ModeContext) -> frozenset[int] | None:
         settings = ctx.settings
