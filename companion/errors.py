@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class CompanionError(Exception):
     """Base of all expected errors; the CLI prints `title: message` and exits 2."""
@@ -50,3 +53,29 @@ class UsageError(CompanionError):
     """A command-line option is out of range or does not fit the command; the message names the flag and its range."""
 
     title = "Usage error"
+
+
+class OutputFileError(CompanionError, OSError):
+    """An output file cannot be written (no such folder, no permission, disk full); nothing half-written is left.
+
+    An OSError too: code that catches OSError around a write (the take recorder) keeps catching it."""
+
+    title = "Output file error"
+
+    @classmethod
+    def cannot_write(cls, path: str | os.PathLike[str], err: OSError) -> OutputFileError:
+        """The error for `err` met while writing `path`: what went wrong, in words, and what to do."""
+        path = Path(path)
+        folder = path.parent
+        if not folder.is_dir():
+            return cls(f"{path}: the folder {folder} does not exist; create it or choose another output")
+        if isinstance(err, IsADirectoryError) or path.is_dir():
+            return cls(f"{path}: is a folder; give the name of the file to write, e.g. {path / 'out.mid'}")
+        reason = err.strerror or str(err) or type(err).__name__
+        return cls(f"{path}: cannot write it in {folder} ({reason}); choose a folder you can write to")
+
+
+def check_range(flag: str, value: float, low: float, high: float, meaning: str = "") -> None:
+    """The one range check of a numeric option: a UsageError naming the flag and its range (NaN is refused)."""
+    if not low <= value <= high:
+        raise UsageError(f"{flag} must be between {low:g} and {high:g}{meaning}, got {value:g}")

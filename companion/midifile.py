@@ -10,7 +10,7 @@ from pathlib import Path
 import mido
 
 from companion.core.events import PPQ, Note
-from companion.errors import InputFileError, UsageError
+from companion.errors import InputFileError, OutputFileError, UsageError
 
 COMPANION_TRACK = "companion"
 DEFAULT_TEMPO_US = 500_000  # 120 BPM
@@ -198,13 +198,23 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
 
 
 def save_atomically(midi: mido.MidiFile, path: str | Path) -> Path:
-    """Write to a temporary file beside the target, then rename: a crash never leaves half a file."""
+    """Write to a temporary file beside the target, then rename: a crash never leaves half a file.
+
+    A write that fails (no such folder, no permission, disk full) removes the temporary file and raises an
+    OutputFileError naming the file and what to do."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise InputFileError(f"{path}: the folder {path.parent} does not exist; create it or choose another output")
     tmp = path.with_name(f".{path.name}.tmp")
-    midi.save(tmp)
-    tmp.replace(path)
+    try:
+        midi.save(tmp)
+        tmp.replace(path)
+    except BaseException as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the temporary file could not be made, or cannot be removed either: say the first failure
+        if isinstance(err, OSError) and not isinstance(err, OutputFileError):
+            raise OutputFileError.cannot_write(path, err) from None
+        raise
     return path
 
 

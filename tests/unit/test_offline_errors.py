@@ -1,0 +1,86 @@
+"""Bad options and unwritable outputs of the offline commands: one clear line, exit 2, nothing left behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mido
+import pytest
+
+from companion.cli import main
+from companion.errors import OutputFileError
+from companion.midifile import save_atomically
+
+
+def _melody(path: Path) -> Path:
+    midi = mido.MidiFile(type=0, ticks_per_beat=96)
+    track = mido.MidiTrack()
+    for pitch in (60, 62, 64, 65, 67, 65, 64, 62):
+        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
+        track.append(mido.Message("note_off", note=pitch, velocity=0, time=96))
+    midi.tracks.append(track)
+    midi.save(path)
+    return path
+
+
+def _one_line_error(err: str, title: str) -> None:
+    assert err.startswith(f"companion: {title}: ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+# --- outputs that cannot be written ------------------------------------------------------------------------
+
+
+def test_a_failed_write_removes_its_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.mid"
+    target.mkdir()  # the temporary file is written, the rename onto a folder fails
+    with pytest.raises(OutputFileError, match="out.mid: is a folder"):
+        save_atomically(mido.MidiFile(), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mid"]
+
+
+def test_a_write_failing_half_way_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(self: mido.MidiFile, filename: str) -> None:
+        Path(filename).write_bytes(b"MThd half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(mido.MidiFile, "save", disk_full)
+    with pytest.raises(OutputFileError, match=r"out.mid: cannot write it in .* \(No space left on device\)"):
+        save_atomically(mido.MidiFile(), tmp_path / "out.mid")
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_output_in_a_missing_folder_is_an_output_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _melody(tmp_path / "in.mid")
+    out = tmp_path / "nowhere" / "out.mid"
+    assert main(["generate", "continue", str(source), "-o", str(out), "--model", "markov"]) == 2
+    err = capsys.readouterr().err
+    _one_line_error(err, "Output file error")
+    assert f"the folder {out.parent} does not exist" in err
+
+
+def test_an_output_that_cannot_be_written_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    source = _melody(tmp_path / "in.mid")
+    done = subprocess.run([sys.executable, "-m", "companion", "generate", "continue", str(source),
+                           "-o", "/proc/x.mid", "--model", "markov"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    _one_line_error(done.stderr, "Output file error")
+    assert "/proc/x.mid: cannot write it in /proc" in done.stderr and "choose a folder you can write to" in done.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_exits_2_and_leaves_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _melody(tmp_path / "in.mid")
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        assert main(["generate", "continue", str(source), "-o", str(folder / "out.mid"), "--model", "markov"]) == 2
+        _one_line_error(capsys.readouterr().err, "Output file error")
+        assert not list(folder.iterdir())
+    finally:
+        folder.chmod(0o755)
