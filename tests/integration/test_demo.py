@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import miditoolkit
+import pytest
 
 from companion.cli import main
 
@@ -21,3 +23,21 @@ def test_demo_answers_on_the_bar_and_writes_both_parts(tmp_path: Path) -> None:
     assert first > max(n.end for n in tracks["player"]), "the answer follows the phrase"
     assert abs(first - round(first / bar) * bar) <= 10, "the answer starts on a bar line (within 5 ms)"
     assert abs(midi.tempo_changes[0].tempo - 240) < 0.01
+
+
+@pytest.mark.parametrize("output, says", [
+    ("FOLDER", "is a folder; give the name of the file to write"),
+    ("/proc/x.mid", "cannot write it in /proc"),
+    ("MISSING/demo.mid", "does not exist; create it or choose another output"),
+])
+def test_an_output_that_cannot_be_written_is_refused_before_the_phrase_plays(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], output: str, says: str) -> None:
+    (tmp_path / "FOLDER").mkdir()
+    output = output.replace("FOLDER", str(tmp_path / "FOLDER")).replace("MISSING", str(tmp_path / "missing"))
+    started = time.monotonic()
+    assert main(["demo", "-o", output]) == 2
+    assert time.monotonic() - started < 5.0, "refused before playing its ~14 s"
+    out, err = capsys.readouterr()
+    assert "playing" not in out
+    assert err.startswith("companion: ") and says in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FOLDER"] and not list((tmp_path / "FOLDER").iterdir())
