@@ -53,6 +53,8 @@ def _positive_float(flag: str, low: float, high: float) -> Callable[[str], float
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from companion.core.engine import available_modes
+
     parser = argparse.ArgumentParser(prog="companion", description=__doc__)
     sub = parser.add_subparsers(dest="command")
 
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="companion-demo.mid")
     p.add_argument("--bpm", type=_positive_float("--bpm", 20, 400), default=120.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mode", default="call_response")
+    p.add_argument("--mode", default="call_response", choices=available_modes(), help="the engine mode that answers")
     return parser
 
 

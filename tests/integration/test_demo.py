@@ -41,3 +41,12 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_phrase_plays(
     assert "playing" not in out
     assert err.startswith("companion: ") and says in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["FOLDER"] and not list((tmp_path / "FOLDER").iterdir())
+
+
+def test_an_unknown_mode_is_a_usage_error_listing_the_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--mode", "karaoke", "-o", str(tmp_path / "demo.mid")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --mode: invalid choice: 'karaoke'" in err and "call_response" in err and "harmonize" in err
+    assert "Traceback" not in err and not list(tmp_path.iterdir())
