@@ -66,15 +66,6 @@ def load_harmonizers(path: str | Path | None = None, count: int = PRIMED_POSITIO
                                  avoid_crossing=first.avoid_crossing) for _ in range(count - 1)]
 
 
-def _in_range(model: HarmonizerLike, voices: Voices) -> Voices:
-    """A melody above the chorale range leaves the voices in their ranges (the model's own octave) instead of
-    lifting them with it; one below it takes them down with it, so the harmony stays under the melody."""
-    shift = model.octave_shift_semitones
-    if shift >= 0:
-        return voices
-    return tuple(None if v is None else v + shift for v in voices)  # type: ignore[return-value]
-
-
 # --- the worker ----------------------------------------------------------------------------------------------
 
 
@@ -242,7 +233,7 @@ class HarmonyWorker:
         model = self._model_for(command.step_index, settings)
         self._models.ready(model)  # a steering change not announced before: this note takes the slow path
         self._fill_to(model, command.step_index)
-        voices = _in_range(model, model.step(command.pitch))
+        voices = model.step(command.pitch)
         shift_changed = model.shift_changed
         if arrival_ns is not None and self._now_ns() - arrival_ns > STALE_NOTE_NS:
             self.counts["late"] += 1  # the model still hears it, but harmony this late would sound wrong
@@ -274,7 +265,7 @@ class HarmonyWorker:
             return  # no phrase in progress, or a note already took this step
         self._models.ready(model)
         self._fill_to(model, command.step_index)
-        voices = _in_range(model, model.step(command.soprano))
+        voices = model.step(command.soprano)
         if command.holding and command.may_change and self._sounding:
             wanted = voice_notes(command.settings, command.soprano, voices)
             self._last_voices = voices
@@ -342,7 +333,8 @@ class HarmonyWorker:
             return
         octaves = abs(shift) // 12
         direction = "up" if shift > 0 else "down"
-        where = "the harmony goes down with your melody" if shift > 0 else "the voices stay in their ranges under it"
+        where = ("the harmony follows it down as far as its bass allows (no voice below E1)" if shift > 0
+                 else "the voices stay in their ranges under it")
         self._log_line("info", f"harmony: at {pitch_name(pitch)} the model hears the melody {octaves} "
                                f"octave{'s' if octaves > 1 else ''} {direction}, inside the chorale range it knows; "
                                f"{where}")

@@ -30,6 +30,7 @@ __all__ = ["Harmonizer", "train_main", "eval_main", "SHIPPED_CHECKPOINT"]
 Voices = tuple[int | None, int | None, int | None]
 # what a precomputed chord table depends on besides the context: temperature, sample, key lock, the two rules
 TableKey = tuple[float, bool, frozenset[int] | None, bool, bool]
+LOWEST_HARMONY_NOTE = 28  # E1, a bass guitar's lowest string: no harmony voice sounds below it
 
 
 @dataclass(slots=True)
@@ -68,6 +69,10 @@ class Harmonizer:
         self.vocab = vocab
         self.meta = meta or {}
         self.voice_ranges = [(int(lo), int(hi)) for lo, hi in voice_ranges]
+        # a low melody takes the harmony down by at most this much: as long as the middle of the bass's
+        # range stays at or above E1 (one octave for the chorale ranges: bass 36..66 -> 24..54)
+        bass_lo, bass_hi = self.voice_ranges[3]
+        self.max_drop_semitones = 12 * max(0, ((bass_lo + bass_hi) // 2 - LOWEST_HARMONY_NOTE) // 12)
         self.temperature = temperature
         # voice-leading rules as logit masks (dropped for a voice when they would leave it no pitch)
         self.avoid_parallels = avoid_parallels
@@ -223,7 +228,11 @@ class Harmonizer:
         return pitch + shift
 
     def step(self, soprano: int | None, *, sample: bool = True) -> Voices:
-        """Advance one 16th step with the soprano forced (None = rest); return (alto, tenor, bass), None = rest."""
+        """Advance one 16th step with the soprano forced (None = rest); return (alto, tenor, bass), None = rest.
+
+        The model hears a melody outside the soprano range folded into it by whole octaves
+        (`octave_shift_semitones`); the voices come back where a musician would put them (`_register`).
+        """
         if self._pending is not None:
             self.finish_step()
         if soprano is not None and not 0 <= soprano <= 127:
@@ -243,11 +252,25 @@ class Harmonizer:
             chosen, pitches = self._sample_chord(chords, row, sample)
         self._pending = chosen
         self._prev_pitches = pitches
-        out = []
-        for tok in chosen[1:]:
-            pitch = self.vocab.decode(tok)
-            out.append(None if pitch is None else min(127, max(0, pitch - self.octave_shift_semitones)))
-        return out[0], out[1], out[2]
+        alto, tenor, bass = (self._register(self.vocab.decode(tok)) for tok in chosen[1:])
+        return alto, tenor, bass
+
+    def _register(self, pitch: int | None) -> int | None:
+        """Where a voice sounds for the player's melody (model space -> MIDI).
+
+        A melody above the soprano range leaves the voices in their own ranges (under it, further away)
+        instead of lifting them with it. A melody below it takes them down with it by whole octaves, every
+        voice in its own range shifted alike (the voicing and the voice leading stay as the model made them),
+        but by `max_drop_semitones` at most: one octave, so a melody in C3..B3 has its harmony under it and
+        one lower still keeps that register (the harmony then sits around and above it, not in the sub-bass).
+        No voice sounds below E1 (`LOWEST_HARMONY_NOTE`): a note that would is raised an octave.
+        """
+        if pitch is None:
+            return None
+        pitch -= min(max(self.octave_shift_semitones, 0), self.max_drop_semitones)
+        while pitch < LOWEST_HARMONY_NOTE:
+            pitch += 12
+        return min(pitch, 127)
 
     def _sample_chord(self, chords: _Chords, row: int, sample: bool) -> tuple[list[int], list[int]]:
         """The rest of one soprano's chord from where the table's work stopped (a setting changed since it was

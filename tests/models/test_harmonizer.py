@@ -112,11 +112,14 @@ def test_melody_outside_the_range_is_transposed_by_octaves_and_reported() -> Non
     assert h.octave_shift_semitones == 24 and h.shift_changed
     a, t, b = h.step(47)
     assert not h.shift_changed and h.octave_shift_semitones == 24
-    # harmony is returned in the player's register: under the melody by the same shift
+    # the harmony goes down with it by one octave only (the middle of the bass range, 51, stays above E1)
+    assert h.max_drop_semitones == 12
     for pitch, (lo, hi) in zip((a, t, b), RANGES[1:], strict=True):
-        assert pitch is None or lo - 24 <= pitch <= hi - 24
-    h.step(86)  # far above: the nearest shift that fits wins (-12 brings 86 to 74)
+        assert pitch is None or (lo - 12 <= pitch <= hi - 12 and pitch >= 28) or lo - 12 <= pitch - 12 < 28
+    a, t, b = h.step(86)  # far above: the nearest shift that fits wins (-12 brings 86 to 74)
     assert h.octave_shift_semitones == -12 and h.shift_changed
+    for pitch, (lo, hi) in zip((a, t, b), RANGES[1:], strict=True):
+        assert pitch is None or lo <= pitch <= hi  # the voices stay in their ranges, under the melody
     with pytest.raises(ValueError, match="0..127"):
         h.step(200)
 
@@ -308,3 +311,25 @@ def test_a_note_during_an_interrupted_rebuild_finishes_its_own_row_from_where_it
     assert h._chords is partial and partial.table is not None
     for row, (chosen, pitches) in rows.items():  # greedy: the row finished alone is the row of the whole table
         assert chosen[1:] == partial.table[0][row] and pitches == partial.table[1][row]
+
+
+@pytest.mark.parametrize(("melody", "drop"), [(range(24, 32), 12), (range(36, 48), 12), (range(48, 60), 12),
+                                              (range(62, 80), 0), (range(90, 100), 0)])
+def test_no_harmony_voice_sounds_below_e1_and_each_stays_in_its_range_moved_by_whole_octaves(
+        melody: range, drop: int) -> None:
+    """A melody at C1-G1 used to take the bass to MIDI 0..14; now the voices follow it down one octave at
+    most, and a note that would still sound below E1 (28) is raised an octave."""
+    h = _harmonizer(temperature=2.0)
+    for seed in range(3):
+        h.reset(seed)
+        for soprano in list(melody) * 3:
+            voices = h.step(soprano)
+            for pitch, heard, (lo, hi) in zip(voices, h._prev_pitches[1:], RANGES[1:], strict=True):
+                if pitch is None:
+                    continue
+                assert lo <= heard <= hi and pitch >= 28, (soprano, pitch)
+                if heard - drop >= 28:  # the voice in its range moved by whole octaves with the melody
+                    assert pitch == heard - drop, (soprano, pitch, heard)
+                else:  # the same pitch class in the lowest octave at or above E1
+                    assert pitch % 12 == heard % 12 and pitch - 12 < 28, (soprano, pitch, heard)
+            h.finish_step()

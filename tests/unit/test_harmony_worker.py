@@ -418,25 +418,24 @@ def test_the_runtime_starts_the_worker_and_routes_harmony_through_the_scheduler(
     assert not sounding() and runtime.harmony is not None and runtime.harmony.counts["notes"] == 2
 
 
-def test_a_melody_above_the_range_keeps_the_voices_in_their_ranges_one_below_takes_them_down() -> None:
-    class FoldingFake(FakeHarmonizer):
-        """Folds the melody into 60..84 by octaves and voices under it, un-shifted as models.harmonizer does."""
-
-        def step(self, soprano: int | None) -> Voices:
-            assert soprano is not None
-            self.octave_shift_semitones = 12 * ((60 - soprano + 11) // 12) if soprano < 60 else \
-                -12 * ((soprano - 84 + 11) // 12) if soprano > 84 else 0
-            heard = soprano + self.octave_shift_semitones
-            return (heard - 5 - self.octave_shift_semitones, heard - 12 - self.octave_shift_semitones,
-                    heard - 24 - self.octave_shift_semitones)
-
+def test_a_melody_above_the_range_keeps_the_voices_in_their_ranges_one_far_below_never_goes_sub_audio(
+        tiny_checkpoint: Path) -> None:
+    """Above the chorale range the voices stay in their ranges; below it they follow the melody down one octave
+    at most, and no harmony note sounds below E1 (MIDI 28). A melody at C1-G1 used to give harmony at 5-24."""
     send = RecordingSend()
-    worker = worker_for(send, lambda: [FoldingFake(chorale)])
-    settings = EngineSettings(mode="harmonize")
-    worker.process(HarmonizeNote(96, 100, 0, 0, 0, True, settings=settings))  # heard as 84
-    assert send.sounding == {(0, 79), (0, 72), (0, 60)}  # in the voices' ranges, not an octave up
-    worker.process(HarmonizeNote(50, 100, 0, PPQ, 4, True, settings=settings))  # heard as 62
-    assert send.sounding == {(0, 45), (0, 38), (0, 26)}  # taken down with it: still under the melody
+    worker = worker_for(send, tiny(tiny_checkpoint))
+    settings = EngineSettings(mode="harmonize", harmony_channels=(1, 2, 3), temperature=2.0)
+    melody = [(p, i * PPQ // 2, PPQ // 2 - 10) for i, p in enumerate([96, 98, 100, 96, 93, 91] * 2)]
+    run(worker, perform(settings, melody))
+    ons = send.note_ons()
+    assert ons and all(RANGES[m.channel][0] <= m.note <= RANGES[m.channel][1] for m in ons), ons
+    send.messages.clear()
+    melody = [(p, i * PPQ // 2, PPQ // 2 - 10) for i, p in enumerate([24, 26, 28, 29, 31, 29, 28, 26] * 3)]
+    run(worker, perform(settings, melody))
+    ons = send.note_ons()
+    assert ons and min(m.note for m in ons) >= 28, sorted(m.note for m in ons)
+    assert all(m.note <= RANGES[m.channel][1] - 12 for m in ons if m.note - 12 >= 28)  # an octave down at most
+    assert send.sounding == set()
 
 
 # --- steering: the left hand's chord and the key reach the models before the melody note -----------------------
