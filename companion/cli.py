@@ -41,12 +41,16 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def _positive_float(flag: str, low: float, high: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
+        from companion.errors import UsageError, check_range
+
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} wants a number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{flag} must be between {low:g} and {high:g}, got {value:g}")
+        try:
+            check_range(flag, value, low, high)
+        except UsageError as err:
+            raise argparse.ArgumentTypeError(err.message) from None
         return value
 
     return parse

@@ -13,13 +13,13 @@ from companion.core.engine import EngineSettings
 from companion.core.events import Note, RequestAnswer
 from companion.core.modes.base import ModeContext
 from companion.core.modes.generate import GenerateMode
-from companion.errors import InputFileError
+from companion.errors import InputFileError, check_range
 from companion.generators import Generator, make_generator
 from companion.midifile import COMPANION_TRACK, write_take
 
 log = logging.getLogger("companion")
 
-MAX_BARS = 1024
+MAX_BARS = 256  # --bars: 1..256, a long piece but not an accidental hour of music
 DEFAULT_BPM = 120.0
 
 
@@ -34,6 +34,11 @@ def _engine_settings(seed: int, settings: Mapping[str, Any]) -> tuple[EngineSett
         raise InputFileError(f"generate: bad setting: {err}") from None
 
 
+def check_bars(bars: int) -> None:
+    """--bars of every `companion generate` mode: a UsageError naming the flag and its range."""
+    check_range("--bars", bars, 1, MAX_BARS, " (the length of the generated part)")
+
+
 def generate_file(*, bars: int, seed: int, style: str | None = "folk", bpm: float = DEFAULT_BPM,
                   settings: Mapping[str, Any] | None = None, model: str = "auto",
                   generator: Generator | None = None) -> list[Note]:
@@ -41,12 +46,10 @@ def generate_file(*, bars: int, seed: int, style: str | None = "folk", bpm: floa
 
     `bpm` only checks the tempo the caller will write (the notes are in ticks); `generator` replaces the one
     `model` names ("auto": the Transformer when its checkpoint loads, else the Markov responder).
-    InputFileError (exit 2) for a bad length, tempo or setting.
+    UsageError (exit 2) for a bad length or tempo, InputFileError for a bad setting.
     """
-    if not 1 <= bars <= MAX_BARS:
-        raise InputFileError(f"--bars must be 1..{MAX_BARS}, got {bars}")
-    if not 20.0 <= bpm <= 400.0:
-        raise InputFileError(f"--bpm must be 20..400, got {bpm:g}")
+    check_bars(bars)
+    check_range("--bpm", bpm, 20.0, 400.0)
     engine_settings, extras = _engine_settings(seed, settings or {})
     if generator is None:
         generator, warning = make_generator(model)

@@ -9,6 +9,7 @@ from pathlib import Path
 from companion.core.events import Note, Phrase, RequestAnswer
 from companion.core.theory import estimate_key
 from companion.errors import InputFileError
+from companion.generate_offline import check_bars
 from companion.generators import make_generator
 from companion.midifile import MidiInput, read_midi, write_with_answer
 
@@ -90,9 +91,8 @@ def replay_answers(sidecar: str | Path) -> list[Note]:
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    """Dispatch `companion generate MODE`; bad input raises InputFileError (exit 2)."""
-    if args.bars is not None and args.bars < 1:
-        raise InputFileError(f"--bars must be at least 1, got {args.bars}")
+    """Dispatch `companion generate MODE`; bad input raises a CompanionError (exit 2)."""
+    check_bars(args.bars)
     wanted_inputs = {"interpolate": 2, "generate": 0}.get(args.mode, 1)
     if args.mode == "generate" and args.inputs:
         raise InputFileError(f"`companion generate generate` plays on its own and takes no input file (got "

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from companion.core.events import PPQ, Note
-from companion.errors import CheckpointError, CompanionError, InputFileError, UsageError
+from companion.errors import CheckpointError, CompanionError, InputFileError, check_range
 from companion.midifile import MidiInput, append_input, read_midi
 
 if TYPE_CHECKING:
@@ -105,12 +105,6 @@ def _place(notes: list[NoteTuple], offset_ticks: int, span_ticks: int, channel: 
     return out
 
 
-def _option(flag: str, value: float, low: float, high: float, meaning: str = "") -> None:
-    """A UsageError naming the flag and its range when ``value`` is outside ``low..high``."""
-    if not low <= value <= high:
-        raise UsageError(f"{flag} must be between {low:g} and {high:g}{meaning}, got {value:g}")
-
-
 def _temperature(settings: dict[str, Any]) -> float:
     return float(settings.get("temperature") or 0.0)  # no --temperature: greedy decoding (the closest)
 
@@ -118,9 +112,9 @@ def _temperature(settings: dict[str, Any]) -> float:
 def vary_file(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> list[Note]:
     """``--count`` variations of the whole input, one after another after its last bar."""
     distance = DEFAULT_DISTANCE if args.distance is None else float(args.distance)
-    _option("--distance", distance, 0.0, 1.0, " (0 nearly the same, 1 a stranger)")
+    check_range("--distance", distance, 0.0, 1.0, " (0 nearly the same, 1 a stranger)")
     count = int(args.count)
-    _option("--count", count, 1, 64)
+    check_range("--count", count, 1, 64)
     steps_per_bar = _steps_per_bar(source)
     model = load_vae()
     phrases = _phrases(_melody(source), source.bar_ticks, source.end_ticks)
@@ -146,7 +140,7 @@ def interpolate_file(args: argparse.Namespace, source: MidiInput, settings: dict
     """``--steps`` steps from the first input to the second, both ends included: A as it is, the steps between
     on the `companion` track, then B as it is on its own track(s) (added to the first input's tracks to write)."""
     steps = int(args.steps)
-    _option("--steps", steps, 3, 64, " (A and B included, so 3 makes one step between them)")
+    check_range("--steps", steps, 3, 64, " (A and B included, so 3 makes one step between them)")
     other = read_midi(args.inputs[1])
     if other.bar_ticks != source.bar_ticks:
         raise InputFileError(f"{other.path}: its meter {other.beats_per_bar}/{other.beat_unit} differs from "

@@ -84,3 +84,25 @@ def test_a_read_only_folder_exits_2_and_leaves_nothing(tmp_path: Path, capsys: p
         assert not list(folder.iterdir())
     finally:
         folder.chmod(0o755)
+
+
+# --- numeric options: a usage error naming the flag and its range --------------------------------------------
+
+
+@pytest.mark.parametrize("mode, bars", [("continue", "0"), ("continue", "100000"), ("generate", "257"),
+                                        ("vary", "-2")])
+def test_bars_out_of_range_is_a_usage_error_naming_the_range(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             mode: str, bars: str) -> None:
+    inputs = [] if mode == "generate" else [str(_melody(tmp_path / "in.mid"))]
+    assert main(["generate", mode, *inputs, "-o", str(tmp_path / "out.mid"), "--bars", bars,
+                 "--model", "markov"]) == 2
+    err = capsys.readouterr().err
+    _one_line_error(err, "Usage error")
+    assert f"--bars must be between 1 and 256 (the length of the generated part), got {bars}" in err
+    assert not (tmp_path / "out.mid").exists()
+
+
+def test_the_longest_piece_is_still_made(tmp_path: Path) -> None:
+    out = tmp_path / "out.mid"
+    assert main(["generate", "generate", "-o", str(out), "--bars", "256", "--model", "markov"]) == 0
+    assert out.is_file()
