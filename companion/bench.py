@@ -208,13 +208,19 @@ def _format(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+MAX_SECONDS = 3600.0
+MIN_SECONDS = 0.5  # shorter runs time too few notes to give a figure
+
+
 def bench_command(what: list[str], *, as_json: bool, seconds: float) -> int:
-    from companion.errors import CompanionError, InputFileError
+    """Run the named sections; their names and --seconds are checked first (a UsageError, exit 2)."""
+    from companion.errors import CompanionError, UsageError, check_range
 
     names = list(SECTIONS) if "all" in what else what
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
-        raise InputFileError(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(SECTIONS)} or all")
+        raise UsageError(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(SECTIONS)} or all")
+    check_range("--seconds", seconds, MIN_SECONDS, MAX_SECONDS, " (how long each timing run lasts)")
     rows: list[Row] = []
     for name in names:
         for target in SECTIONS[name]:

@@ -108,3 +108,22 @@ def test_unknown_named_port_exits_2_listing_what_exists(capsys: pytest.CaptureFi
 def test_python_dash_m_companion_works() -> None:
     done = subprocess.run([sys.executable, "-m", "companion", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "generate" in done.stdout
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["bench", "--seconds", "-1"], "--seconds must be between 0.5 and 3600 (how long each timing run lasts), got -1"),
+    (["bench", "--seconds", "0"], "--seconds must be between 0.5 and 3600"),
+    (["bench", "--seconds", "nan"], "--seconds must be between 0.5 and 3600"),
+    (["bench", "latency", "warp", "--seconds", "1"], "unknown benchmark warp; choose from latency,"),
+])
+def test_bench_arguments_are_checked_before_anything_runs(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str], argv: list[str],
+                                                          says: str) -> None:
+    import companion.bench
+
+    ran: list[str] = []
+    monkeypatch.setattr(companion.bench, "_resolve", lambda target: lambda seconds: ran.append(target) or [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("companion: Usage error: ") and says in err and "Traceback" not in err
+    assert not ran, "no benchmark runs (none opens a JACK client) with a bad argument"
