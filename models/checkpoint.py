@@ -87,6 +87,11 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module | dict[str, t
 def load_checkpoint(path: str | os.PathLike[str], *, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load (state_dict in fp32, meta); raise CheckpointFileError naming the file and what is wrong."""
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pt"))
+        hint = f" (it holds {', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''})" if inside else ""
+        raise CheckpointFileError(f"checkpoint {path} is a folder, not a checkpoint: give the path of the .pt "
+                                  f"file{hint}")
     if not path.is_file():
         raise CheckpointFileError(f"checkpoint {path} does not exist: train one (companion train ...) "
                                   "or give the path of an existing file")

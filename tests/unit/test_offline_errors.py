@@ -106,3 +106,18 @@ def test_the_longest_piece_is_still_made(tmp_path: Path) -> None:
     out = tmp_path / "out.mid"
     assert main(["generate", "generate", "-o", str(out), "--bars", "256", "--model", "markov"]) == 0
     assert out.is_file()
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------
+
+
+def test_a_checkpoint_folder_is_called_a_folder_and_its_pt_files_named(tmp_path: Path) -> None:
+    from models.checkpoint import CheckpointFileError, load_checkpoint
+
+    (tmp_path / "continuation.pt").write_bytes(b"")
+    (tmp_path / "notes.md").write_text("not a checkpoint")
+    with pytest.raises(CheckpointFileError) as err:
+        load_checkpoint(tmp_path, kind="continuation")
+    message = str(err.value)
+    assert f"checkpoint {tmp_path} is a folder, not a checkpoint: give the path of the .pt file" in message
+    assert "(it holds continuation.pt)" in message and "does not exist" not in message
