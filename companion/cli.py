@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=4, help="interpolate: number of steps")
     p.add_argument("--style", help="generate: style tag (folk, chorale, renaissance, ...)")
     p.add_argument("--bpm", type=_positive_float("--bpm", 20, 400), help="generate: tempo of the output (120)")
-    p.add_argument("--model", choices=["auto", "markov", "transformer"], default="auto")
+    p.add_argument("--model", choices=["auto", "markov", "transformer"],
+                   help="continue/generate: the model (default: the preset's, else auto)")
+    p.add_argument("--checkpoint", metavar="MODEL.pt",
+                   help="continue/generate: the Transformer's checkpoint (default: the preset's, else the shipped one)")
     p.add_argument("--replay", metavar="SIDECAR.json", help="reuse the settings recorded with a take")
 
     for name in ("train", "eval"):

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from companion.core.events import Note, Phrase, RequestAnswer
 from companion.core.theory import estimate_key
-from companion.errors import InputFileError
+from companion.errors import CheckpointError, InputFileError
 from companion.generate_offline import check_bars
-from companion.generators import make_generator
+from companion.generators import Generator, make_generator
 from companion.midifile import MidiInput, read_midi, write_with_answer
+
+if TYPE_CHECKING:
+    from companion.presets import Preset
 
 log = logging.getLogger("companion")
 
@@ -27,14 +33,36 @@ def _prompt(source: MidiInput, bars: int = PROMPT_BARS) -> Phrase:
     return Phrase(notes, start, end_bar, bar)
 
 
-def continue_file(source: MidiInput, *, bars: int, seed: int, model: str = "auto",
-                  settings: dict | None = None) -> list[Note]:
-    """The continuation notes, placed after the input's end on a channel of their own."""
-    phrase = _prompt(source)
-    key = estimate_key((n.pitch, n.duration_ticks) for n in source.notes)
+def model_choice(model_flag: str | None, checkpoint_flag: str | None,
+                 preset_extras: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The model and checkpoint to use: the command line's flags win over the preset's [model] table (as
+    `companion run`'s flags win over its [clock]); without either, "auto" and the shipped checkpoint."""
+    return (model_flag or str(preset_extras.get("model") or "auto"),
+            checkpoint_flag or preset_extras.get("checkpoint") or None)
+
+
+def load_generator(model: str = "auto", checkpoint: str | Path | None = None) -> Generator:
+    """The generator `model` names. A checkpoint that was asked for (a --checkpoint, a preset's, or the shipped
+    one under --model transformer) must load: a CheckpointError (exit 2) naming it, not a quiet fallback."""
+    if model == "transformer" or (checkpoint and model == "auto"):
+        from models.checkpoint import CheckpointFileError  # torch: loaded for the Transformer anyway
+
+        try:
+            return make_generator("transformer", Path(checkpoint) if checkpoint else None)[0]
+        except CheckpointFileError as err:
+            raise CheckpointError(str(err)) from None
     generator, warning = make_generator(model)
     if warning:
         log.warning(warning)
+    return generator
+
+
+def continue_file(source: MidiInput, *, bars: int, seed: int, generator: Generator | None = None,
+                  settings: dict | None = None) -> list[Note]:
+    """The continuation notes, placed after the input's end on a channel of their own (`generator`: "auto")."""
+    phrase = _prompt(source)
+    key = estimate_key((n.pitch, n.duration_ticks) for n in source.notes)
+    generator = generator or load_generator()
     used_channels = {n.channel for n in source.notes}
     channel = next((c for c in range(16) if c not in used_channels and c != 9), 0)
     request = RequestAnswer(
@@ -49,26 +77,21 @@ def continue_file(source: MidiInput, *, bars: int, seed: int, model: str = "auto
     return list(generator.stream(request))
 
 
-def _generate_piece(args: argparse.Namespace, output: Path) -> int:
+def _generate_piece(args: argparse.Namespace, output: Path, generator: Generator) -> int:
     """`companion generate generate`: no input; a tempo track and the `companion` track."""
     from companion.generate_offline import DEFAULT_BPM, generate_file, write_generated
 
     settings = {"temperature": args.temperature} if args.temperature else {}
     bpm = getattr(args, "bpm", None) or DEFAULT_BPM
     notes = generate_file(bars=args.bars, seed=args.seed, style=args.style or "folk", bpm=bpm, settings=settings,
-                          model=args.model)
+                          generator=generator)
     write_generated(output, notes, bpm=bpm)
     print(f"wrote {output}: {len(notes)} generated notes on the 'companion' track ({args.bars} bars at {bpm:g} BPM)")
     return 0
 
 
-def _preset_settings(name: str) -> dict:
+def _preset_settings(preset: Preset) -> dict:
     """A preset's generator settings (engine settings over its extras), as the live engine would send them."""
-    import dataclasses
-
-    from companion.presets import load_preset
-
-    preset = load_preset(name)
     return {**preset.request_settings(), **dataclasses.asdict(preset.engine_settings())}
 
 
@@ -102,11 +125,18 @@ def generate_command(args: argparse.Namespace) -> int:
         raise InputFileError(f"`companion generate {args.mode}` takes {wanted_inputs} input file(s), "
                              f"got {len(args.inputs)}: {' '.join(args.inputs) or '(none)'}")
     output = Path(args.output)
-    settings = _preset_settings(args.preset) if args.preset else {}
+    preset = None
+    if args.preset:
+        from companion.presets import load_preset
+
+        preset = load_preset(args.preset)
+    settings = _preset_settings(preset) if preset else {}
     if args.temperature:
         settings["temperature"] = args.temperature
+    # continue and generate play this model (vary/interpolate/harmonize have their own, --replay the take's)
+    model = model_choice(args.model, args.checkpoint, preset.extras if preset else {})
     if args.mode == "generate":
-        return _generate_piece(args, output)
+        return _generate_piece(args, output, load_generator(*model))
     source = read_midi(args.inputs[0])
     if args.replay:
         if args.mode != "continue":
@@ -117,7 +147,8 @@ def generate_command(args: argparse.Namespace) -> int:
         print(f"wrote {output}: {len(notes)} notes of the take's answers, generated again")
         return 0
     if args.mode == "continue":
-        notes = continue_file(source, bars=args.bars, seed=args.seed, model=args.model, settings=settings)
+        notes = continue_file(source, bars=args.bars, seed=args.seed, generator=load_generator(*model),
+                              settings=settings)
     else:
         from companion import offline_modes
 

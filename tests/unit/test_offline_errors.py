@@ -121,3 +121,59 @@ def test_a_checkpoint_folder_is_called_a_folder_and_its_pt_files_named(tmp_path:
     message = str(err.value)
     assert f"checkpoint {tmp_path} is a folder, not a checkpoint: give the path of the .pt file" in message
     assert "(it holds continuation.pt)" in message and "does not exist" not in message
+
+
+# --- a preset's [model] table in the offline commands -------------------------------------------------------
+
+
+def _preset(path: Path, table: str) -> Path:
+    path.write_text(f'name = "{path.stem}"\ndescription = "offline model test"\n\n[model]\n{table}\n')
+    return path
+
+
+def _continue(tmp_path: Path, name: str, *flags: str) -> tuple[int, bytes]:
+    out = tmp_path / f"{name}.mid"
+    code = main(["generate", "continue", str(tmp_path / "in.mid"), "-o", str(out), "--bars", "2", "--seed", "3",
+                 *flags])
+    return code, out.read_bytes() if out.exists() else b""
+
+
+def test_the_preset_model_is_played_unless_the_flag_says_otherwise(tmp_path: Path) -> None:
+    _melody(tmp_path / "in.mid")
+    markov = _preset(tmp_path / "m.toml", 'generator = "markov"')
+    transformer = _preset(tmp_path / "t.toml", 'generator = "transformer"')
+    code, by_preset = _continue(tmp_path, "by-preset", "--preset", str(markov))
+    assert code == 0
+    code, by_flag = _continue(tmp_path, "by-flag", "--preset", str(transformer), "--model", "markov")
+    assert code == 0
+    assert by_preset == by_flag, "a preset saying markov answers as --model markov does"
+    code, shipped = _continue(tmp_path, "shipped", "--preset", str(transformer))
+    assert code == 0 and shipped != by_preset, "a preset saying transformer plays the Transformer"
+
+
+def test_a_preset_with_a_corrupt_checkpoint_is_a_checkpoint_error(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    _melody(tmp_path / "in.mid")
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint at all")
+    preset = _preset(tmp_path / "p.toml", 'checkpoint = "broken.pt"')  # relative to the preset file
+    code, _ = _continue(tmp_path, "out", "--preset", str(preset))
+    err = capsys.readouterr().err
+    assert code == 2
+    _one_line_error(err, "Checkpoint error")
+    assert f"checkpoint {tmp_path / 'broken.pt'} is corrupt or not a checkpoint" in err
+    assert not (tmp_path / "out.mid").exists()
+    # the command line wins: the shipped checkpoint by name, or Markov that needs none
+    from models.continuation import DEFAULT_CHECKPOINT
+
+    assert _continue(tmp_path, "flag", "--preset", str(preset), "--checkpoint", str(DEFAULT_CHECKPOINT))[0] == 0
+    assert _continue(tmp_path, "markov", "--preset", str(preset), "--model", "markov")[0] == 0
+
+
+def test_a_checkpoint_flag_naming_a_folder_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _melody(tmp_path / "in.mid")
+    (tmp_path / "ckpt").mkdir()
+    code, _ = _continue(tmp_path, "out", "--checkpoint", str(tmp_path / "ckpt"))
+    err = capsys.readouterr().err
+    assert code == 2
+    _one_line_error(err, "Checkpoint error")
+    assert f"checkpoint {tmp_path / 'ckpt'} is a folder, not a checkpoint: give the path of the .pt file" in err
