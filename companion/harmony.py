@@ -21,7 +21,7 @@ from companion.core.events import (
     ReleaseHarmony,
     StopHarmony,
 )
-from companion.core.modes.harmonize import HARMONY_TAG, SteerHarmony
+from companion.core.modes.harmonize import HARMONY_TAG, RevoiceNote, SteerHarmony
 from companion.core.theory import pitch_name
 from companion.harmony_pool import PRIMED_POSITIONS, HarmonizerLike, ModelPool
 from companion.harmony_voicing import NoteKey, Voices, clashes, voice_notes
@@ -99,7 +99,7 @@ class HarmonyWorker:
         self._last_voices: Voices | None = None  # the chord of this change period (a detached note finds it again)
         self._velocity = 64
         self._latency_ns: deque[int] = deque(maxlen=LATENCY_CAPACITY)
-        self.counts = dict.fromkeys(("notes", "held", "moves", "steps", "pieces", "late", "errors"), 0)
+        self.counts = dict.fromkeys(("notes", "held", "moves", "revoiced", "steps", "pieces", "late", "errors"), 0)
 
     # --- life cycle (any thread) ---------------------------------------------------------------------------
 
@@ -203,7 +203,9 @@ class HarmonyWorker:
                 self._silence()
             return
         try:
-            if isinstance(command, HarmonizeNote):
+            if isinstance(command, RevoiceNote):  # before HarmonizeNote: it rides that type to get here
+                self._on_revoice(command)
+            elif isinstance(command, HarmonizeNote):
                 self._on_note(command, arrival_ns)
             elif isinstance(command, SteerHarmony):  # before HarmonyStep: it rides that type to get here
                 self._models.steer(command.key_pcs, command.chord_pcs)
@@ -257,6 +259,28 @@ class HarmonyWorker:
         self._advance(model, command.pitch)
         if shift_changed:
             self._log_shift(command.pitch, model.octave_shift_semitones)
+
+    def _on_revoice(self, command: RevoiceNote) -> None:
+        """The left hand's chord came just after the melody note: the model takes that note's step again under
+        it and the sounding harmony moves to the new chord (new notes first, then note-offs for the voices
+        that changed; common tones ring on). Skipped while another command waits (the next note of the same
+        chord re-voices), or once the model has moved on: the new chord then steers the coming steps only."""
+        self._models.steer(command.key_pcs, command.chord_pcs)
+        model = self._models.active
+        if model is None or self._waiting() or not self._sounding or command.step_index != self._model_step - 1:
+            self._models.prepare(self._waiting)
+            return
+        self._models.ready(model)
+        voices = model.redo_step(command.pitch)
+        if voices is None:  # the step can no longer be taken back
+            self._models.prepare(self._waiting)
+            return
+        self._last_voices = voices
+        wanted = voice_notes(command.settings, command.pitch, voices)
+        if set(wanted) != set(self._sounding):
+            self.counts["revoiced"] += 1
+            self._voice(wanted)
+        model.finish_step()
 
     def _on_step(self, command: HarmonyStep) -> None:
         self._models.steer(command.key_pcs, command.chord_pcs)

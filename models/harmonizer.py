@@ -134,6 +134,7 @@ class Harmonizer:
         self._cache = self.net.new_cache(1)
         self._step_index = position_in_beat % 4
         self._pending: list[int] | None = None
+        self._undo: tuple[torch.Tensor, torch.Tensor, list[int], int, int] | None = None  # see redo_step
         self._prev_pitches = [-1, -1, -1, -1]  # model space, -1 = rest
         self.octave_shift_semitones = 0  # added to the melody to bring it into the soprano range
         self.shift_changed = False  # True on the step where octave_shift_semitones changed (log it)
@@ -237,6 +238,7 @@ class Harmonizer:
             self.finish_step()
         if soprano is not None and not 0 <= soprano <= 127:
             raise ValueError(f"soprano pitch {soprano} is not a MIDI note number (0..127)")
+        undo = (self._h, self._alto_table, self._prev_pitches, self.octave_shift_semitones, self._cache.length)
         s_tok = self.vocab.encode(None if soprano is None else self._fold(soprano))
         if soprano is None:
             self.shift_changed = False
@@ -252,6 +254,7 @@ class Harmonizer:
             chosen, pitches = self._sample_chord(chords, row, sample)
         self._pending = chosen
         self._prev_pitches = pitches
+        self._undo = undo
         alto, tenor, bass = (self._register(self.vocab.decode(tok)) for tok in chosen[1:])
         return alto, tenor, bass
 
@@ -334,8 +337,24 @@ class Harmonizer:
         with torch.inference_mode():
             if cache.length >= cache.capacity:
                 self.net.gpt.slide(cache, cache.capacity * 3 // 4)  # exact re-encode of the recent steps
+                self._undo = None  # the chord can no longer be taken back out of the context
             self._h = self.net.context(chord, torch.tensor([self._step_index % 4]), cache)
             self._prepare_step()
+
+    def redo_step(self, soprano: int | None, *, sample: bool = True) -> Voices | None:
+        """Take the last step again under the settings now in force (the left hand's chord came just after the
+        melody note): its chord is taken back out of the context (finished or not) and sampled anew for
+        `soprano` with the one-soprano path; call ``finish_step`` after, as after ``step``. None when the step
+        can no longer be taken back (none taken since the reset, or the context slid since)."""
+        if self._undo is None:
+            return None
+        self._h, self._alto_table, self._prev_pitches, self.octave_shift_semitones, length = self._undo
+        if self._pending is None:  # finished: its chord is in the context and the step index moved on
+            self._cache.truncate(length)
+            self._step_index -= 1
+        self._pending = None
+        self._chords = None  # prepared for the step after: gone with it
+        return self.step(soprano, sample=sample)
 
     def harmonize_melody(self, pitches_per_step: Sequence[int | None], seed: int = 0, *,
                          sample: bool = True) -> list[Voices]:

@@ -333,3 +333,29 @@ def test_no_harmony_voice_sounds_below_e1_and_each_stays_in_its_range_moved_by_w
                 else:  # the same pitch class in the lowest octave at or above E1
                     assert pitch % 12 == heard % 12 and pitch - 12 < 28, (soprano, pitch, heard)
             h.finish_step()
+
+
+def test_redo_step_takes_the_last_chord_back_out_of_the_context_and_samples_it_again() -> None:
+    """A left-hand chord just after the melody note: the step is taken again under it, as if it had come first."""
+    late, first = _harmonizer(), _harmonizer()  # the same tiny network (seeded)
+    triad = {0, 4, 7}
+    assert late.redo_step(72) is None  # nothing to take back after a reset
+    for h in (late, first):
+        h.reset(0)
+        for pitch in (72, 74, 76, 74):
+            h.step(pitch, sample=False)
+            h.finish_step()
+    late.step(72, sample=False)
+    late.finish_step()  # voiced and fed to the context before the chord came
+    late.set_key_lock(triad)
+    redone = late.redo_step(72, sample=False)
+    first.set_key_lock(triad)
+    assert redone == first.step(72, sample=False) and all(p is None or p % 12 in triad for p in redone)  # type: ignore
+    assert late.redo_step(72, sample=False) == redone  # not finished yet: taken again the same way
+    for h in (late, first):
+        h.finish_step()
+    assert late._cache.length == first._cache.length  # the context holds the chord once, the new one
+    for pitch in (74, 76, 77):
+        assert late.step(pitch, sample=False) == first.step(pitch, sample=False)
+        late.finish_step()
+        first.finish_step()

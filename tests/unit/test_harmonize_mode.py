@@ -23,7 +23,7 @@ from companion.core.events import (
     StopHarmony,
 )
 from companion.core.modes.base import ModeContext
-from companion.core.modes.harmonize import HARMONY_TAG, HarmonizeMode, SteerHarmony
+from companion.core.modes.harmonize import HARMONY_TAG, HarmonizeMode, RevoiceNote, SteerHarmony
 from companion.core.theory import Key
 
 STEP = PPQ // 4
@@ -252,3 +252,33 @@ def test_a_clock_that_moved_back_starts_a_new_piece_where_the_note_is() -> None:
     commands = on(mode, ctx, 62, BAR)  # the DAW jumped back to bar 2
     assert isinstance(commands[0], StopHarmony) and commands[0].reason == "the clock moved back"
     assert commands[-1].step_index == BAR // STEP and commands[-1].may_change  # type: ignore[union-attr]
+
+
+def test_a_left_hand_chord_just_after_the_melody_note_re_voices_it() -> None:
+    mode, ctx = HarmonizeMode(), context(chord_channel=1)
+    [note] = on(mode, ctx, 72, PPQ)  # on the beat: it may change the chord
+    [first] = on(mode, ctx, 48, PPQ + 10, channel=1)  # the left hand, 10 ticks late
+    assert isinstance(first, RevoiceNote) and first.chord_pcs == {0}
+    assert (first.pitch, first.velocity, first.channel, first.step_index, first.now_ticks) == (72, 100, 0, 4, PPQ + 10)
+    [second] = on(mode, ctx, 52, PPQ + 12, channel=1) + on(mode, ctx, 52, PPQ + 12, channel=1)  # once
+    assert isinstance(second, RevoiceNote) and second.chord_pcs == {0, 4}
+    [let_go] = off(mode, ctx, 48, PPQ + 20, channel=1)
+    assert isinstance(let_go, RevoiceNote) and let_go.chord_pcs == {4}  # the chord held is what counts
+    [steer] = off(mode, ctx, 52, PPQ + 30, channel=1)
+    assert isinstance(steer, SteerHarmony)  # letting go of it all re-voices nothing: the harmony played stays
+    assert isinstance(note, HarmonizeNote) and note.step_index == 4
+
+
+@pytest.mark.parametrize(("melody_ticks", "chord_ticks"), [
+    (PPQ, PPQ + STEP + 1),  # more than a 16th later: a change of chord for the next note
+    (PPQ + STEP, PPQ + STEP + 10),  # the note was between change lines: it could not change the chord
+])
+def test_a_late_chord_outside_the_window_only_steers(melody_ticks: int, chord_ticks: int) -> None:
+    mode, ctx = HarmonizeMode(), context(chord_channel=1)
+    on(mode, ctx, 72, 0)
+    run_ticks(mode, ctx, 1, melody_ticks - 1)
+    on(mode, ctx, 74, melody_ticks)
+    commands = [c for c in run_ticks(mode, ctx, melody_ticks + 1, chord_ticks - 1) if not isinstance(c, HarmonyStep)]
+    assert commands == []
+    [steer] = on(mode, ctx, 50, chord_ticks, channel=1)
+    assert isinstance(steer, SteerHarmony) and steer.chord_pcs == {2}

@@ -14,12 +14,13 @@ from companion.core.events import (
     ChannelMessage,
     HarmonizeNote,
     HarmonyCommand,
+    HarmonyStep,
     NoteOff,
     NoteOn,
     ReleaseHarmony,
     StopHarmony,
 )
-from companion.core.modes.harmonize import HARMONY_TAG, SteerHarmony
+from companion.core.modes.harmonize import HARMONY_TAG, RevoiceNote, SteerHarmony
 from companion.harmony import HarmonyWorker, load_harmonizers
 from companion.harmony_voicing import clashes, voice_notes
 
@@ -103,6 +104,11 @@ class FakeHarmonizer:
     def set_key_lock(self, pitch_classes: Iterable[int] | None) -> None:
         self.key_lock = None if pitch_classes is None else frozenset(pitch_classes)
         self.fresh = False
+
+    def redo_step(self, soprano: int | None) -> Voices | None:
+        self.sopranos[-1] = soprano  # the last step, taken again
+        self.redone = getattr(self, "redone", 0) + 1
+        return self.script(soprano, len(self.sopranos))
 
     def prepare(self, interrupted: Callable[[], bool] | None = None) -> bool:
         if not self.fresh:
@@ -483,3 +489,58 @@ def test_a_waiting_note_interrupts_the_rebuild_and_the_idle_thread_finishes_it(t
     while worker.work_when_idle():  # between phrases the primed models take the steering
         pass
     assert all(m.key_lock == {2, 7, 11} and m._table_fresh(True) for m in worker._models.primed())  # type: ignore
+
+
+# --- a left-hand chord just after the melody note -------------------------------------------------------------
+
+
+def test_a_late_left_hand_chord_re_voices_the_note_with_note_offs_for_the_voices_that_change() -> None:
+    fake = FakeHarmonizer(lambda s, n: (67, 64, 48) if fake.key_lock is None else (69, 65, 53))
+    send = RecordingSend()  # fails on a note struck twice or a note-off for a note not sounding
+    worker = worker_for(send, lambda: [fake])
+    settings = EngineSettings(mode="harmonize", chord_channel=1)
+    f_major = frozenset({5, 9, 0})
+    worker.process(HarmonizeNote(72, 100, 0, PPQ, 4, True, settings=settings))
+    assert send.sounding == {(0, 67), (0, 64), (0, 48)}
+    send.messages.clear()
+    worker.process(RevoiceNote(72, 100, 0, PPQ + 10, 4, True, None, f_major, settings))
+    assert send.sounding == {(0, 69), (0, 65), (0, 53)} and fake.redone == 1 and fake.sopranos == [72]
+    kinds = [type(m).__name__ for m, _ in send.messages]
+    assert kinds == ["NoteOn"] * 3 + ["NoteOff"] * 3  # the new chord first, then the old one's note-offs
+    assert worker.counts["revoiced"] == 1 and fake.finished == 2  # the step taken again is fed back again
+    worker.process(ReleaseHarmony(72, PPQ + 100))
+    assert send.sounding == set()  # nothing left sounding
+
+
+def test_a_late_chord_after_the_model_moved_on_or_with_a_command_waiting_only_steers() -> None:
+    fake = FakeHarmonizer(chorale)
+    send = RecordingSend()
+    worker = worker_for(send, lambda: [fake])
+    settings = EngineSettings(mode="harmonize", chord_channel=1)
+    c_triad = frozenset({0, 4, 7})
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, settings=settings))
+    worker.process(HarmonyStep(1, 72, True, False, settings=settings))  # a step passed since the note
+    worker.process(RevoiceNote(72, 100, 0, 130, 0, True, None, c_triad, settings))
+    assert getattr(fake, "redone", 0) == 0 and fake.key_lock == c_triad and fake.prepared == [c_triad]
+    worker.submit(ReleaseHarmony(72, 140))  # waiting: the next note of the chord would re-voice
+    worker.process(RevoiceNote(72, 100, 0, 135, 1, True, None, frozenset({2}), settings))
+    assert getattr(fake, "redone", 0) == 0 and len(send.sounding) == 3
+
+
+def test_hands_together_with_the_left_hand_late_through_the_engine(tiny_checkpoint: Path) -> None:
+    send = RecordingSend()
+    worker = worker_for(send, tiny(tiny_checkpoint))
+    settings = EngineSettings(mode="harmonize", chord_channel=1, temperature=3.0, harmony_channels=(2, 3, 4))
+    engine = Engine(settings)
+    c_major = {0, 4, 7}
+    events = [(PPQ, NoteOn(0, 72, 100))] + [(PPQ + 15 + i, NoteOn(1, p, 90)) for i, p in enumerate((48, 52, 55))]
+    events += [(2 * PPQ - 10, NoteOff(0, 72))] + [(2 * PPQ, NoteOff(1, p)) for p in (48, 52, 55)]
+    heard_after_chord: set[int] = set()
+    for now in range(0, 3 * PPQ, 5):
+        for _, message in [e for e in events if now - 5 < e[0] <= now]:
+            run(worker, [c for c in engine.handle(message, now) if isinstance(c, HarmonyCommand)])
+        run(worker, [c for c in engine.tick(now) if isinstance(c, HarmonyCommand)])
+        if PPQ + 20 <= now < 2 * PPQ - 10:
+            heard_after_chord |= {p % 12 for _, p in send.sounding}
+    assert worker.counts["revoiced"] >= 1 and heard_after_chord and heard_after_chord <= c_major
+    assert send.sounding == set() and worker.counts["errors"] == 0

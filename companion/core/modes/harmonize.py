@@ -34,6 +34,8 @@ MAX_ORNAMENT_STEPS = 4
 """Notes crowding this many steps ahead of the grid are ornaments; further ahead means the clock moved back."""
 MAX_BEHIND_BARS = 2
 """If the engine falls this far behind the grid (a stalled machine), the piece restarts at the next note."""
+LATE_CHORD_TICKS = STEP_TICKS
+"""A left-hand chord this soon after the melody note (hands together, the left a little late) re-voices it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +49,23 @@ class SteerHarmony(HarmonyStep):
     """
 
 
+@dataclass(frozen=True, slots=True)
+class RevoiceNote(HarmonizeNote):
+    """The melody note just voiced, again, with the chord the left hand played within LATE_CHORD_TICKS after it
+    (hands together, the left a little late): the worker re-voices the sounding harmony as if the chord had come
+    with the note. `now_ticks` is when the chord came. A HarmonizeNote, so that the runtime hands it to the
+    worker (and an offline render records its notes at `now_ticks`); the worker takes it before HarmonizeNote.
+    """
+
+
 @dataclass(slots=True)
 class _Melody:
     pitch: int
     channel: int
     start_ticks: int
+    velocity: int = 64
+    step: int | None = None  # the 16th step the model heard it on (None: an ornament)
+    may_change: bool = False  # it could change the chord (a late left-hand chord may then re-voice it)
     key_up: bool = False  # the key was released but the sustain pedal still holds the note
 
 
@@ -102,7 +116,7 @@ class HarmonizeMode(Mode):
                 self._chord.add(message.note)
             elif isinstance(message, NoteOff | NoteOn):
                 self._chord.discard(message.note)
-            return self._steer(now_ticks, ctx)  # the left hand steers; it is never melody
+            return self._late_chord(now_ticks, ctx) or self._steer(now_ticks, ctx)  # it steers; never melody
         if isinstance(message, ControlChange) and message.control == CC_SUSTAIN:
             self._pedal = message.value >= 64
             melody = self._melody
@@ -144,13 +158,13 @@ class HarmonizeMode(Mode):
             self.ornaments += 1
         if step is not None:
             self._next_step = step + 1
-        self._melody = _Melody(message.note, message.channel, now_ticks)
         self._last_pitch = message.note
         self._rest_steps = 0
         self.voiced += 1
         may_change = new_piece or (step is not None and self._may_change(step, ctx))
         if may_change and step is not None:
             self._change_step = step
+        self._melody = _Melody(message.note, message.channel, now_ticks, message.velocity, step, may_change)
         key_pcs, chord_pcs = self._steering = (self._key_pcs(ctx), self._chord_pcs())
         commands.append(HarmonizeNote(message.note, message.velocity, message.channel, now_ticks, step, may_change,
                                       key_pcs, chord_pcs, ctx.settings))
@@ -209,6 +223,22 @@ class HarmonizeMode(Mode):
         return [StopHarmony(now_ticks, reason)]
 
     # --- what steers the voices -----------------------------------------------------------------------------
+
+    def _late_chord(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
+        """A new left-hand chord within LATE_CHORD_TICKS of a melody note that could change the chord, before
+        the model's next step: that note again, to be re-voiced under it. Letting go of the chord re-voices
+        nothing (the harmony played stays)."""
+        melody = self._melody
+        chord_pcs = self._chord_pcs()
+        if (melody is None or not melody.may_change or melody.step is None or chord_pcs is None
+                or self._next_step != melody.step + 1 or now_ticks - melody.start_ticks > LATE_CHORD_TICKS):
+            return []
+        steering = (self._key_pcs(ctx), chord_pcs)
+        if steering == self._steering:
+            return []
+        self._steering = steering
+        return [RevoiceNote(melody.pitch, melody.velocity, melody.channel, now_ticks, melody.step, True, *steering,
+                            ctx.settings)]
 
     def _steer(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
         """Tell the worker as soon as the steering changes, not on the next note: it rebuilds its chords then."""
