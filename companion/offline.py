@@ -14,7 +14,7 @@ from companion.core.theory import estimate_key
 from companion.errors import CheckpointError, InputFileError
 from companion.generate_offline import check_bars
 from companion.generators import Generator, make_generator
-from companion.midifile import MidiInput, read_midi, write_with_answer
+from companion.midifile import MidiInput, append_input, read_midi, write_with_answer
 
 if TYPE_CHECKING:
     from companion.presets import Preset
@@ -152,7 +152,9 @@ def generate_command(args: argparse.Namespace) -> int:
     else:
         from companion import offline_modes
 
-        notes = offline_modes.run(args, source, settings)
+        notes, then = offline_modes.run(args, source, settings)
+        for other, start_ticks in then:  # interpolate's second input, as it is, after the steps
+            append_input(source, other, start_ticks)
     if not notes:
         log.warning("the model produced no notes; the output holds the input only")
     write_with_answer(source, notes, output)

@@ -1,7 +1,7 @@
 """`companion generate` modes beyond `continue`: a small dispatcher, and vary/interpolate with the phrase VAE.
 
 Both place what they make after the input's last bar, on one channel the input does not use (interpolate then
-adds the second input after its steps). Inputs longer than the model's phrase are handled two bars at a time; a
+has the second input written after its steps). Inputs longer than the model's phrase are handled two bars at a time; a
 polyphonic input is heard as its top line.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from companion.core.events import PPQ, Note
 from companion.errors import CheckpointError, CompanionError, InputFileError, check_range
-from companion.midifile import MidiInput, append_input, read_midi
+from companion.midifile import MidiInput, read_midi
 
 if TYPE_CHECKING:
     from models.phrase_vae import PhraseVAE
@@ -25,20 +25,23 @@ PHRASE_BARS = 2  # the phrase length the VAE reconstructs best
 DEFAULT_DISTANCE = 0.3
 DRUM_CHANNEL = 9
 NoteTuple = tuple[int, int, int, int]
+Then = list[tuple[MidiInput, int]]  # inputs to write as they are after the generated notes, each from its tick
 
 
-def run(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> list[Note]:
-    """The generated notes for ``args.mode`` (absolute ticks); CompanionError (exit 2) for what cannot be done."""
+def run(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> tuple[list[Note], Then]:
+    """The generated notes for ``args.mode`` (absolute ticks), and the inputs the caller writes as they are after
+    them (interpolate's second input, with its start tick); CompanionError (exit 2) for what cannot be done."""
+    if args.mode == "interpolate":
+        return interpolate_file(args, source, settings)
     handlers: dict[str, Callable[[argparse.Namespace, MidiInput, dict[str, Any]], list[Note]]] = {
         "vary": vary_file,
-        "interpolate": interpolate_file,
         "harmonize": _harmonize,
     }
     handler = handlers.get(args.mode)
     if handler is None:
         raise CompanionError(f"`companion generate {args.mode}` is not available in this version; "
-                             f"try one of: continue, {', '.join(sorted(handlers))}")
-    return handler(args, source, settings)
+                             f"try one of: continue, {', '.join(sorted([*handlers, 'interpolate']))}")
+    return handler(args, source, settings), []
 
 
 def _harmonize(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> list[Note]:
@@ -136,9 +139,10 @@ def vary_file(args: argparse.Namespace, source: MidiInput, settings: dict[str, A
     return out
 
 
-def interpolate_file(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> list[Note]:
+def interpolate_file(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> tuple[list[Note], Then]:
     """``--steps`` steps from the first input to the second, both ends included: A as it is, the steps between
-    on the `companion` track, then B as it is on its own track(s) (added to the first input's tracks to write)."""
+    on the `companion` track, then B as it is on its own track(s): the notes between, and B with its start tick
+    for the caller to write (neither input is changed)."""
     steps = int(args.steps)
     check_range("--steps", steps, 3, 64, " (A and B included, so 3 makes one step between them)")
     other = read_midi(args.inputs[1])
@@ -162,7 +166,6 @@ def interpolate_file(args: argparse.Namespace, source: MidiInput, settings: dict
         for s, phrase in enumerate(between):
             out.extend(_place(phrase, start + (s * n + i) * span, span, channel))
     out.sort(key=lambda note: (note.start_ticks, note.pitch))
-    append_input(source, other, start + (steps - 2) * n * span)
     log.info("interpolate: %s, %d step(s) of %d phrase(s) between, then %s", source.path.name, steps - 2, n,
              other.path.name)
-    return out
+    return out, [(other, start + (steps - 2) * n * span)]
