@@ -94,8 +94,30 @@ def test_forced_soprano_is_kept_and_voices_stay_in_range() -> None:
     for a, t, b in out:
         for pitch, (lo, hi) in zip((a, t, b), RANGES[1:], strict=True):
             assert pitch is None or lo <= pitch <= hi
-    # the soprano fed to the model is the melody, token for token
-    assert h._pending is None
+    assert h._pending is None  # every step's chord was fed back to the model
+    # the soprano the model conditions on is the melody, token for token (the context's input at step t is the
+    # chord of step t-1: soprano as the token, alto/tenor/bass as extras), and the rest of the chord fed back
+    # is the harmony returned
+    fed = h._cache.tokens[0, 1 : len(melody) + 1].tolist()
+    assert h._cache.tokens[0, 0] == VOCAB.BOS and fed == [VOCAB.encode(p) for p in melody]
+    fed_voices = h._cache.extra[0, 1 : len(melody) + 1, :3].tolist()
+    assert fed_voices == [[VOCAB.encode(p) for p in chord] for chord in out]
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_the_soprano_of_every_chord_is_the_melody_on_the_lookup_and_the_one_soprano_path(stale: bool) -> None:
+    h = _harmonizer(temperature=2.0)
+    h.reset(5)
+    melody = [72, 74, None, 76, 77, 79, 81, 60, 96, 48]  # the last two are folded into the range by octaves
+    for i, pitch in enumerate(melody):
+        if stale:  # a key lock changed since the chords were prepared: the one-soprano path
+            h.set_key_lock([{0, 2, 4, 5, 7, 9, 11}, {0, 4, 7, 9, 2}][i % 2])
+        h.step(pitch)
+        heard = None if pitch is None else pitch + h.octave_shift_semitones
+        assert h._pending is not None and h._pending[0] == VOCAB.encode(heard)  # the chord's soprano
+        assert heard is None or 60 <= heard <= 81
+        h.finish_step()
+        assert h._cache.tokens[0, h._cache.length - 1] == VOCAB.encode(heard)  # and what the context took
 
 
 def test_same_seed_same_output_and_seeds_differ() -> None:
