@@ -226,6 +226,11 @@ class HarmonyWorker:
     # --- commands ---------------------------------------------------------------------------------------------
 
     def _on_note(self, command: HarmonizeNote, arrival_ns: int | None) -> None:
+        """Voice a melody note at once. On a change line (`may_change`) it gets the model's new chord; between
+        lines the chord of the period rings on under it, or is struck again under a detached note, so the
+        harmony changes at most every `change_every`. One exception, a clash guard: a held chord that would
+        rub against the note (a semitone or a major seventh, or a voice at or above the melody; see
+        `harmony_voicing.clashes`) gives way to the model's chord for this note, even between lines."""
         settings = command.settings
         self.counts["notes"] += 1
         self._models.steer(command.key_pcs, command.chord_pcs)

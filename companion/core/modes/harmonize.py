@@ -70,7 +70,11 @@ class _Melody:
 
 
 def change_ticks(ctx: ModeContext) -> int:
-    """The chord-change grid of `change_every`: a beat, half a bar (in whole beats) or a bar."""
+    """The chord-change grid of `change_every`: a beat, half a bar (in whole beats) or a bar.
+
+    The chord changes at most this often, with one exception: a melody note between lines that clashes with
+    the held chord (a semitone rub, or a voice at or above the melody) has it re-voiced by the worker at once,
+    a clash guard (HarmonyWorker._on_note)."""
     every = ctx.settings.change_every
     if every == "bar":
         return ctx.bar_ticks
