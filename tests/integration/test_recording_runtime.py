@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import miditoolkit
 
@@ -15,14 +17,7 @@ from companion.recording import TakeRecorder
 from companion.runtime import Runtime
 from companion.tui.intents import SetRecording
 
-
-def _poll(predicate, timeout_s: float = 5.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return bool(predicate())
+Poller = Callable[..., Any]  # the `poll` fixture (tests/integration/conftest.py)
 
 
 def _rig(recorder: TakeRecorder, record_from_start: bool) -> tuple[Runtime, InternalClock, object]:
@@ -48,7 +43,8 @@ def _takes(folder: Path) -> list[Path]:
     return sorted(folder.glob("take-*.mid"), key=lambda p: p.stat().st_mtime_ns) if folder.is_dir() else []
 
 
-def test_the_record_key_without_record_dir_saves_into_the_default_folder_with_the_tempo_map(tmp_path: Path) -> None:
+def test_the_record_key_without_record_dir_saves_into_the_default_folder_with_the_tempo_map(tmp_path: Path,
+                                                                                          poll: Poller) -> None:
     folder = tmp_path / "Companion takes"  # not made until a take is written
     runtime, clock, player = _rig(TakeRecorder(folder, create=False), record_from_start=False)
     runtime.start()
@@ -56,14 +52,14 @@ def test_the_record_key_without_record_dir_saves_into_the_default_folder_with_th
         assert runtime.snapshot()["recording"] is False and not folder.exists()
         assert runtime.snapshot()["takes_dir"] == str(folder)
         runtime.post_intent(SetRecording(True))
-        assert _poll(lambda: runtime.snapshot()["recording"] is True)
+        assert poll(lambda: runtime.snapshot()["recording"] is True)
         _play(player, [60, 62, 64])
         clock.set_tempo(90.0)  # a tempo change mid-take: the file's tempo map has it
         time.sleep(0.05)
         _play(player, [65, 67])
         runtime.post_intent(SetRecording(False))
-        assert _poll(lambda: runtime.snapshot()["recording"] is False)
-        assert _poll(lambda: len(_takes(folder)) == 1, timeout_s=5.0), runtime.snapshot()["log"]
+        assert poll(lambda: runtime.snapshot()["recording"] is False)
+        assert poll(lambda: len(_takes(folder)) == 1, timeout_s=5.0), runtime.snapshot()["log"]
     finally:
         runtime.close()
     midi = miditoolkit.MidiFile(str(_takes(folder)[0]))
@@ -78,16 +74,16 @@ def test_the_record_key_without_record_dir_saves_into_the_default_folder_with_th
 
 
 def test_with_record_dir_the_take_runs_from_the_start_and_the_key_ends_it_keeping_what_was_played(
-        tmp_path: Path) -> None:
+        tmp_path: Path, poll: Poller) -> None:
     runtime, _, player = _rig(TakeRecorder(tmp_path), record_from_start=True)
     runtime.start()
     try:
         assert runtime.snapshot()["recording"] is True  # the UI shows REC from the first moment
         _play(player, [72, 74])
         runtime.post_intent(SetRecording(False))  # the record key: stop and save, nothing thrown away
-        assert _poll(lambda: len(_takes(tmp_path)) == 1)
+        assert poll(lambda: len(_takes(tmp_path)) == 1)
         runtime.post_intent(SetRecording(True))  # and again: a second take
-        assert _poll(lambda: runtime.snapshot()["recording"] is True)
+        assert poll(lambda: runtime.snapshot()["recording"] is True)
         _play(player, [76])
     finally:
         runtime.close()  # closing saves the running take too
@@ -98,7 +94,7 @@ def test_with_record_dir_the_take_runs_from_the_start_and_the_key_ends_it_keepin
     assert [n.pitch for n in second.instruments[0].notes] == [76]
 
 
-def test_a_take_folder_that_cannot_be_made_is_a_log_line_not_a_crash(tmp_path: Path) -> None:
+def test_a_take_folder_that_cannot_be_made_is_a_log_line_not_a_crash(tmp_path: Path, poll: Poller) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     runtime, _, player = _rig(TakeRecorder(blocker / "takes", create=False), record_from_start=False)
@@ -107,7 +103,7 @@ def test_a_take_folder_that_cannot_be_made_is_a_log_line_not_a_crash(tmp_path: P
         runtime.post_intent(SetRecording(True))
         _play(player, [60])
         runtime.post_intent(SetRecording(False))
-        assert _poll(lambda: any("could not save the take" in text and "--record" in text
+        assert poll(lambda: any("could not save the take" in text and "--record" in text
                                  for _, text in runtime.snapshot()["log"]))
         assert not runtime.closed
     finally:
