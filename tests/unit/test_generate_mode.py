@@ -15,7 +15,7 @@ from companion.core.events import PPQ, Cancel, Command, Log, Note, RequestAnswer
 from companion.core.modes.base import ModeContext
 from companion.core.modes.generate import GenerateMode
 from companion.core.theory import Key
-from companion.errors import InputFileError
+from companion.errors import InputFileError, UsageError
 from companion.generate_offline import generate_file, write_generated
 
 BEAT = PPQ
@@ -212,7 +212,7 @@ def test_generate_file_plays_the_live_plan_from_tick_zero() -> None:
 
 
 def test_generate_file_refuses_bad_lengths_and_settings() -> None:
-    with pytest.raises(InputFileError, match="--bars"):
+    with pytest.raises(UsageError, match="--bars"):
         generate_file(bars=0, seed=0, generator=FakeGenerator())
     with pytest.raises(InputFileError, match="temperature"):
         generate_file(bars=2, seed=0, settings={"temperature": -1}, generator=FakeGenerator())
