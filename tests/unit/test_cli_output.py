@@ -5,21 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import mido
 import pytest
+from melody_file import write_melody
 
 from companion.cli import main
 
 
 def _melody(path: Path) -> Path:
-    midi = mido.MidiFile(type=0, ticks_per_beat=96)
-    track = mido.MidiTrack()
-    for pitch in (60, 62, 64, 65, 67, 65, 64, 62):
-        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
-        track.append(mido.Message("note_off", note=pitch, velocity=0, time=96))
-    midi.tracks.append(track)
-    midi.save(path)
-    return path
+    return write_melody(path)
 
 
 @pytest.mark.parametrize("argv", [

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mido
 import pytest
+from melody_file import write_melody
 
 from companion.errors import InputFileError
 from companion.midifile import read_midi
 
 
 def _melody_bytes(path: Path) -> bytes:
-    midi = mido.MidiFile(type=0, ticks_per_beat=96)
-    track = mido.MidiTrack()
-    for pitch in (60, 62, 64, 65):
-        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
-        track.append(mido.Message("note_off", note=pitch, velocity=0, time=96))
-    midi.tracks.append(track)
-    midi.save(path)
-    return path.read_bytes()
+    return write_melody(path, (60, 62, 64, 65)).read_bytes()
 
 
 @pytest.mark.parametrize("content, problem", [

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mido
 import pytest
+from melody_file import write_melody
 
 from companion.cli import main
 from companion.errors import OutputFileError
@@ -17,14 +18,7 @@ from companion.midifile import save_atomically
 
 
 def _melody(path: Path) -> Path:
-    midi = mido.MidiFile(type=0, ticks_per_beat=96)
-    track = mido.MidiTrack()
-    for pitch in (60, 62, 64, 65, 67, 65, 64, 62):
-        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
-        track.append(mido.Message("note_off", note=pitch, velocity=0, time=96))
-    midi.tracks.append(track)
-    midi.save(path)
-    return path
+    return write_melody(path)
 
 
 def _one_line_error(err: str, title: str) -> None:
