@@ -86,10 +86,10 @@ def _settings(source: MidiInput, seed: int, settings: dict[str, Any]) -> EngineS
     used = {n.channel for n in source.notes}
     free = next((c for c in range(16) if c not in used and c != DRUM_CHANNEL), 0)
     chosen.setdefault("output_channel", free)
-    if chosen.get("key_lock", True) and chosen.get("harmony_key") is None:
+    if chosen.get("key_lock", True) and chosen.get("key") is None:
         key = estimate_key((n.pitch, float(n.duration_ticks)) for n in source.notes)
         if key is not None:
-            chosen["harmony_key"] = key.name  # the whole file is known: lock to its key from the first note
+            chosen["key"] = key.name  # the whole file is known: lock to its key from the first note
     try:
         return EngineSettings(**{**chosen, "mode": "harmonize", "seed": seed, "thru": False,
                                  "beats_per_bar": source.beats_per_bar, "beat_unit": source.beat_unit})

@@ -11,6 +11,7 @@ from typing import Any
 
 from companion.core.control import HARMONY_STYLES
 from companion.core.events import PPQ
+from companion.core.theory import Key
 
 # Modes the schema accepts. A mode also has to be built (a module under companion/core/modes) to run;
 # names of modes still being written are valid in a file so a set can be prepared ahead.
@@ -33,7 +34,7 @@ class Field:
     `none` is the word (if any) that means "not set" (TOML has no null), e.g. "omni" or "none".
     """
 
-    kind: str  # int | float | bool | choice | channel | note | notes | channels | meter | text | path
+    kind: str  # int | float | bool | choice | channel | note | notes | channels | meter | key | text | path
     default: Any
     doc: str
     target: str
@@ -56,6 +57,7 @@ class Field:
             "notes": 'a list of two notes [low, high], e.g. [48, 84] or ["C3", "C6"]',
             "channels": "a list of 1 to 3 MIDI channels 1..16, e.g. [2, 3, 4]",
             "meter": 'a time signature "N/D": N 1..32 beats, D 2, 4, 8 or 16',
+            "key": 'a key such as "D minor", "Bb major" or "F# dorian"',
             "text": "text",
             "path": "a file path (relative to the preset file)",
         }[self.kind]
@@ -95,7 +97,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
                          "between the phrase end and the answer", low=0, high=4 * PPQ),
         "on_player_resume": _f("choice", "stop", "engine.on_player_resume", "when you play during an answer: stop "
                                "it or duck it (softer)", choices=("stop", "duck")),
-        "key_lock": _f("bool", True, "engine.key_lock", "keep answers in the key detected from your playing"),
+        "key_lock": _f("bool", True, "engine.key_lock", "keep answers (and harmony) in the key"),
+        "key": _f("key", None, "engine.key", "the key the key lock keeps to; \"auto\": the key detected from "
+                  "your playing", none="auto"),
         "meter": _f("meter", "4/4", "engine.meter", "time signature"),
     },
     "model": {
@@ -244,7 +248,7 @@ def coerce(field: Field, value: Any, base_dir: Path | None = None) -> Any:
         if not isinstance(value, bool):
             raise Invalid(f"is {type_word(value)}")
         return value
-    if kind in ("choice", "text", "meter", "path") and not isinstance(value, str):
+    if kind in ("choice", "text", "meter", "key", "path") and not isinstance(value, str):
         raise Invalid(f"is {type_word(value)}")
     if kind == "choice":
         if value not in field.choices:
@@ -269,6 +273,11 @@ def coerce(field: Field, value: Any, base_dir: Path | None = None) -> Any:
         if not match or not 1 <= int(match.group(1)) <= 32 or int(match.group(2)) not in (2, 4, 8, 16):
             raise Invalid("is not a time signature we can play")
         return (int(match.group(1)), int(match.group(2)))
+    if kind == "key":
+        try:
+            return Key.parse(value).name
+        except ValueError as err:
+            raise Invalid(f"is not a key ({err})") from None
     if kind == "path":
         if not value.strip():
             return None

@@ -126,8 +126,9 @@ class EngineSettings:
     """Harmonize, pad style: the pad's lowest note (48 = C3); the chord is voiced close above it."""
     chord_channel: int | None = None
     """Harmonize: read the chord your left hand holds on this channel to steer the harmony; None: off."""
-    harmony_key: str | None = None
-    """Harmonize: a preset key for the key lock ("D minor"); None uses the key estimated from your playing."""
+    key: str | None = None
+    """The key the key lock keeps to ("D minor", "F# dorian"), in every mode; None: the key estimated from your
+    playing."""
 
     def __post_init__(self) -> None:
         if self.mode not in available_modes():
@@ -175,11 +176,11 @@ class EngineSettings:
         if self.chord_channel is not None and self.input_channel not in (None, self.chord_channel):
             raise ValueError(f"chord_channel {self.chord_channel} is filtered out by input_channel "
                              f"{self.input_channel}: set input_channel to none (omni) to read a chord channel")
-        if self.harmony_key is not None:
+        if self.key is not None:
             try:
-                Key.parse(self.harmony_key)
+                Key.parse(self.key)
             except ValueError as err:
-                raise ValueError(f"harmony_key: {err}") from None
+                raise ValueError(f"key: {err}") from None
 
     @property
     def beat_ticks(self) -> int:
@@ -247,7 +248,8 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.capture = PhraseCapture(self.settings.capture_settings())
         self.mode: Mode = create_mode(self.settings.mode)
-        self.key: Key | None = None
+        self.key: Key | None = None  # estimated from the player's phrases
+        self._set_key: tuple[str, Key] | None = None  # the settings' key, parsed once
         self.last_phrase: Phrase | None = None
         self._key_notes: deque[tuple[int, float]] = deque(maxlen=_KEY_MEMORY_NOTES)
         self._answer_count = 0
@@ -261,7 +263,16 @@ class Engine:
 
     def _context(self) -> ModeContext:
         s = self.settings
-        return ModeContext(s, self.key, s.beat_ticks, s.bar_ticks, self._next_answer_index)
+        return ModeContext(s, self._key_in_use(), s.beat_ticks, s.bar_ticks, self._next_answer_index)
+
+    def _key_in_use(self) -> Key | None:
+        """The settings' key when one is set, else the key estimated from the phrases so far."""
+        name = self.settings.key
+        if name is None:
+            return self.key
+        if self._set_key is None or self._set_key[0] != name:
+            self._set_key = (name, Key.parse(name))  # checked when the settings were made
+        return self._set_key[1]
 
     # --- MIDI from the player ----------------------------------------------------------------------
 
@@ -332,7 +343,7 @@ class Engine:
         self._key_notes.extend((n.pitch, float(n.duration_ticks)) for n in phrase.notes)
         self.key = estimate_key(self._key_notes)
         # The context was built before the estimate; the mode must see the key this phrase gives.
-        return self.mode.phrase_ended(phrase, now_ticks, dataclasses.replace(ctx, key=self.key))
+        return self.mode.phrase_ended(phrase, now_ticks, dataclasses.replace(ctx, key=self._key_in_use()))
 
     def _panic(self, now_ticks: int, reason: str) -> list[Command]:
         commands = self.mode.cancel(now_ticks, "stop")
@@ -386,7 +397,8 @@ class Engine:
             "phrases": self.counters["phrases"],
             "capturing": self.capture.in_progress,
             "player_active": self.capture.player_active,
-            "key": self.key.name if self.key is not None else None,
+            "key": (key.name if (key := self._key_in_use()) is not None else None),
+            "key_source": "set" if self.settings.key is not None else "detected",
             "now_ticks": self._now_ticks,
             "counters": {
                 **self.counters,

@@ -305,3 +305,13 @@ def test_six_eight_answers_on_the_dotted_bar() -> None:
     bar = 6 * (PPQ // 2)
     assert request.start_ticks % bar == 0 and request.end_ticks - request.start_ticks == bar
     assert request.phrase.bar_ticks == bar
+
+
+def test_a_set_key_is_what_the_key_lock_keeps_to_instead_of_the_estimate() -> None:
+    detected = Engine(EngineSettings(silence_beats=1.0))
+    [answer] = requests(play_phrase(detected))
+    assert answer.key == (0, "major") and detected.snapshot()["key_source"] == "detected"
+    fixed = Engine(EngineSettings(silence_beats=1.0, key="D minor"))  # a C major run, but the preset says D minor
+    [answer] = requests(play_phrase(fixed))
+    assert answer.key == (2, "minor")
+    assert fixed.snapshot()["key"] == "D minor" and fixed.snapshot()["key_source"] == "set"

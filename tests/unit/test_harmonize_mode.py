@@ -30,10 +30,11 @@ STEP = PPQ // 4
 BAR = 4 * PPQ
 
 
-def context(key: Key | None = None, **changes: object) -> ModeContext:
+def context(estimate: Key | None = None, **changes: object) -> ModeContext:
+    """The mode's context: `estimate` is the engine's key estimate; `changes` set EngineSettings (`key` too)."""
     settings = EngineSettings(mode="harmonize", **changes)  # type: ignore[arg-type]
     counter = itertools.count(1)
-    return ModeContext(settings, key, settings.beat_ticks, settings.bar_ticks, lambda: next(counter))
+    return ModeContext(settings, estimate, settings.beat_ticks, settings.bar_ticks, lambda: next(counter))
 
 
 def on(mode: HarmonizeMode, ctx: ModeContext, pitch: int, ticks: int, channel: int = 0) -> list[Command]:
@@ -180,7 +181,7 @@ def test_key_lock_from_the_estimate_a_preset_key_or_off() -> None:
     estimated = Key(2, "minor")
     [note] = on(HarmonizeMode(), context(estimated), 62, 0)
     assert note.key_pcs == estimated.scale_pitch_classes  # type: ignore[union-attr]
-    [note] = on(HarmonizeMode(), context(estimated, harmony_key="Bb major"), 62, 0)
+    [note] = on(HarmonizeMode(), context(estimated, key="Bb major"), 62, 0)
     assert note.key_pcs == Key(10, "major").scale_pitch_classes  # type: ignore[union-attr]
     [note] = on(HarmonizeMode(), context(estimated, key_lock=False), 62, 0)
     assert note.key_pcs is None  # type: ignore[union-attr]
@@ -223,7 +224,7 @@ def test_through_the_engine_stop_panic_and_mode_change_silence_the_harmony() -> 
     ({"harmony_style": "jazz"}, "harmony_style"), ({"change_every": "2 beats"}, "change_every"),
     ({"harmony_channels": (1, 2)}, "harmony_channels"), ({"harmony_channels": (1, 2, 16)}, "harmony_channels"),
     ({"pad_low_note": 120}, "pad_low_note"), ({"chord_channel": 17}, "chord_channel"),
-    ({"chord_channel": 1, "input_channel": 0}, "chord_channel"), ({"harmony_key": "H major"}, "harmony_key"),
+    ({"chord_channel": 1, "input_channel": 0}, "chord_channel"), ({"key": "H major"}, "key"),
 ])
 def test_harmony_settings_are_validated_with_the_field_named(changes: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):

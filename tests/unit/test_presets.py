@@ -249,3 +249,11 @@ def test_save_preset_takes_the_uis_settings_dict(user_dir: Path) -> None:
     assert saved.extras["distance"] == 0.7 and saved.extras["density"] == 3.0
     with pytest.raises(PresetError, match="not saved"):
         save_preset("bad", {"temperature": -1.0})
+
+
+def test_a_key_for_the_key_lock_is_read_and_a_bad_one_is_named() -> None:
+    preset = parse_preset('[engine]\nkey = "f# Dorian"\n', preset_id="k")
+    assert preset.engine_settings().key == "F# dorian"
+    assert parse_preset('[engine]\nkey = "auto"\n', preset_id="k").engine_settings().key is None
+    message = _error('[engine]\nkey = "H major"\n')
+    assert '[engine] key = "H major" is not a key' in message and '"D minor"' in message

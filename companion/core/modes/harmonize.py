@@ -259,9 +259,9 @@ class HarmonizeMode(Mode):
         settings = ctx.settings
         if not settings.key_lock:
             return None
-        if settings.harmony_key is not None:
-            if self._key_cache is None or self._key_cache[0] != settings.harmony_key:
-                self._key_cache = (settings.harmony_key, Key.parse(settings.harmony_key).scale_pitch_classes)
+        if settings.key is not None:
+            if self._key_cache is None or self._key_cache[0] != settings.key:
+                self._key_cache = (settings.key, Key.parse(settings.key).scale_pitch_classes)
             return self._key_cache[1]
         return ctx.key.scale_pitch_classes if ctx.key is not None else None
 
