@@ -32,10 +32,10 @@ class ModelPool:
     """Which model plays the phrase, and with what settings (the harmony worker's thread only).
 
     A phrase starts on a fresh model primed (reset, its first chords prepared) for its 16th position in the
-    beat, so its first note is a table lookup. The settings the prepared chords depend on (the steering: the
-    left hand's chord or the key lock; the temperature) reach every model as soon as they are known, and the
-    tables are rebuilt then (`prepare`), off the melody note's path; only a note that comes first takes the
-    model's one-soprano path.
+    beat, so its first note is a table lookup. When a setting the prepared chords depend on changes (the
+    steering: the left hand's chord or the key lock; the temperature), `prepare` rebuilds the active model's
+    chords at once, off the melody note's path, and the primed models' between phrases; only a note that
+    comes before that takes the model's one-soprano path.
     """
 
     def __init__(self, seed: int, on_error: Callable[[str], None]) -> None:
@@ -46,7 +46,7 @@ class ModelPool:
         self._on_error = on_error
         self._spare: list[HarmonizerLike] = []  # models to reset before they can start a phrase
         self._primed: dict[int, tuple[HarmonizerLike, int]] = {}  # position in beat -> (fresh model, its seed)
-        self._stale = False  # a setting changed since every model's chords were last prepared
+        self._stale = False  # a setting changed since the chords of the models that may play next were prepared
 
     def load(self, models: list[HarmonizerLike]) -> None:
         """Take the loaded (warm) models and prime one per position in the beat."""
