@@ -126,7 +126,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
                     "line only, or pads", choices=HARMONY_STYLES),
         "register": _f("choice", "middle", "engine.pad_low_note", "where the harmony sits",
                        choices=("low", "middle", "high")),
-        "change_every": _f("choice", "beat", "engine.change_every", "chords change at most this often",
+        "change_every": _f("choice", "beat", "engine.change_every",
+                           "chords change at most this often (a melody note that clashes re-voices at once)",
                            choices=("beat", "half_bar", "bar")),
         "channels": _f("channels", None, "engine.harmony_channels", "channels of the voices (alto, tenor, bass), "
                        "or one channel for all", none="output"),

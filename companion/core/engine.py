@@ -119,7 +119,8 @@ class EngineSettings:
     harmony_style: str = "chorale"
     """Harmonize: "chorale" (alto, tenor, bass), "block" (close chord under the melody), "bass" or "pad"."""
     change_every: str = "beat"
-    """Harmonize: the chord changes at most every "beat", "half_bar" or "bar"; held notes hold it in between."""
+    """Harmonize: the chord changes at most every "beat", "half_bar" or "bar"; held notes hold it in between,
+    except that a melody note clashing with the held chord re-voices it at once."""
     harmony_channels: tuple[int, int, int] | None = None
     """Harmonize, chorale style: channels of alto, tenor and bass; None plays them all on `output_channel`."""
     pad_low_note: int = 48
