@@ -105,21 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_output(path: str, inputs: Sequence[str] = ()) -> None:
-    """Before any work: `-o` is no folder and none of the inputs, and its folder takes a new file."""
-    import tempfile
-
-    from companion.errors import OutputFileError
-    from companion.midifile import check_output
-
-    output = check_output(path, inputs)
-    try:
-        with tempfile.TemporaryFile(dir=output.parent):  # gone as soon as it is closed
-            pass
-    except OSError as err:
-        raise OutputFileError.cannot_write(output, err) from None
-
-
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     command = args.command or "run"
     if command == "run":
@@ -136,9 +121,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         return presets_command(args.check)
     if command == "generate":
+        from companion.midifile import check_output
         from companion.offline import generate_command
 
-        _check_output(args.output, [*args.inputs, *([args.replay] if args.replay else [])])
+        check_output(args.output, [*args.inputs, *([args.replay] if args.replay else [])])
         return generate_command(args)
     if command in ("train", "eval"):
         import importlib
@@ -152,8 +138,9 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return bench_command(args.what, as_json=args.json, seconds=args.seconds)
     if command == "demo":
         from companion.demo import demo_command
+        from companion.midifile import check_output
 
-        _check_output(args.output)  # before the phrase plays, not after
+        check_output(args.output)  # before the phrase plays, not after
         return demo_command(args)
     parser.error(f"unknown command {command!r}")
     return EXIT_BAD_INPUT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,15 +186,21 @@ def conductor_track(bpm: float, beats_per_bar: int = 4, beat_unit: int = 4,
 
 
 def check_output(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
-    """Refuse, before any work, an output path that is a folder or is one of the command's input files."""
+    """Refuse, before any work, an output path that is a folder or one of the command's input files (a
+    UsageError), or whose folder takes no new file (an OutputFileError)."""
     path = Path(path)
-    other = path.with_name(f"{path.stem}-companion{path.suffix or '.mid'}")
     if path.is_dir():
         raise UsageError(f"-o {path}: is a folder; give the name of the file to write, e.g. {path / 'out.mid'}")
     for given in inputs:
         if path.exists() and Path(given).exists() and os.path.samefile(path, given):
+            other = path.with_name(f"{path.stem}-companion{path.suffix or '.mid'}")
             raise UsageError(f"-o {path} is the input file {given}: writing there would overwrite your input; "
                              f"give another output name, e.g. -o {other}")
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):  # gone as soon as it is closed
+            pass
+    except OSError as err:
+        raise OutputFileError.cannot_write(path, err) from None
     return path
 
 
