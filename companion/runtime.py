@@ -173,6 +173,11 @@ class Runtime:
         self.generation.generator = generator
 
     @property
+    def clock_source(self) -> str:
+        """"external" when following the DAW's MIDI clock, else "internal" (the snapshot, takes, the tempo map)."""
+        return "external" if isinstance(self.clock, MidiClockFollower) else "internal"
+
+    @property
     def closed(self) -> bool:
         return self._closed.is_set()
 
@@ -247,7 +252,7 @@ class Runtime:
                 self._apply(self.engine.tick(ticks))
                 self._apply(self.presets.tick(self.engine, ticks))
                 self._apply_clock_change()
-                self.takes.follow_clock(ticks, timebase.bpm, isinstance(self.clock, MidiClockFollower))
+                self.takes.follow_clock(ticks, timebase.bpm, self.clock_source == "external")
                 next_tick_ns = now_ns + ENGINE_TICK_NS
             if now_ns >= next_snapshot_ns:
                 self._snapshots.publish(self.engine, self.presets)
@@ -349,7 +354,7 @@ class Runtime:
             beat_unit=timebase.beat_unit, settings=dataclasses.asdict(self.engine.settings),
             extras=self.presets.extras, preset=self.presets.preset, model=self.generator.name,
             checkpoint=getattr(self.generator, "checkpoint", None),
-            clock="external" if isinstance(self.clock, MidiClockFollower) else "internal")
+            clock=self.clock_source)
 
     def _stop_take(self) -> None:
         self.takes.stop(self.clock.timebase().ticks_at(time.monotonic_ns()),

@@ -13,7 +13,6 @@ from companion.core.engine import Engine, EngineSettings
 from companion.core.events import Note
 from companion.core.notes import notes_from_wire
 from companion.core.timebase import Timebase
-from companion.midi.clock import MidiClockFollower
 from companion.preset_session import PresetSession
 
 if TYPE_CHECKING:
@@ -66,7 +65,7 @@ class Snapshots:
             "ticks": ticks,
             "bar": bar,
             "beat": beat,
-            "clock": "external" if isinstance(rt.clock, MidiClockFollower) else "internal",
+            "clock": rt.clock_source,
             "clock_running": rt.clock.running,
             "generator": rt.generator.name,
             "generation_ms": rt.generation.last_first_note_ms,
