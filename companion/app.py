@@ -14,6 +14,7 @@ from companion.core.engine import EngineSettings
 from companion.generators import make_generator
 from companion.midi.clock import InternalClock, MidiClockFollower
 from companion.midi.ports import PortWatcher, jack_period_ns, open_input, open_output, pick_backend
+from companion.offline import model_choice
 from companion.presets import DEFAULT_PRESET, ClockOptions, Preset, load_preset
 from companion.recording import TakeRecorder, default_takes_dir
 from companion.runtime import Runtime, RuntimeConfig
@@ -24,7 +25,7 @@ log = logging.getLogger("companion")
 def config_from_args(args: argparse.Namespace, preset: Preset | None = None) -> RuntimeConfig:
     """Command-line flags win over the preset's [clock] and [model] tables."""
     clock = preset.clock if preset else ClockOptions()
-    extras = preset.extras if preset else {}
+    model, checkpoint = model_choice(None, None, preset.extras if preset else {})
     return RuntimeConfig(
         backend=args.backend,
         in_port=args.in_port,
@@ -34,8 +35,8 @@ def config_from_args(args: argparse.Namespace, preset: Preset | None = None) -> 
         clock=args.clock or clock.source,
         bpm=args.bpm or clock.bpm or RuntimeConfig.bpm,  # a preset without a tempo starts at 120
         send_clock=args.send_clock or clock.send,
-        model=str(extras.get("model", "auto")),
-        checkpoint=extras.get("checkpoint"),
+        model=model,
+        checkpoint=checkpoint,
         record_dir=args.record,
         in_name=args.in_name,
         out_name=args.out_name,
