@@ -31,17 +31,16 @@ Then = list[tuple[MidiInput, int]]  # inputs to write as they are after the gene
 def run(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> tuple[list[Note], Then]:
     """The generated notes for ``args.mode`` (absolute ticks), and the inputs the caller writes as they are after
     them (interpolate's second input, with its start tick); CompanionError (exit 2) for what cannot be done."""
-    if args.mode == "interpolate":
-        return interpolate_file(args, source, settings)
-    handlers: dict[str, Callable[[argparse.Namespace, MidiInput, dict[str, Any]], list[Note]]] = {
-        "vary": vary_file,
-        "harmonize": _harmonize,
+    handlers: dict[str, Callable[[argparse.Namespace, MidiInput, dict[str, Any]], tuple[list[Note], Then]]] = {
+        "vary": lambda *a: (vary_file(*a), []),
+        "interpolate": interpolate_file,
+        "harmonize": lambda *a: (_harmonize(*a), []),
     }
     handler = handlers.get(args.mode)
     if handler is None:
         raise CompanionError(f"`companion generate {args.mode}` is not available in this version; "
-                             f"try one of: continue, {', '.join(sorted([*handlers, 'interpolate']))}")
-    return handler(args, source, settings), []
+                             f"try one of: continue, {', '.join(sorted(handlers))}")
+    return handler(args, source, settings)
 
 
 def _harmonize(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> list[Note]:
