@@ -139,7 +139,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "clock": {
         "source": _f("choice", "internal", "clock.source", "internal clock, or follow the DAW's MIDI clock",
                      choices=("internal", "external")),
-        "bpm": _f("float", 120.0, "clock.bpm", "tempo of the internal clock (left out: the running tempo stays)",
+        "bpm": _f("float", None, "clock.bpm", "tempo of the internal clock (left out: the running tempo stays)",
                   low=20, high=400),
         "send": _f("bool", False, "clock.send", "send MIDI clock to the DAW (internal clock only)"),
     },

@@ -42,10 +42,11 @@ def dump_preset(preset: Preset) -> str:
     for table_name, fields in SCHEMA.items():
         out += ["", f"[{table_name}]"]
         for key, spec in fields.items():
-            if spec.target == "clock.bpm" and targets.get(spec.target) is None:
-                out.append(f"# {key} = {_toml_scalar(spec.default)}  (not set: the running tempo is kept)")
+            value = targets.get(spec.target, spec.default)
+            if value is None and spec.none is None and spec.kind != "path":
+                out.append(f"# {key}: not set ({spec.doc})")  # a key without a value: left out of the file
                 continue
-            value = to_toml_value(spec, targets.get(spec.target, spec.default))
+            value = to_toml_value(spec, value)
             if value == "" and spec.kind == "path":
                 continue
             out.append(f"{key} = {_toml_scalar(value)}")

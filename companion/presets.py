@@ -177,9 +177,7 @@ def parse_preset(text: str, *, source: str = "<preset>", preset_id: str = "prese
         raise error
     extras = {t.split(".", 1)[1]: v for t, v in targets.items() if t.startswith("extra.")}
     extras["quantize_ticks"] = QUANTIZE_GRIDS[extras["quantize"]]
-    clock_table = data.get("clock")
-    bpm = targets["clock.bpm"] if isinstance(clock_table, dict) and "bpm" in clock_table else None
-    clock = ClockOptions(targets["clock.source"], bpm, targets["clock.send"])
+    clock = ClockOptions(targets["clock.source"], targets["clock.bpm"], targets["clock.send"])
     return Preset(preset_id, meta["name"], meta["description"], MappingProxyType(engine), MappingProxyType(extras),
                   clock, cc, bank, path, origin, hashlib.sha256(text.encode()).hexdigest())
 
