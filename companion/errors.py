@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -41,6 +43,19 @@ class CheckpointError(CompanionError):
     """A model checkpoint is missing, corrupt or incompatible."""
 
     title = "Checkpoint error"
+
+
+@contextmanager
+def checkpoint_errors() -> Iterator[None]:
+    """The models' CheckpointFileError as a CheckpointError (exit 2), its message naming the file unchanged.
+
+    Imports models.checkpoint (and torch): use it around a load that needs them anyway."""
+    from models.checkpoint import CheckpointFileError
+
+    try:
+        yield
+    except CheckpointFileError as err:
+        raise CheckpointError(str(err)) from None
 
 
 class InputFileError(CompanionError):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from companion.core.events import Note, Phrase, RequestAnswer
 from companion.core.theory import estimate_key
-from companion.errors import CheckpointError, InputFileError
+from companion.errors import InputFileError, checkpoint_errors
 from companion.generate_offline import check_bars
 from companion.generators import Generator, make_generator
 from companion.midifile import MidiInput, append_input, read_midi, write_with_answer
@@ -45,12 +45,8 @@ def load_generator(model: str = "auto", checkpoint: str | Path | None = None) ->
     """The generator `model` names. A checkpoint that was asked for (a --checkpoint, a preset's, or the shipped
     one under --model transformer) must load: a CheckpointError (exit 2) naming it, not a quiet fallback."""
     if model == "transformer" or (checkpoint and model == "auto"):
-        from models.checkpoint import CheckpointFileError  # torch: loaded for the Transformer anyway
-
-        try:
+        with checkpoint_errors():
             return make_generator("transformer", Path(checkpoint) if checkpoint else None)[0]
-        except CheckpointFileError as err:
-            raise CheckpointError(str(err)) from None
     generator, warning = make_generator(model)
     if warning:
         log.warning(warning)

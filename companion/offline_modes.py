@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from companion.core.events import PPQ, Note
-from companion.errors import CheckpointError, CompanionError, InputFileError, check_range
+from companion.errors import CompanionError, InputFileError, check_range, checkpoint_errors
 from companion.midifile import MidiInput, read_midi
 
 if TYPE_CHECKING:
@@ -52,13 +52,10 @@ def _harmonize(args: argparse.Namespace, source: MidiInput, settings: dict[str, 
 
 def load_vae() -> PhraseVAE:
     """The shipped phrase VAE; a missing or broken checkpoint is a CheckpointError (exit 2) naming the file."""
-    from models.checkpoint import CheckpointFileError
     from models.phrase_vae import PhraseVAE
 
-    try:
+    with checkpoint_errors():
         return PhraseVAE.load()
-    except CheckpointFileError as err:
-        raise CheckpointError(str(err)) from None
 
 
 def _steps_per_bar(source: MidiInput) -> int:
