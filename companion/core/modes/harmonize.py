@@ -37,6 +37,8 @@ MAX_BEHIND_BARS = 2
 LATE_CHORD_TICKS = STEP_TICKS
 """A left-hand chord this soon after the melody note (hands together, the left a little late) re-voices it."""
 
+Steering = tuple[frozenset[int] | None, frozenset[int] | None]  # (key lock, left-hand chord) pitch classes
+
 
 @dataclass(frozen=True, slots=True)
 class SteerHarmony(HarmonyStep):
@@ -103,7 +105,7 @@ class HarmonizeMode(Mode):
         self._pedal = False
         self._chord: set[int] = set()  # pitches held on `chord_channel`
         self._key_cache: tuple[str, frozenset[int]] | None = None
-        self._steering: tuple[frozenset[int] | None, frozenset[int] | None] | None = None  # last sent to the worker
+        self._steering: Steering | None = None  # last sent to the worker
         self.voiced = 0
         self.ornaments = 0
         self.inner_notes = 0
@@ -169,7 +171,7 @@ class HarmonizeMode(Mode):
         if may_change and step is not None:
             self._change_step = step
         self._melody = _Melody(message.note, message.channel, now_ticks, message.velocity, step, may_change)
-        key_pcs, chord_pcs = self._steering = (self._key_pcs(ctx), self._chord_pcs())
+        key_pcs, chord_pcs = self._steering = self._steering_now(ctx)
         commands.append(HarmonizeNote(message.note, message.velocity, message.channel, now_ticks, step, may_change,
                                       key_pcs, chord_pcs, ctx.settings))
         return commands
@@ -194,7 +196,7 @@ class HarmonizeMode(Mode):
         commands: list[Command] = []
         rest_limit = ctx.bar_ticks // STEP_TICKS
         every = change_ticks(ctx)
-        steering = (self._key_pcs(ctx), self._chord_pcs())
+        steering = self._steering_now(ctx)
         while self._next_step * STEP_TICKS + HALF_STEP_TICKS <= now_ticks:
             step = self._next_step
             melody = self._melody
@@ -233,27 +235,35 @@ class HarmonizeMode(Mode):
         the model's next step: that note again, to be re-voiced under it. Letting go of the chord re-voices
         nothing (the harmony played stays)."""
         melody = self._melody
-        chord_pcs = self._chord_pcs()
-        if (melody is None or not melody.may_change or melody.step is None or chord_pcs is None
+        if (melody is None or not melody.may_change or melody.step is None or not self._chord
                 or self._next_step != melody.step + 1 or now_ticks - melody.start_ticks > LATE_CHORD_TICKS):
             return []
-        steering = (self._key_pcs(ctx), chord_pcs)
-        if steering == self._steering:
+        steering = self._new_steering(ctx)
+        if steering is None:
             return []
-        self._steering = steering
         return [RevoiceNote(melody.pitch, melody.velocity, melody.channel, now_ticks, melody.step, True, *steering,
                             ctx.settings)]
 
     def _steer(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
         """Tell the worker as soon as the steering changes, not on the next note: it rebuilds its chords then."""
-        steering = (self._key_pcs(ctx), self._chord_pcs())
-        if steering == self._steering:
+        steering = self._new_steering(ctx)
+        if steering is None:
             return []
-        self._steering = steering
         melody = self._melody
         heard = melody.pitch if melody is not None else self._last_pitch
         step = self._next_step - 1 if self._next_step is not None else (now_ticks + HALF_STEP_TICKS) // STEP_TICKS
         return [SteerHarmony(step, -1 if heard is None else heard, melody is not None, False, *steering, ctx.settings)]
+
+    def _steering_now(self, ctx: ModeContext) -> Steering:
+        return self._key_pcs(ctx), self._chord_pcs()
+
+    def _new_steering(self, ctx: ModeContext) -> Steering | None:
+        """The steering now if the worker has not been told it yet (it is noted as told), else None."""
+        steering = self._steering_now(ctx)
+        if steering == self._steering:
+            return None
+        self._steering = steering
+        return steering
 
     def _key_pcs(self, ctx: ModeContext) -> frozenset[int] | None:
         settings = ctx.settings
