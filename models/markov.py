@@ -175,12 +175,13 @@ class MarkovResponder:
         bar_ticks = max(grid_ticks, bar_ticks or 4 * ppq)
         last_bar = (length_ticks - 1) // bar_ticks * bar_ticks  # the answer's last bar line: it must sound
         longest_step = bar_ticks // grid_ticks * grid_ticks  # a rest lasts a bar at most
+        too_short = max(1, ppq // 16)  # no note starts this close to the answer's end
         position_ticks = 0  # on the grid; the player's groove is added per onset
         while True:
             onset = max(0, position_ticks + groove.get((position_ticks // grid_ticks) % slots, 0))
             if position_ticks >= last_bar:
                 onset = max(onset, last_bar)  # no rushing out of the last bar
-            if length_ticks - onset < max(1, ppq // 16):
+            if length_ticks - onset < too_short:
                 break
             slot = (position_ticks // grid_ticks) % slots
 
@@ -209,7 +210,7 @@ class MarkovResponder:
                 step = max(1, round(event.duration_q * ppq / grid_ticks))
             # Rests as the player's, up to a bar; a step that would skip the last bar lands in it instead.
             step_ticks = min(step * grid_ticks, longest_step)
-            if position_ticks < last_bar and position_ticks + step_ticks >= length_ticks - max(1, ppq // 16):
+            if position_ticks < last_bar and position_ticks + step_ticks >= length_ticks - too_short:
                 step_ticks = max(grid_ticks, -(-(last_bar - position_ticks) // grid_ticks) * grid_ticks)
             position_ticks += step_ticks
         return _untangle(answer)
