@@ -153,5 +153,4 @@ class ModelPool:
         """The latest temperature and steering (a model prepares its chords with them)."""
         if self.temperature is not None:
             model.temperature = self.temperature
-        if model.key_lock != self.steering:
-            model.set_key_lock(self.steering)
+        self.ready(model)
