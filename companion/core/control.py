@@ -20,12 +20,12 @@ from companion.core.events import (
     ProgramChange,
     RequestAnswer,
 )
+from companion.core.settings import HARMONY_STYLES
 
 CC_MAX = 127
 TRIGGER_THRESHOLD = 64  # a switch or button counts as "on" from 64 up, as the sustain pedal does
 # Controllers a mapping may not take: the player needs them to mean what they mean.
 RESERVED_CCS = {CC_SUSTAIN: "sustain pedal", CC_ALL_SOUND_OFF: "all sound off", CC_ALL_NOTES_OFF: "all notes off"}
-HARMONY_STYLES = ("chorale", "block", "bass", "pad")
 
 
 @dataclass(frozen=True, slots=True)
