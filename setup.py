@@ -7,6 +7,7 @@ from setuptools import Extension, setup
 JACK_SHIM = Extension(
     "companion.midi._jackmidi",
     sources=["companion/midi/_jackmidi.c"],
+    depends=["companion/midi/_jackout.h"],
     extra_compile_args=["-O2", "-std=c11", "-D_GNU_SOURCE"],
     libraries=["dl", "pthread"] if sys.platform.startswith("linux") else [],
     optional=True,  # no compiler, or a system without POSIX semaphores: Companion uses rtmidi's JACK instead

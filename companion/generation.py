@@ -11,11 +11,22 @@ from typing import Any
 
 from companion.core.events import RequestAnswer
 from companion.generators import Generator
+from companion.midi.realtime import HARMONY_PRIORITY as GENERATION_PRIORITY
+from companion.midi.realtime import try_realtime
 from companion.scheduler import LATE_TOLERANCE_NS, Clock, Scheduler
 
 LOOKAHEAD_BEATS = 2.0  # decode at most this far ahead of the playhead (ReaLJam's lookahead)
 THROTTLE_WAIT_S = 0.01  # while held at the horizon, re-check cancel, close and tempo this often
 _STOP = object()
+
+
+def describe_answer(request: RequestAnswer, model: str) -> str:
+    """The log's line for an answer asked of the model: its tag, bars, model, seed and what it heard."""
+    bar_ticks = request.phrase.bar_ticks
+    first, last = request.start_ticks // bar_ticks + 1, -(-request.end_ticks // bar_ticks)
+    bars = f"bar {first}" if last <= first else f"bars {first}-{last}"
+    heard = len(request.phrase.notes)
+    return f"{request.tag}: {bars} from the {model} model (seed {request.seed}, {heard} notes heard)"
 
 
 class GenerationWorker:
@@ -67,6 +78,8 @@ class GenerationWorker:
 
     def run(self) -> None:
         """The worker thread's body; returns after `stop()`."""
+        if getattr(self.generator, "runs_elsewhere", False):  # it only waits on a pipe: real-time, never preempted
+            try_realtime(GENERATION_PRIORITY)  # holding the interpreter lock while the scheduler needs it
         while True:
             request = self._requests.get()
             if request is _STOP:

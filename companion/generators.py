@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from companion.core.events import PPQ, Note, RequestAnswer
 from companion.core.theory import Key
@@ -84,15 +84,25 @@ def _call_density(request: RequestAnswer) -> float | None:
     if request.settings.get("task") in ("duet", "generate") or not phrase.notes or phrase.bar_ticks <= 0:
         return None
     onsets = {n.start_ticks for n in phrase.notes}  # a chord counts once
-    bars = max(1.0, (max(n.end_ticks for n in phrase.notes) - phrase.start_ticks) / phrase.bar_ticks)
+    # bars from the first note, not the phrase's bar line: a pickup does not count as a bar of its own
+    bars = max(1.0, (max(n.end_ticks for n in phrase.notes) - min(onsets)) / phrase.bar_ticks)
     return max(1.0, len(onsets) / bars)
 
 
+PLAYED_PC_SHARE = 0.05  # a pitch class the player keeps using (this share of the phrase's notes, twice at least)
+
+
 def _key_pitch_classes(request: RequestAnswer) -> set[int] | None:
+    """The key lock: the key's scale, and the pitch classes the player keeps using in the phrase (a dorian 6th,
+    a minor tune's leading tone, a blue note), so the answer is not kept out of notes that belong to the tune."""
     if request.key is None or not request.settings.get("key_lock", True):
         return None
     tonic_pc, mode = request.key
-    return set(Key(tonic_pc, mode).scale_pitch_classes)
+    counts: dict[int, int] = {}
+    for n in request.phrase.notes:
+        counts[n.pitch % 12] = counts.get(n.pitch % 12, 0) + 1
+    least = max(2, PLAYED_PC_SHARE * len(request.phrase.notes))
+    return set(Key(tonic_pc, mode).scale_pitch_classes) | {pc for pc, c in counts.items() if c >= least}
 
 
 VELOCITY_CURVES = {"linear": 1.0, "soft": 1.5, "hard": 0.67}  # exponent on velocity/127: soft is gentler
@@ -136,10 +146,12 @@ class MarkovGenerator:
 
     name = "markov"
 
-    def __init__(self, max_order: int = 4) -> None:
+    # the responder's defaults: measured against held-out tunes' real continuations and the plain order-2 chain
+    # (`companion eval continuation`, models/checkpoints/continuation.md); `options` are MarkovResponder's
+    def __init__(self, **options: Any) -> None:
         from models.markov import MarkovResponder
 
-        self._responder = MarkovResponder(max_order=max_order)
+        self._responder = MarkovResponder(**options)
         self._history = _OwnHistory()
 
     def stream(self, request: RequestAnswer) -> Iterator[Note]:
@@ -191,6 +203,7 @@ class TransformerGenerator:
             density=s.get("density") or _call_density(request),
             pitch_range=s.get("pitch_range"),
             meter=f"{s.get('beats_per_bar', 4)}/{s.get('beat_unit', 4)}",
+            **{k: float(s[k]) for k in ("style_mix", "copy_share") if s.get(k) is not None},
         )
         if prompt:
             notes = self._model.stream(prompt, answer_start_ticks=request.start_ticks - request.phrase.start_ticks,
@@ -208,6 +221,7 @@ class ModeRouter:
         self.main = main
         self._vae: Generator | None = None
         self._vae_error: str | None = None
+        self.drums: Any = None  # companion.drum_voice.DrumGenerator, once a drums request came
         if preload_vae:
             self._load_vae()
 
@@ -220,6 +234,11 @@ class ModeRouter:
         """The main model's checkpoint file (recorded with each take), if it has one."""
         return getattr(self.main, "checkpoint", None)
 
+    @property
+    def vae_available(self) -> bool:
+        """False once the VAE failed to load (variation and morph then come from the main model)."""
+        return self._vae_error is None
+
     def _load_vae(self) -> Generator | None:
         if self._vae is None and self._vae_error is None:
             try:
@@ -230,8 +249,26 @@ class ModeRouter:
         return self._vae
 
     def stream(self, request: RequestAnswer) -> Iterator[Note]:
+        if request.settings.get("drums") is not None:  # the drums modes: the drum GAN, loaded on first use
+            if self.drums is None:
+                from companion.drum_voice import DrumGenerator
+
+                self.drums = DrumGenerator()
+            return self.drums.stream(request)
         vae = self._load_vae() if request.settings.get("vae") is not None else None
         return (vae or self.main).stream(request)
+
+
+def answering_model(mode: str, generator: Generator, harmony_style: str = "chorale") -> str:
+    """The model that answers in `mode`, for the log and the UI: harmonize mode's harmonizer (not the generator),
+    the phrase VAE for variation and morph, the continuation model (Transformer or Markov) for the rest."""
+    if mode == "harmonize":
+        return f"harmonizer ({harmony_style} style)"
+    if getattr(generator, "loading", False):
+        return f"{generator.name} (loading models)"
+    if mode in ("variation", "morph") and getattr(generator, "vae_available", False):
+        return "phrase VAE"
+    return generator.name
 
 
 def make_generator(model: str = "auto", checkpoint: Path | None = None,
@@ -290,3 +327,11 @@ class VaeGenerator:
         for k, phrase in enumerate(phrases):
             for pitch, velocity, onset, duration in sorted(phrase, key=lambda n: n[2]):
                 yield pitch, velocity, k * span + onset, max(1, min(duration, span - onset))
+
+
+def model_choice(model_flag: str | None, checkpoint_flag: str | None,
+                 preset_extras: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The model and checkpoint to use: the command line's flags win over the preset's [model] table (as
+    `companion run`'s flags win over its [clock]); without either, "auto" and the shipped checkpoint."""
+    return (model_flag or str(preset_extras.get("model") or "auto"),
+            checkpoint_flag or preset_extras.get("checkpoint") or None)

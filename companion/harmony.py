@@ -37,7 +37,7 @@ WARMUP_STEPS = 24
 _STOP = object()
 
 
-__all__ = ["HarmonizerLike", "HarmonyWorker", "Loader", "load_harmonizers", "bench_harmony"]
+__all__ = ["HarmonizerLike", "HarmonyWorker", "Loader", "load_harmonizers"]
 
 Loader = Callable[[], Sequence[HarmonizerLike]]
 
@@ -78,6 +78,8 @@ class HarmonyWorker:
     note after it is still a lookup; a command that comes meanwhile stops that work where it is.
     `process` is the thread's work and can be called directly (tests) after `load()`.
     """
+
+    family = "chorale"  # the model it plays (runtime swaps workers when the style needs the other)
 
     def __init__(self, send_now: Callable[[ChannelMessage, str], None], load: Loader, *,
                  log_line: Callable[[str, str], None] | None = None, seed: int = 0,
@@ -163,23 +165,28 @@ class HarmonyWorker:
                 return
             self.process(*item)
 
+    MODEL_NAME = "harmony model"  # as the log names it when it fails to load
+
     def load(self) -> None:
         """Load, warm and prime the models (on the worker's thread); a failure is logged, harmony stays off."""
         try:
-            models = list(self._load())
-            if not models:
-                raise ValueError("the harmony loader returned no model")
-            warm = models[0]
-            warm.reset(self._models.seed)
-            for i in range(WARMUP_STEPS):  # first calls into torch are slow: pay for them now, not on a note
-                warm.step(60 + (i // 2) % 12)
-                warm.finish_step()
-            self._models.load(models)
+            self._load_and_warm()
         except Exception as err:  # noqa: BLE001 - any load failure turns harmony off with a message, never a crash
-            self.failed = f"the harmony model could not be loaded, harmony is off: {err}"
+            self.failed = f"the {self.MODEL_NAME} could not be loaded, harmony is off: {err}"
             self._log_line("error", self.failed)
         finally:
             self._ready.set()
+
+    def _load_and_warm(self) -> None:
+        models = list(self._load())
+        if not models:
+            raise ValueError("the harmony loader returned no model")
+        warm = models[0]
+        warm.reset(self._models.seed)
+        for i in range(WARMUP_STEPS):  # first calls into torch are slow: pay for them now, not on a note
+            warm.step(60 + (i // 2) % 12)
+            warm.finish_step()
+        self._models.load(models)
 
     def work_when_idle(self) -> bool:
         """What the thread does while no command waits: rebuild a stale chord table, or prime a fresh model for
@@ -208,8 +215,7 @@ class HarmonyWorker:
             elif isinstance(command, HarmonizeNote):
                 self._on_note(command, arrival_ns)
             elif isinstance(command, SteerHarmony):  # before HarmonyStep: it rides that type to get here
-                self._models.steer(command.key_pcs, command.chord_pcs)
-                self._models.prepare(self._waiting)  # now, so that the next note is a lookup
+                self._on_steer(command)
             elif isinstance(command, HarmonyStep):
                 self._on_step(command)
             elif isinstance(command, ReleaseHarmony):
@@ -264,6 +270,10 @@ class HarmonyWorker:
         self._advance(model, command.pitch)
         if shift_changed:
             self._log_shift(command.pitch, model.octave_shift_semitones)
+
+    def _on_steer(self, command: SteerHarmony) -> None:
+        self._models.steer(command.key_pcs, command.chord_pcs)
+        self._models.prepare(self._waiting)  # now, so that the next note is a lookup
 
     def _on_revoice(self, command: RevoiceNote) -> None:
         """The left hand's chord came just after the melody note: the model takes that note's step again under
@@ -367,10 +377,3 @@ class HarmonyWorker:
         self._log_line("info", f"harmony: at {pitch_name(pitch)} the model hears the melody {octaves} "
                                f"octave{'s' if octaves > 1 else ''} {direction}, inside the chorale range it knows; "
                                f"{where}")
-
-
-def bench_harmony(seconds: float) -> list[dict[str, Any]]:
-    """Melody note -> harmony notes out, in-process (the real runtime and the shipped model; `companion bench`)."""
-    from companion.harmony_bench import bench_harmony as measure
-
-    return measure(seconds)

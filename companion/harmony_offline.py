@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from companion.chord_offline import chord_plan, symbol_markers
+from companion.chord_worker import ChordLoader, ChordWorker, load_chord_model, make_worker
 from companion.core.engine import Engine, EngineSettings
 from companion.core.events import (
     PPQ,
@@ -19,6 +21,7 @@ from companion.core.events import (
     NoteOn,
     StopHarmony,
 )
+from companion.core.modes.harmonize import HarmonyPulse
 from companion.core.theory import estimate_key
 from companion.errors import InputFileError
 from companion.harmony import HarmonizerLike, HarmonyWorker, load_harmonizers
@@ -27,8 +30,14 @@ from companion.midifile import MidiInput
 log = logging.getLogger("companion")
 
 TICK_EVERY = 10  # the engine is ticked this often (in ticks) while the melody is played through it
+# The harmonizer takes one model step per 16th under the melody (tens of ms each on a laptop's CPU): longer
+# melodies are refused before any work, with what to do. 16,384 16ths: 1,024 bars of 4/4, ~34 min at 120 BPM.
+MAX_STEPS = 16_384
+PROGRESS_PARTS = 10  # on a melody of PROGRESS_FROM_STEPS 16ths or more the log says how far it got, 10 times
+PROGRESS_FROM_STEPS = 1_024
 DRUM_CHANNEL = 9
 CHORD_WINDOW_TICKS = PPQ // 8
+DEFAULT_STYLE = "pad"
 
 
 def melody_of(notes: Sequence[Note], exclude_channel: int | None = None, channel: int = 0) -> list[Note]:
@@ -86,6 +95,7 @@ def _settings(source: MidiInput, seed: int, settings: dict[str, Any]) -> EngineS
     used = {n.channel for n in source.notes}
     free = next((c for c in range(16) if c not in used and c != DRUM_CHANNEL), 0)
     chosen.setdefault("output_channel", free)
+    chosen.setdefault("harmony_style", DEFAULT_STYLE)  # the lead-sheet harmonizer unless told otherwise
     if chosen.get("key_lock", True) and chosen.get("key") is None:
         key = estimate_key((n.pitch, float(n.duration_ticks)) for n in source.notes)
         if key is not None:
@@ -98,11 +108,21 @@ def _settings(source: MidiInput, seed: int, settings: dict[str, Any]) -> EngineS
 
 
 def harmonize_file(source: MidiInput, *, seed: int, settings: dict[str, Any],
-                   loader: Callable[[], Sequence[HarmonizerLike]] | None = None) -> list[Note]:
-    """Harmony notes under the input's top voice, as harmonize mode would play them live (same mode, same worker).
+                   loader: Callable[[], Sequence[HarmonizerLike]] | None = None,
+                   chord_loader: ChordLoader | None = None) -> list[Note]:
+    """Harmony notes under the input's top voice (see `harmonize_with_symbols`)."""
+    return harmonize_with_symbols(source, seed=seed, settings=settings, loader=loader, chord_loader=chord_loader)[0]
+
+
+def harmonize_with_symbols(source: MidiInput, *, seed: int, settings: dict[str, Any],
+                           loader: Callable[[], Sequence[HarmonizerLike]] | None = None,
+                           chord_loader: ChordLoader | None = None) -> tuple[list[Note], list[tuple[int, str]]]:
+    """Harmony notes under the input's top voice, as harmonize mode would play them live (same mode, same worker),
+    and the chord symbols played with their ticks (lead-sheet styles; none for "chorale").
 
     `settings` holds EngineSettings fields (harmony_style, change_every, harmony_channels, temperature ...);
-    others are ignored. The input's notes are not changed; the caller writes them with the harmony track.
+    others are ignored. A lead-sheet style plays the chords the chord model plans over the whole melody
+    (looking ahead). The input's notes are not changed; the caller writes them with the harmony track.
     """
     engine_settings = _settings(source, seed, settings)
     melody_channel = 1 if engine_settings.chord_channel == 0 else 0
@@ -111,11 +131,18 @@ def harmonize_file(source: MidiInput, *, seed: int, settings: dict[str, Any],
         raise InputFileError(f"{source.path}: no melody to harmonize (only drums?); give a file with a tune in it")
     chords = [n for n in source.notes if engine_settings.chord_channel is not None
               and n.channel == engine_settings.chord_channel]
+    steps = _check_length(source, melody)
     recorder = _NoteRecorder()
     logs: list[tuple[str, str]] = []
-    worker = HarmonyWorker(recorder.send_now, loader or load_harmonizers, seed=seed,
-                           log_line=lambda level, text: logs.append((level, text)))
+    changes: list[tuple[int, str]] = []
+    stepper = None if engine_settings.harmony_style == "chorale" else (chord_loader or load_chord_model)()
+    worker = make_worker(engine_settings.harmony_style, recorder.send_now, loader or load_harmonizers,
+                         lambda: stepper, seed=seed, log_line=lambda level, text: logs.append((level, text)),
+                         **({} if stepper is None else {"on_chord": lambda name: changes.append((recorder.now_ticks,
+                                                                                                 name))}))
     worker.load()
+    if isinstance(worker, ChordWorker):
+        worker.plan = chord_plan(stepper, melody, engine_settings)
     if worker.failed is not None:
         from companion.errors import CheckpointError
 
@@ -128,26 +155,59 @@ def harmonize_file(source: MidiInput, *, seed: int, settings: dict[str, Any],
     events += [(n.start_ticks, 3, NoteOn(n.channel, n.pitch, n.velocity)) for n in melody]
     events.sort(key=lambda e: (e[0], e[1]))
     end_ticks = max(n.end_ticks for n in melody)
-    index = 0
-    for now in range(0, end_ticks + 2 * TICK_EVERY, TICK_EVERY):
+    index, reported = 0, 0
+    for now in _tick_times(melody, end_ticks + 2 * TICK_EVERY, engine_settings.bar_ticks):
         while index < len(events) and events[index][0] <= now:
             ticks, _, message = events[index]
-            _run(worker, recorder, engine.handle(message, ticks), ticks)
+            _run(worker, recorder, engine.handle(message, ticks), end_ticks)
             index += 1
-        _run(worker, recorder, engine.tick(now), now)
+        _run(worker, recorder, engine.tick(now), end_ticks)
+        part = min(now, end_ticks - 1) * PROGRESS_PARTS // end_ticks
+        if steps >= PROGRESS_FROM_STEPS and part > reported:
+            reported = part
+            log.info("harmonize: %d%% done (bar %d of %d)", 100 * part // PROGRESS_PARTS,
+                     now // engine_settings.bar_ticks + 1, -(-end_ticks // engine_settings.bar_ticks))
     worker.process(StopHarmony(end_ticks, "end of file"))
     recorder.close_all(end_ticks)
     for level, text in logs:
         getattr(log, level, log.info)(text)
-    return sorted(recorder.notes, key=lambda n: (n.start_ticks, n.channel, n.pitch))
+    notes = sorted(recorder.notes, key=lambda n: (n.start_ticks, n.channel, n.pitch))
+    return notes, symbol_markers(changes)
 
 
-def _run(worker: HarmonyWorker, recorder: _NoteRecorder, commands: list, now_ticks: int) -> None:
+def _check_length(source: MidiInput, melody: Sequence[Note]) -> int:
+    """The model steps the melody takes (16ths under its notes); InputFileError past MAX_STEPS, before any work."""
+    steps = sum(-(-n.duration_ticks // TICKS_PER_16TH) for n in melody)
+    if steps > MAX_STEPS:
+        bars = MAX_STEPS * TICKS_PER_16TH // source.bar_ticks
+        raise InputFileError(f"{source.path}: its melody lasts {steps:,} 16th notes; `companion generate harmonize` "
+                             f"takes up to {MAX_STEPS:,} (about {bars:,} bars of {source.beats_per_bar}/"
+                             f"{source.beat_unit}) at a time: cut the file into parts and harmonize each")
+    return steps
+
+
+def _tick_times(melody: Sequence[Note], until_ticks: int, bar_ticks: int) -> Iterator[int]:
+    """Every TICK_EVERY ticks while a melody note sounds and for a bar after it (the engine ends the phrase
+    after a bar of rest); a longer silence is skipped: the work follows the notes, not the file's length.
+    `melody` is sorted and its notes do not overlap (melody_of)."""
+    quiet_ticks = bar_ticks + 4 * TICKS_PER_16TH
+    now = 0
+    for note in melody:
+        now = max(now, note.start_ticks - note.start_ticks % TICK_EVERY)
+        last = min(until_ticks, note.end_ticks + quiet_ticks)
+        while now < last:
+            yield now
+            now += TICK_EVERY
+
+
+def _run(worker: HarmonyWorker, recorder: _NoteRecorder, commands: list, end_ticks: int) -> None:
     for command in commands:
         if not isinstance(command, HarmonyCommand):
             continue
         if isinstance(command, HarmonyStep):
             recorder.now_ticks = command.step_index * TICKS_PER_16TH  # a move under a held note is on its beat
+            if isinstance(command, HarmonyPulse) and recorder.now_ticks >= end_ticks:
+                continue  # the file ends with the tune: a clock style strikes nothing after it
         else:
             recorder.now_ticks = command.now_ticks
         worker.process(command)

@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mido
+from mido.midifiles.meta import KeySignatureError
 
 from companion.core.events import PPQ, Note
+from companion.core.notes import without_overlaps
 from companion.errors import InputFileError, OutputFileError, UsageError
+from companion.file_output import regular_target, write_atomically
 
 COMPANION_TRACK = "companion"
+MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
 DEFAULT_TEMPO_US = 500_000  # 120 BPM
 
 
@@ -72,25 +76,60 @@ def _unreadable(path: Path, err: Exception) -> InputFileError:
     return InputFileError(f"{path}: {problem}; {EXPORT_AGAIN}")
 
 
+# What we can play (the engine's meters, EngineSettings) and how long a file we read: about 14 hours at 120 BPM.
+METER_NUMERATORS = range(1, 33)
+METER_UNITS = (2, 4, 8, 16)
+MAX_FILE_BEATS = 100_000
+
+
+def _damaged(path: Path, problem: str, track: int, tick: int, file_ppq: int) -> InputFileError:
+    return InputFileError(f"{path}: {problem} (track {track + 1}, beat {tick // file_ppq + 1}); {EXPORT_AGAIN}")
+
+
+def _check_message(path: Path, msg: mido.Message | mido.MetaMessage, track: int, tick: int, file_ppq: int) -> None:
+    """The one check of what we read from a file beyond mido's: meters we can play, tempi, a bounded length."""
+    if msg.type == "time_signature" and (msg.numerator not in METER_NUMERATORS or msg.denominator not in METER_UNITS):
+        denominator = msg.denominator if msg.denominator < 1 << 16 else "a huge number"
+        raise _damaged(path, f"its time signature {msg.numerator}/{denominator} cannot be played (numerator 1..32, "
+                       f"denominator {', '.join(map(str, METER_UNITS))})", track, tick, file_ppq)
+    if msg.type == "set_tempo" and msg.tempo <= 0:
+        raise _damaged(path, "it sets a tempo of 0 microseconds per beat", track, tick, file_ppq)
+    if tick > MAX_FILE_BEATS * file_ppq:
+        raise _damaged(path, f"it lasts more than {MAX_FILE_BEATS} beats (a wrong time between events?)",
+                       track, tick, file_ppq)
+
+
+def _check_header(path: Path, source: mido.MidiFile) -> int:
+    """The file's ticks per beat; InputFileError for a file type or a time division we do not read."""
+    if source.type == 2:
+        raise InputFileError(f"{path}: type-2 MIDI files (independent patterns) are not supported; export type 0 or 1")
+    if source.type not in (0, 1):
+        raise InputFileError(f"{path}: a damaged MIDI file (file type {source.type}, not 0, 1 or 2); {EXPORT_AGAIN}")
+    if source.ticks_per_beat < 0:
+        raise InputFileError(f"{path}: its times are in SMPTE frames, not beats; export it with a time division in "
+                             "ticks per beat (PPQ), as DAWs do by default")
+    return source.ticks_per_beat or PPQ  # 0 ticks per beat: a broken header, read at our resolution
+
+
 def read_midi(path: str | Path) -> MidiInput:
-    """Read a MIDI file; a missing, corrupt or note-less file is an InputFileError naming it."""
+    """Read a MIDI file and check what we use of it (one place): a missing, corrupt, unplayable or note-less file
+    is an InputFileError naming it, what is wrong and what to do."""
     path = Path(path)
     if not path.is_file():
         raise _not_a_file(path)
     try:
         source = mido.MidiFile(path, clip=True)
-    except (OSError, EOFError, ValueError, KeyError, IndexError) as err:
+    except (OSError, EOFError, ValueError, KeyError, IndexError, KeySignatureError) as err:
         raise _unreadable(path, err) from None
-    if source.type == 2:
-        raise InputFileError(f"{path}: type-2 MIDI files (independent patterns) are not supported; export type 0 or 1")
-    file_ppq = source.ticks_per_beat or PPQ
+    file_ppq = _check_header(path, source)
     tempo_us, meter = None, None
     notes: list[Note] = []
-    for track in source.tracks:
+    for number, track in enumerate(source.tracks):
         now = 0
         open_notes: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for msg in track:
             now += msg.time
+            _check_message(path, msg, number, now, file_ppq)
             if msg.type == "set_tempo" and tempo_us is None:
                 tempo_us = msg.tempo
             elif msg.type == "time_signature" and meter is None:
@@ -147,10 +186,14 @@ def append_input(target: MidiInput, other: MidiInput, offset_ticks: int) -> None
         target.source.tracks.append(moved)
 
 
-def _note_track(name: str, notes: Iterable[Note], file_ppq: int, program: int | None = None) -> mido.MidiTrack:
-    """A track of note events from absolute-tick notes (our PPQ), converted to the file's resolution."""
-    events: list[tuple[int, int, mido.Message]] = []
-    for n in notes:
+def _note_track(name: str, notes: Iterable[Note], file_ppq: int, program: int | None = None,
+                markers: Iterable[tuple[int, str]] = ()) -> mido.MidiTrack:
+    """A track of note events from absolute-tick notes (our PPQ), converted to the file's resolution; a note struck
+    again while it sounds ends there (`without_overlaps`, as the scheduler plays it live). `markers` (ticks, text),
+    e.g. chord symbols, become marker events a DAW shows on its timeline."""
+    events: list[tuple[int, int, mido.Message | mido.MetaMessage]] = [
+        (round(ticks * file_ppq / PPQ), 0, mido.MetaMessage("marker", text=text)) for ticks, text in markers]
+    for n in without_overlaps(notes):
         start = round(n.start_ticks * file_ppq / PPQ)
         end = max(start + 1, round(n.end_ticks * file_ppq / PPQ))
         events.append((start, 1, mido.Message("note_on", channel=n.channel, note=n.pitch, velocity=n.velocity)))
@@ -158,7 +201,7 @@ def _note_track(name: str, notes: Iterable[Note], file_ppq: int, program: int | 
     events.sort(key=lambda e: (e[0], e[1]))  # at one tick, note-offs before note-ons
     track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])
     if program is not None:
-        channels = sorted({e[2].channel for e in events}) or [0]
+        channels = sorted({e[2].channel for e in events if not e[2].is_meta}) or [0]
         track.extend(mido.Message("program_change", channel=c, program=program, time=0) for c in channels)
     now = 0
     for tick, _, msg in events:
@@ -191,13 +234,17 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"-o {path}: is a folder; give the name of the file to write, e.g. {path / 'out.mid'}")
+    if path.suffix.lower() not in MIDI_SUFFIXES:  # out.txt would hold MIDI that nothing opens as such
+        raise UsageError(f"-o {path}: the output is a MIDI file; give a name ending in .mid, e.g. "
+                         f"-o {path.with_suffix('.mid')}")
     for given in inputs:
         if path.exists() and Path(given).exists() and os.path.samefile(path, given):
             other = path.with_name(f"{path.stem}-companion{path.suffix or '.mid'}")
             raise UsageError(f"-o {path} is the input file {given}: writing there would overwrite your input; "
                              f"give another output name, e.g. -o {other}")
+    target = regular_target(path)  # a device, a FIFO: refused; a link: its target is written
     try:
-        with tempfile.TemporaryFile(dir=path.parent):  # gone as soon as it is closed
+        with tempfile.TemporaryFile(dir=target.parent):  # gone as soon as it is closed
             pass
     except OSError as err:
         raise OutputFileError.cannot_write(path, err) from None
@@ -205,24 +252,8 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
 
 
 def save_atomically(midi: mido.MidiFile, path: str | Path) -> Path:
-    """Write to a temporary file beside the target, then rename: a crash never leaves half a file.
-
-    A write that fails (no such folder, no permission, disk full) removes the temporary file and raises an
-    OutputFileError naming the file and what to do."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        midi.save(tmp)
-        tmp.replace(path)
-    except BaseException as err:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # the temporary file could not be made, or cannot be removed either: say the first failure
-        if isinstance(err, OSError) and not isinstance(err, OutputFileError):
-            raise OutputFileError.cannot_write(path, err) from None
-        raise
-    return path
+    """Write a MIDI file whole or not at all, into a regular file only (file_output.write_atomically)."""
+    return write_atomically(path, lambda handle: midi.save(file=handle))
 
 
 def _track_name(track: mido.MidiTrack) -> str | None:
@@ -230,7 +261,7 @@ def _track_name(track: mido.MidiTrack) -> str | None:
 
 
 def write_with_answer(source: MidiInput, generated: Sequence[Note], path: str | Path,
-                      replace_companion: bool = False) -> Path:
+                      replace_companion: bool = False, markers: Sequence[tuple[int, str]] = ()) -> Path:
     """Type-1 file: the input's tracks unchanged (tempo and meter with them), then one `companion` track.
 
     `replace_companion` leaves out the input's own `companion` track (a recorded take whose answers are replayed).
@@ -238,7 +269,7 @@ def write_with_answer(source: MidiInput, generated: Sequence[Note], path: str | 
     out = mido.MidiFile(type=1, ticks_per_beat=source.source.ticks_per_beat or PPQ)
     out.tracks.extend(track.copy() for track in source.source.tracks
                       if not (replace_companion and _track_name(track) == COMPANION_TRACK))
-    out.tracks.append(_note_track(COMPANION_TRACK, generated, out.ticks_per_beat))
+    out.tracks.append(_note_track(COMPANION_TRACK, generated, out.ticks_per_beat, markers=markers))
     return save_atomically(out, path)
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from companion.core.events import Note, Phrase, RequestAnswer
 from companion.core.theory import estimate_key
-from companion.errors import InputFileError, checkpoint_errors
+from companion.errors import InputFileError, UsageError, checkpoint_errors
 from companion.generate_offline import check_bars
-from companion.generators import Generator, make_generator
+from companion.generators import Generator, make_generator, model_choice
 from companion.midifile import MidiInput, append_input, read_midi, write_with_answer
 
 if TYPE_CHECKING:
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("companion")
 
+CONTINUE_TEMPERATURE = 0.7  # without --temperature or a preset's: as the folk preset answers (1.0 drifted more)
 PROMPT_BARS = 4  # the continuation listens to the last bars of the input, as the live engine hears a phrase
 
 
@@ -31,14 +31,6 @@ def _prompt(source: MidiInput, bars: int = PROMPT_BARS) -> Phrase:
     start = max(0, end_bar - bars * bar)
     notes = tuple(n for n in source.notes if n.start_ticks >= start)
     return Phrase(notes, start, end_bar, bar)
-
-
-def model_choice(model_flag: str | None, checkpoint_flag: str | None,
-                 preset_extras: Mapping[str, Any]) -> tuple[str, str | None]:
-    """The model and checkpoint to use: the command line's flags win over the preset's [model] table (as
-    `companion run`'s flags win over its [clock]); without either, "auto" and the shipped checkpoint."""
-    return (model_flag or str(preset_extras.get("model") or "auto"),
-            checkpoint_flag or preset_extras.get("checkpoint") or None)
 
 
 def load_generator(model: str = "auto", checkpoint: str | Path | None = None) -> Generator:
@@ -68,7 +60,10 @@ def continue_file(source: MidiInput, *, bars: int, seed: int, generator: Generat
         tag="offline",
         seed=seed,
         key=key.as_pair() if key else None,
-        settings={"output_channel": channel, **(settings or {})},
+        # the file's meter wins over a preset's: the answer continues the input's bars
+        settings={"output_channel": channel, "temperature": CONTINUE_TEMPERATURE, **(settings or {}),
+                  "beats_per_bar": source.beats_per_bar,
+                  "beat_unit": source.beat_unit},
     )
     return list(generator.stream(request))
 
@@ -76,7 +71,11 @@ def continue_file(source: MidiInput, *, bars: int, seed: int, generator: Generat
 def _generate_piece(args: argparse.Namespace, output: Path, generator: Generator) -> int:
     """`companion generate generate`: no input; a tempo track and the `companion` track."""
     from companion.generate_offline import DEFAULT_BPM, generate_file, write_generated
+    from companion.preset_schema import STYLES
 
+    if args.style and args.style not in STYLES:  # a usage mistake, before any model loads
+        raise UsageError(f"--style {args.style}: `companion generate generate` plays {', '.join(STYLES)}; "
+                         "drum styles are for `companion generate drums`")
     settings = {"temperature": args.temperature} if args.temperature else {}
     bpm = getattr(args, "bpm", None) or DEFAULT_BPM
     notes = generate_file(bars=args.bars, seed=args.seed, style=args.style or "folk", bpm=bpm, settings=settings,
@@ -100,9 +99,14 @@ def replay_answers(sidecar: str | Path) -> list[Note]:
     if warning:
         log.warning(warning)
     model = replay.model if replay.model in ("markov", "transformer") else "auto"
-    generator, fallback = make_generator(model, Path(replay.checkpoint) if replay.checkpoint else None)
+    with checkpoint_errors():  # the take's checkpoint, if it is there and asked for, must load
+        generator, fallback = make_generator(model, Path(replay.checkpoint) if replay.checkpoint else None)
     if fallback:
         log.warning(fallback)
+    cut = sum(1 for answer in replay.answers if answer.get("cut"))
+    if cut:  # the live session stopped or softened them; the replay has no record of what played after that
+        log.warning("%s: %d of the take's %d answers were stopped or ducked live (you played again, a panic); "
+                    "the replay plays every answer whole", replay.path, cut, len(replay.answers))
     notes: list[Note] = []
     for request in replay.requests():  # in order: the Markov responder learns the phrases as it did live
         notes.extend(generator.stream(request))
@@ -142,17 +146,19 @@ def generate_command(args: argparse.Namespace) -> int:
         write_with_answer(source, notes, output, replace_companion=True)
         print(f"wrote {output}: {len(notes)} notes of the take's answers, generated again")
         return 0
+    markers: list[tuple[int, str]] = []
     if args.mode == "continue":
         notes = continue_file(source, bars=args.bars, seed=args.seed, generator=load_generator(*model),
                               settings=settings)
     else:
         from companion import offline_modes
 
-        notes, then = offline_modes.run(args, source, settings)
+        notes, then, markers = offline_modes.run(args, source, settings)
         for other, start_ticks in then:  # interpolate's second input, as it is, after the steps
             append_input(source, other, start_ticks)
     if not notes:
         log.warning("the model produced no notes; the output holds the input only")
-    write_with_answer(source, notes, output)
-    print(f"wrote {output}: {len(notes)} generated notes on the 'companion' track")
+    write_with_answer(source, notes, output, markers=markers)
+    print(f"wrote {output}: {len(notes)} generated notes on the 'companion' track"
+          + (f", {len(markers)} chord symbols as markers" if markers else ""))
     return 0

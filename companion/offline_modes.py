@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from companion.core.events import PPQ, Note
 from companion.errors import CompanionError, InputFileError, check_range, checkpoint_errors
@@ -28,13 +28,23 @@ NoteTuple = tuple[int, int, int, int]
 Then = list[tuple[MidiInput, int]]  # inputs to write as they are after the generated notes, each from its tick
 
 
-def run(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> tuple[list[Note], Then]:
-    """The generated notes for ``args.mode`` (absolute ticks), and the inputs the caller writes as they are after
-    them (interpolate's second input, with its start tick); CompanionError (exit 2) for what cannot be done."""
-    handlers: dict[str, Callable[[argparse.Namespace, MidiInput, dict[str, Any]], tuple[list[Note], Then]]] = {
-        "vary": lambda *a: (vary_file(*a), []),
-        "interpolate": interpolate_file,
-        "harmonize": lambda *a: (_harmonize(*a), []),
+class Made(NamedTuple):
+    """What a mode made: notes (absolute ticks), inputs to write as they are after them, markers (ticks, text)."""
+
+    notes: list[Note]
+    then: Then
+    markers: list[tuple[int, str]]
+
+
+def run(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> Made:
+    """The generated notes for ``args.mode`` (absolute ticks), the inputs the caller writes as they are after
+    them (interpolate's second input, with its start tick) and markers (harmonize's chord symbols);
+    CompanionError (exit 2) for what cannot be done."""
+    handlers: dict[str, Callable[[argparse.Namespace, MidiInput, dict[str, Any]], Made]] = {
+        "vary": lambda *a: Made(vary_file(*a), [], []),
+        "interpolate": lambda *a: Made(*interpolate_file(*a), []),
+        "harmonize": _harmonize,
+        "drums": lambda *a: Made(_drums(*a), [], []),
     }
     handler = handlers.get(args.mode)
     if handler is None:
@@ -43,11 +53,23 @@ def run(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -
     return handler(args, source, settings)
 
 
-def _harmonize(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> list[Note]:
-    """The melody (the input's top line) voiced by the chorale harmonizer, under the melody's notes."""
-    from companion.harmony_offline import harmonize_file
+def _harmonize(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> Made:
+    """The melody (the input's top line) harmonized under its notes: lead-sheet chords in a style (`--style`,
+    default pad) with their symbols as markers, or the chorale model (`--style chorale`)."""
+    from companion.harmony_offline import harmonize_with_symbols
 
-    return harmonize_file(source, seed=args.seed, settings=settings)
+    style = getattr(args, "style", None)
+    if style:
+        settings = {**settings, "harmony_style": style}
+    notes, markers = harmonize_with_symbols(source, seed=args.seed, settings=settings)
+    return Made(notes, [], markers)
+
+
+def _drums(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]) -> list[Note]:
+    """A drum track under the input, bar by bar (the drum GAN)."""
+    from companion.drums_offline import drums_file
+
+    return drums_file(args, source, settings)
 
 
 def load_vae() -> PhraseVAE:
@@ -162,6 +184,6 @@ def interpolate_file(args: argparse.Namespace, source: MidiInput, settings: dict
         for s, phrase in enumerate(between):
             out.extend(_place(phrase, start + (s * n + i) * span, span, channel))
     out.sort(key=lambda note: (note.start_ticks, note.pitch))
-    log.info("interpolate: %s, %d step(s) of %d phrase(s) between, then %s", source.path.name, steps - 2, n,
-             other.path.name)
+    log.info("interpolate: %s, then %d step(s) between (--steps %d counts both inputs), then %s; each step "
+             "%d phrase(s) of %d bars", source.path.name, steps - 2, steps, other.path.name, n, PHRASE_BARS)
     return out, [(other, start + (steps - 2) * n * span)]

@@ -15,8 +15,10 @@ BANK_CHANNEL = Field("channel", 16, "channel the DAW sends Program Change on", "
 CC_CHANNEL = Field("channel", None, "channel the mapped controllers come on", "cc.channel", none="omni")
 # A CC's own range (min/max) must stay inside the setting's range: the schema field of the same name as the
 # control (every ranged control is a preset setting; a test gives each one a range).
-_CONTROL_FIELDS = {name: (table, name) for table, fields in SCHEMA.items() for name in fields
-                   if name in CONTROLS and CONTROLS[name].kind in ("int", "float")}
+# a control's preset key, found by where both send the value ([drums] density is drum_density, not density)
+_CONTROL_FIELDS = {f.target.split(".", 1)[1]: (table, name) for table, fields in SCHEMA.items()
+                   for name, f in fields.items() if f.target.split(".", 1)[1] in CONTROLS
+                   and CONTROLS[f.target.split(".", 1)[1]].kind in ("int", "float")}
 _CC_ENTRY_KEYS = ("control", "min", "max", "channel")
 
 

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from companion.core.control import HARMONY_STYLES
+from companion.core.drums import DRUM_STYLES
 from companion.core.events import PPQ
+from companion.core.settings import CHANGE_EVERY, SEED_MAX
 from companion.core.theory import Key
 
 # Modes the schema accepts. A mode also has to be built (a module under companion/core/modes) to run;
 # names of modes still being written are valid in a file so a set can be prepared ahead.
-KNOWN_MODES = ("call_response", "harmonize", "duet", "variation", "morph", "generate")
+KNOWN_MODES = ("call_response", "harmonize", "duet", "variation", "morph", "generate", "drums", "drum_answers")
 STYLES = ("folk", "chorale", "renaissance", "classical", "user")
 QUANTIZE_GRIDS = {"off": 0, "1/4": PPQ, "1/8": PPQ // 2, "1/8t": PPQ // 3, "1/16": PPQ // 4, "1/16t": PPQ // 6}
 _NOTE_NAME = re.compile(r"^([A-Ga-g])([#b]?)(-?\d)$")
@@ -115,33 +117,47 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "top_p": _f("float", 0.95, "extra.top_p", "nucleus sampling: keep the likeliest notes up to this mass",
                     low=0, high=1, low_open=True),
         "seed": _f("int", 0, "engine.seed", "answer n uses seed + n: a session replays identically",
-                   low=0, high=2**31 - 1),
+                   low=0, high=SEED_MAX),
         "density": _f("float", None, "extra.density", "notes per bar to aim for", low=0.25, high=32,
                       none="auto"),
         "pitch_range": _f("notes", None, "extra.pitch_range", "lowest and highest note of the answers",
                           none="full"),
     },
     "harmony": {
-        "style": _f("choice", "chorale", "engine.harmony_style", "voicing: four-part chorale, block chords, bass "
-                    "line only, or pads", choices=HARMONY_STYLES),
+        "style": _f("choice", "chorale", "engine.harmony_style", "chorale: the four-part chorale model; pad, block, "
+                    "bass, comping, arpeggio: the lead-sheet chord model's symbols voiced so", choices=HARMONY_STYLES),
         "register": _f("choice", "middle", "engine.pad_low_note", "where the harmony sits",
                        choices=("low", "middle", "high")),
         "change_every": _f("choice", "beat", "engine.change_every",
-                           "chords change at most this often (a melody note that clashes re-voices at once)",
-                           choices=("beat", "half_bar", "bar")),
-        "channels": _f("channels", None, "engine.harmony_channels", "channels of the voices (alto, tenor, bass), "
-                       "or one channel for all", none="output"),
+                           "chords change at most this often, or where the melody asks (\"melody\", lead-sheet "
+                           "styles); a melody note that clashes re-voices at once", choices=CHANGE_EVERY),
+        "channels": _f("channels", None, "engine.harmony_channels", "channels of the voices (alto, tenor, bass; "
+                       "lead-sheet styles: chords, -, bass), or one channel for all", none="output"),
     },
     "variation": {
         "distance": _f("float", 0.3, "extra.distance", "0 nearly the same phrase, 1 a stranger", low=0, high=1),
         "morph_steps": _f("int", 4, "engine.morph_steps", "steps of a morph between two phrases", low=2, high=32),
     },
+    "drums": {  # the drums and drum_answers modes (companion/drum_voice.py reads these extras)
+        "style": _f("choice", "rock", "extra.drum_style", "style the drummer plays", choices=DRUM_STYLES),
+        "density": _f("float", 0.5, "extra.drum_density", "how busy the drums are; the player's density moves it",
+                      low=0, high=1),
+        "fill_rate": _f("float", 0.75, "extra.drum_fill_rate", "chance of a fill on the last bar of a phrase",
+                        low=0, high=1),
+        "swing": _f("float", 0.0, "extra.drum_swing", "0 straight, 1 triplet swing of the off 16ths", low=0, high=1),
+        "humanize": _f("float", 1.0, "extra.drum_humanize", "0 on the grid, 1 the model's own micro-timing",
+                       low=0, high=1),
+        "mute": _f("bool", False, "extra.drum_mute", "silence the drummer (it keeps time)"),
+        "channel": _f("channel", 10, "extra.drum_channel", "channel the drums play on"),
+    },
     "clock": {
-        "source": _f("choice", "internal", "clock.source", "internal clock, or follow the DAW's MIDI clock",
-                     choices=("internal", "external")),
+        "source": _f("choice", "internal", "clock.source",
+                     "internal clock, follow the DAW's MIDI clock, or join an Ableton Link session",
+                     choices=("internal", "external", "link")),
         "bpm": _f("float", None, "clock.bpm", "tempo of the internal clock (left out: the running tempo stays)",
                   low=20, high=400),
-        "send": _f("bool", False, "clock.send", "send MIDI clock to the DAW (internal clock only)"),
+        "send": _f("bool", False, "clock.send", "send MIDI clock to the DAW (internal clock or Link)"),
+        "start_stop": _f("bool", True, "clock.start_stop", "with Link: follow the session's start and stop"),
     },
     "midi": {
         "thru": _f("bool", False, "engine.thru", "echo your notes to the output"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,11 @@ from companion.core.control import (
 )
 from companion.core.engine import ChangeSettings, Engine, EngineSettings
 from companion.core.events import Command, Log, Message, RequestAnswer
-from companion.errors import PresetError
+from companion.errors import CompanionError
 from companion.presets import ClockOptions, Preset, load_preset
+
+# (token, name, the preset and its settings, or why it was refused)
+Loaded = tuple[int, str, "Preset | None", "EngineSettings | None", "str | None"]
 
 
 @dataclass(frozen=True)
@@ -31,20 +35,69 @@ class ClockChange:
     beat_unit: int
 
 
+class PresetLoader:
+    """Loads presets off the engine thread: reading and validating a file takes a millisecond, a hostile one more.
+
+    `ask` returns at once; each load comes back, with its settings or the reason it was refused, from
+    `finished()`. Threaded, the runtime runs `run` on a thread of its own (and `stop`s it); otherwise (tests,
+    tools) `ask` loads in place."""
+
+    def __init__(self, load: Callable[[str], Preset] = load_preset, *, threaded: bool = False) -> None:
+        self._load = load
+        self.threaded = threaded
+        self._asked: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[Loaded] = queue.SimpleQueue()
+
+    def ask(self, name: str, token: int) -> None:
+        if self.threaded:
+            self._asked.put((token, name))
+        else:
+            self._done.put(self._load_one(token, name))
+
+    def run(self) -> None:
+        """The preset thread's loop, until `stop`."""
+        while (item := self._asked.get()) is not None:
+            self._done.put(self._load_one(*item))
+
+    def stop(self) -> None:
+        self._asked.put(None)
+
+    def finished(self) -> list[Loaded]:
+        out: list[Loaded] = []
+        while True:
+            try:
+                out.append(self._done.get_nowait())
+            except queue.Empty:
+                return out
+
+    def _load_one(self, token: int, name: str) -> Loaded:
+        try:
+            preset = self._load(name)
+            return token, name, preset, preset.engine_settings(), None
+        except CompanionError as err:
+            return token, name, None, None, err.message
+        except (OSError, ValueError, TypeError, RecursionError, MemoryError) as err:  # refused all the same
+            return token, name, None, None, f"{type(err).__name__}: {err}"
+
+
 class PresetSession:
     """Single-threaded: every method runs on the engine thread and returns engine commands for `Runtime._apply`.
 
     The runtime calls `handle` before `Engine.handle` for each channel message (a consumed one is a control, not
     music), `intent` before `Engine.intent` (None: not a preset intent, give it to the engine), `tick` after
-    `Engine.tick`, and `request` on each RequestAnswer before queueing it. Loading a preset (file I/O, about a
-    millisecond) happens when the switch is asked for, a bar ahead of the switch itself.
+    `Engine.tick`, and `request` on each RequestAnswer before queueing it. A preset is loaded by the
+    `PresetLoader` when the switch is asked for (off this thread when the loader is threaded); the switch happens
+    at the bar line asked for, or at the first one after the load if it came later; a refused one changes nothing.
     """
 
-    def __init__(self, preset: Preset | None = None, loader: Callable[[str], Preset] = load_preset) -> None:
+    def __init__(self, preset: Preset | None = None,
+                 loader: Callable[[str], Preset] | PresetLoader = load_preset) -> None:
         self.preset = preset
         self.extras: dict[str, Any] = preset.request_settings() if preset else {}
         self.controller = Controller(preset.cc if preset else (), preset.bank if preset else None)
-        self._loader = loader
+        self.loader = loader if isinstance(loader, PresetLoader) else PresetLoader(loader)
+        self._asks = 0
+        self._wanted: tuple[int, int, int] | None = None  # (token, program, bar line) of the load awaited
         self._next: tuple[SwitchPreset, Preset, EngineSettings] | None = None
         self._clock_change: ClockChange | None = None
         self.switches = 0
@@ -78,10 +131,12 @@ class PresetSession:
         return None
 
     def tick(self, engine: Engine, now_ticks: int) -> list[Command]:
-        """At the bar line of a pending switch: cancel from the bar, new settings, all notes off."""
+        """A finished load becomes the pending switch; at its bar line: cancel from the bar, new settings, all
+        notes off."""
+        loaded = self._collect(now_ticks, engine.settings.bar_ticks)
         due = self.controller.due(now_ticks)
         if due is None or self._next is None or self._next[0] != due:
-            return []
+            return loaded
         _, preset, settings = self._next
         self._next = None
         commands = switch_commands(engine, settings, due.at_ticks, f"preset change to {preset.id}")
@@ -90,7 +145,7 @@ class PresetSession:
         self.controller.replace(preset.cc, preset.bank)
         self._clock_change = ClockChange(preset.clock.bpm, settings.beats_per_bar, settings.beat_unit)
         self.switches += 1
-        return [*commands, Log("info", f"preset: {preset.id} ({preset.name})")]
+        return [*loaded, *commands, Log("info", f"preset: {preset.id} ({preset.name})")]
 
     def request(self, request: RequestAnswer) -> RequestAnswer:
         """The answer request with the preset's extras (model, style, density, harmony...) under its settings."""
@@ -99,21 +154,34 @@ class PresetSession:
     # --- switching ---------------------------------------------------------------------------------
 
     def request_switch(self, name: str, now_ticks: int, bar_ticks: int, program: int = -1) -> list[Command]:
-        """Load `name` now and switch at the next bar line; a bad preset is refused and the current one stays."""
-        try:
-            preset = self._loader(name)
-            settings = preset.engine_settings()
-        except PresetError as err:
-            self.controller.pending = None
-            self._next = None
-            current = self.name or "the current settings"
-            return [Log("warning", f"preset {name!r} refused, keeping {current}: {err.message}")]
-        switch = SwitchPreset(preset.id, program, next_bar_ticks(now_ticks, bar_ticks))
-        self.controller.pending = switch
-        self._next = (switch, preset, settings)
-        if program >= 0:  # the controller has already said "program n: name from the next bar"
-            return []
-        return [Log("info", f"switching to preset {preset.id} at the next bar")]
+        """Have `name` loaded and switch at the next bar line; a bad preset is refused and the current one stays."""
+        self._asks += 1
+        self._wanted = (self._asks, program, next_bar_ticks(now_ticks, bar_ticks))
+        self._next = None
+        self.loader.ask(name, self._asks)
+        return self._collect(now_ticks, bar_ticks)  # an unthreaded loader has finished already
+
+    def _collect(self, now_ticks: int, bar_ticks: int) -> list[Command]:
+        """The loads finished since the last call: the one awaited becomes the pending switch, or is refused."""
+        commands: list[Command] = []
+        for token, name, preset, settings, problem in self.loader.finished():
+            if self._wanted is None or token != self._wanted[0]:
+                continue  # overtaken by a later request
+            _, program, at_ticks = self._wanted
+            self._wanted = None
+            if preset is None or settings is None:
+                self.controller.pending = None
+                self._next = None
+                current = self.name or "the current settings"
+                commands.append(Log("warning", f"preset {name!r} refused, keeping {current}: {problem}"))
+                continue
+            switch = SwitchPreset(preset.id, program, at_ticks if now_ticks < at_ticks
+                                  else next_bar_ticks(now_ticks, bar_ticks))
+            self.controller.pending = switch
+            self._next = (switch, preset, settings)
+            if program < 0:  # for a program, the controller has already said "program n: name from the next bar"
+                commands.append(Log("info", f"switching to preset {preset.id} at the next bar"))
+        return commands
 
     def take_clock_change(self) -> ClockChange | None:
         """The clock the last switch asked for, once (the runtime sets an internal clock's tempo and meter)."""

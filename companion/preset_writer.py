@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 from companion.core.control import CCMapping
 from companion.core.engine import EngineSettings
 from companion.errors import PresetError
+from companion.file_output import write_atomically
 from companion.preset_controls import BANK_CHANNEL
 from companion.preset_schema import SCHEMA, to_toml_value
 from companion.presets import PAD_LOW_NOTES, Preset, load_preset, parse_preset, user_presets_dir
@@ -71,9 +71,7 @@ def save_user_preset(preset: Preset, preset_id: str | None = None) -> Path:
     target = user_presets_dir() / f"{preset_id}.toml"
     parse_preset(text, source=str(target), preset_id=preset_id, path=target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
+    write_atomically(target, lambda handle: handle.write(text.encode("utf-8")))
     return target
 
 

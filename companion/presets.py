@@ -19,8 +19,9 @@ else:  # pragma: no cover - Python 3.10
 from companion.core.control import Bank, CCMapping
 from companion.core.engine import EngineSettings, available_modes
 from companion.errors import PresetError
+from companion.file_input import NotReadable, nesting_depth, read_bounded
 from companion.preset_controls import check_bank, parse_controls
-from companion.preset_problems import Problems, field_value, syntax_error, unknown_key
+from companion.preset_problems import MAX_PROBLEMS_SHOWN, Problems, field_value, syntax_error, unknown_key
 from companion.preset_schema import (
     ALL_TABLES,
     QUANTIZE_GRIDS,
@@ -34,15 +35,19 @@ from companion.preset_schema import (
 
 ENV_CONFIG_DIR = "COMPANION_CONFIG_DIR"
 DEFAULT_PRESET = "folk-call-response"
+MAX_PRESET_BYTES = 256 << 10  # the shipped presets are 1-3 KB
+MAX_DEPTH = 4  # file -> [table] -> cc entry { control = ... } or a list such as pitch_range -> value
 
 
 @dataclass(frozen=True)
 class ClockOptions:
-    """The [clock] table; the runtime applies it at start (a live switch changes only an internal clock's bpm)."""
+    """The [clock] table; the runtime applies it at start (a live switch changes only the bpm, of the internal clock
+    or of the Link session)."""
 
     source: str = "internal"
     bpm: float | None = None  # None: the preset sets no tempo; the running one is kept (120 BPM at start)
     send: bool = False
+    start_stop: bool = True  # with Link: follow the session's start/stop
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,11 @@ def parse_preset(text: str, *, source: str = "<preset>", preset_id: str = "prese
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise syntax_error(source, err, lines) from None
+    except RecursionError:
+        data = None  # deeper than the parser goes
+    if data is None or nesting_depth(data, MAX_DEPTH) > MAX_DEPTH:
+        raise PresetError(f"{source}: lists or tables nested more than {MAX_DEPTH} deep; a preset holds tables of "
+                          "keys (see presets/duet.toml)")
     problems = Problems(text)
     base_dir = path.parent if path is not None else None
     for key in data:
@@ -171,13 +181,16 @@ def parse_preset(text: str, *, source: str = "<preset>", preset_id: str = "prese
     if problems.items:
         count = len(problems.items)
         header = f"{source}: {count} problem{'s' if count > 1 else ''}"
-        error = PresetError(header + ":\n  " + "\n  ".join(problems.messages())
+        shown = problems.messages()[:MAX_PROBLEMS_SHOWN]
+        more = [f"... and {count - len(shown)} more"] if count > len(shown) else []
+        error = PresetError(header + ":\n  " + "\n  ".join([*shown, *more])
                             + "\nFix the file; `companion presets --check FILE` checks it again.")
         error.problems = problems.messages()  # type: ignore[attr-defined]
         raise error
     extras = {t.split(".", 1)[1]: v for t, v in targets.items() if t.startswith("extra.")}
     extras["quantize_ticks"] = QUANTIZE_GRIDS[extras["quantize"]]
-    clock = ClockOptions(targets["clock.source"], targets["clock.bpm"], targets["clock.send"])
+    clock = ClockOptions(targets["clock.source"], targets["clock.bpm"], targets["clock.send"],
+                         targets["clock.start_stop"])
     return Preset(preset_id, meta["name"], meta["description"], MappingProxyType(engine), MappingProxyType(extras),
                   clock, cc, bank, path, origin, hashlib.sha256(text.encode()).hexdigest())
 
@@ -186,9 +199,11 @@ def load_preset_file(path: str | Path, origin: str = "file") -> Preset:
     """Read and validate one preset file; PresetError names the file and every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, MAX_PRESET_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise PresetError(f"{path}: no such preset file") from None
+    except NotReadable as err:
+        raise PresetError(f"{path}: {err}; a preset is a TOML text file like presets/duet.toml") from None
     except UnicodeDecodeError:
         raise PresetError(f"{path}: not a preset file: it is not text (is it a MIDI file?); a preset is a TOML text "
                           "file like presets/duet.toml: give one, or a preset name (`companion presets`)") from None
@@ -248,14 +263,6 @@ def list_presets() -> list[PresetInfo]:
     return infos
 
 
-def save_preset(name: str, settings: Mapping[str, Any], description: str = "", base: str | None = None,
-                cc: Sequence[CCMapping] | None = None) -> Path:
-    """Save a live settings dict as user preset `name` (see preset_writer.save_settings_as_preset)."""
-    from companion.preset_writer import save_settings_as_preset  # it imports this module
-
-    return save_settings_as_preset(name, settings, description, base=base, cc=cc)
-
-
 def preload(names: Iterable[str]) -> tuple[dict[str, Preset], list[str]]:
     """Load the presets a bank names, ahead of the gig: (loaded by name, error messages of the others)."""
     loaded: dict[str, Preset] = {}
@@ -280,7 +287,8 @@ def presets_command(paths: Sequence[str] | None) -> int:
         print(f"shipped: {shipped_presets_dir()}\nuser:    {user_presets_dir()}\n")
         for info in infos:
             origin = "user*" if info.overrides_shipped else info.origin
-            text = f"INVALID: {info.error.splitlines()[0]}" if info.error else info.description
+            # An invalid preset: its problems in full, one per line under it (the first line alone names no problem).
+            text = "INVALID: " + "\n      ".join(info.error.splitlines()) if info.error else info.description
             print(f"  {info.id:<{width}}  {origin:<7}  {text}")
         if any(i.overrides_shipped for i in infos):
             print("\n  * a user preset replacing the shipped one of the same name")

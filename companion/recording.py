@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -16,6 +17,7 @@ from typing import Any
 
 from companion.core.events import PPQ, Note, RequestAnswer
 from companion.errors import CompanionError
+from companion.file_output import write_atomically
 from companion.midifile import write_take
 
 SIDECAR_FORMAT = "companion-take"
@@ -23,6 +25,7 @@ SIDECAR_VERSION = 1
 PARTS = ("player", "companion")
 TEMPO_RESOLUTION_BPM = 0.01  # smaller tempo changes are not worth a tempo event
 FOLLOWED_TEMPO_RESOLUTION_BPM = 0.1  # a DAW's clock, fitted pulse by pulse, wobbles by hundredths
+FILE_MIN_BPM = 3.58  # a MIDI file's slowest tempo (0xFFFFFF microseconds a beat); the clock may go down to 1 BPM
 
 
 class RecordingError(CompanionError):
@@ -66,15 +69,6 @@ def _jsonable(value: Any) -> Any:
     return value if value is None or isinstance(value, bool | int | float | str) else str(value)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 TAKES_DIR_ENV = "COMPANION_TAKES_DIR"
 
 
@@ -92,8 +86,10 @@ class TakeRecorder:
     """Collects a take while it is played; the hot-path calls (`note`, `tempo`) only append under a lock.
 
     Feed it the wire: the player's note messages as the engine thread sees them, Companion's as the scheduler
-    sends them, each with the tick it happened at. `stop()` is cheap; `Take`'s files are written by `save()`,
-    which does file I/O and hashing: call it off the engine and scheduler threads.
+    sends them, each with the tick it happened at. A take is its start (`header`) and the records appended
+    since, in order: `build_take` makes the files' content from them, and a journal (companion.take_journal)
+    holds the same records, so a take that a crash interrupted is rebuilt exactly as `stop()` would have.
+    `stop()` is cheap; `save()` does file I/O and hashing: call it off the engine and scheduler threads.
     """
 
     def __init__(self, directory: str | Path, *, wall_clock: Callable[[], datetime] = datetime.now,
@@ -102,24 +98,21 @@ class TakeRecorder:
         made when the first take is written (the default folder, which a session may never use)."""
         self.directory = Path(directory).expanduser()
         if create:
-            _ensure_folder(self.directory)
+            ensure_folder(self.directory)
         self._wall_clock = wall_clock
         self._monotonic_ns = monotonic_ns
         self._lock = threading.Lock()
         self._active = False
+        self._serial = 0  # one per take started: a journal knows which take it belongs to
         self._reset()
 
     def _reset(self) -> None:
-        self._events: list[tuple[str, int, int, int, int]] = []  # (part, ticks, status, pitch, velocity)
-        self._tempo: list[tuple[int, float]] = []
-        self._answers: list[dict[str, Any]] = []
-        self._changes: list[dict[str, Any]] = []
-        self._info: dict[str, Any] = {}
-        self._start_ticks = 0
-        self._origin_ticks = 0
-        self._bar_ticks = 4 * PPQ
+        self._header: dict[str, Any] = {}
+        self._records: list[tuple[Any, ...]] = []
+        self._journaled = 0  # records handed to the journal so far
+        self._notes = 0
+        self._bpm: float | None = None  # the last tempo kept
         self._started_ns = 0
-        self._started_at = ""
 
     @property
     def recording(self) -> bool:
@@ -131,24 +124,21 @@ class TakeRecorder:
               clock: str = "internal") -> None:
         """Begin a take at `start_ticks` (it starts on the bar line at or before); a running take is dropped."""
         bar_ticks = beats_per_bar * PPQ * 4 // beat_unit
+        bpm = round(float(bpm), 2)
         with self._lock:
             self._reset()
             self._active = True
-            self._start_ticks = start_ticks
-            self._origin_ticks = max(0, start_ticks - start_ticks % bar_ticks)
-            self._bar_ticks = bar_ticks
+            self._serial += 1
             self._started_ns = self._monotonic_ns()
-            self._started_at = self._wall_clock().isoformat(timespec="seconds")
-            self._tempo.append((start_ticks, round(float(bpm), 2)))
-            self._info = {
-                "meter": (beats_per_bar, beat_unit),
-                "clock": clock,
-                "settings": dict(settings or {}),
-                "extras": dict(extras or {}),
-                "preset": _preset_info(preset),
-                "model": model,
-                "checkpoint": str(checkpoint) if checkpoint else None,
+            self._header = {
+                "started_at": self._wall_clock().isoformat(timespec="seconds"),
+                "start_ticks": start_ticks, "origin_ticks": max(0, start_ticks - start_ticks % bar_ticks),
+                "bpm": bpm, "meter": [beats_per_bar, beat_unit], "clock": clock,
+                "settings": dict(settings or {}), "extras": dict(extras or {}), "preset": _preset_info(preset),
+                "model": model, "checkpoint": str(checkpoint) if checkpoint else None,
             }
+            self._records.append(("t", start_ticks, bpm))
+            self._bpm = bpm
 
     # --- hot path -------------------------------------------------------------------------------------
 
@@ -158,18 +148,17 @@ class TakeRecorder:
             return
         with self._lock:
             if self._active:
-                self._events.append((part, ticks, data[0], data[1], data[2]))
+                self._records.append(("n", part, ticks, data[0], data[1], data[2]))
+                self._notes += 1
 
     def tempo(self, ticks: int, bpm: float, resolution: float = TEMPO_RESOLUTION_BPM) -> None:
         """The clock's tempo at `ticks`; repeats and changes under `resolution` BPM are dropped."""
         bpm = round(float(bpm), 2)
         with self._lock:
-            if not self._active or (self._tempo and abs(self._tempo[-1][1] - bpm) < resolution):
+            if not self._active or (self._bpm is not None and abs(self._bpm - bpm) < resolution):
                 return
-            if self._tempo and self._tempo[-1][0] >= ticks:  # two changes at one tick: the later one holds
-                self._tempo[-1] = (self._tempo[-1][0], bpm)
-            else:
-                self._tempo.append((ticks, bpm))
+            self._records.append(("t", ticks, bpm))
+            self._bpm = bpm
 
     # --- engine thread --------------------------------------------------------------------------------
 
@@ -179,7 +168,7 @@ class TakeRecorder:
         with self._lock:
             if not self._active:
                 return
-            self._answers.append({
+            self._records.append(("a", {
                 "tag": request.tag, "seed": request.seed, "start_ticks": request.start_ticks,
                 "end_ticks": request.end_ticks, "key": list(request.key) if request.key else None,
                 "phrase": {"start_ticks": phrase.start_ticks, "end_ticks": phrase.end_ticks,
@@ -188,55 +177,48 @@ class TakeRecorder:
                                      for n in phrase.notes]},
                 "settings": _jsonable(request.settings),
                 "generation_ms": generation_ms,
-            })
+            }))
+
+    def cut(self, tag: str, from_ticks: int, how: str) -> None:
+        """An answer stopped or ducked live from `from_ticks` (the player came back in, a panic): kept in the
+        sidecar, so that a replay (which plays every answer whole) can say so."""
+        with self._lock:
+            if self._active:
+                self._records.append(("c", tag, from_ticks, how))
 
     def settings_changed(self, ticks: int, settings: Mapping[str, Any], extras: Mapping[str, Any] | None = None,
                          preset: Any = None) -> None:
         """Settings (or the preset) changed during the take."""
         with self._lock:
             if self._active:
-                self._changes.append({"ticks": ticks, "settings": dict(settings), "extras": dict(extras or {}),
-                                      "preset": _preset_info(preset)})
+                self._records.append(("s", ticks, dict(settings), dict(extras or {}), _preset_info(preset)))
 
-    def stop(self, end_ticks: int, timings: Mapping[str, Any] | None = None) -> Take | None:
-        """End the take at `end_ticks` (notes still sounding end there); None if nothing was played."""
+    def finish(self, end_ticks: int, timings: Mapping[str, Any] | None = None) -> FinishedTake | None:
+        """End the take at `end_ticks` without building it (cheap: the engine thread's part of a stop); None if
+        no take runs. Its files come from `FinishedTake.build()`, off the timing threads."""
         with self._lock:
             if not self._active:
                 return None
             self._active = False
-            events, tempo, answers, changes, info = self._events, self._tempo, self._answers, self._changes, self._info
-            origin, start, started_ns, started_at = (self._origin_ticks, self._start_ticks, self._started_ns,
-                                                     self._started_at)
+            finished = FinishedTake(self._serial, self._header, tuple(self._records), end_ticks, dict(timings or {}),
+                                    round((self._monotonic_ns() - self._started_ns) / 1e9, 3), self._notes)
             self._reset()
-        if not events:
-            return None
-        end_ticks = max(end_ticks, max(e[1] for e in events))
-        notes = {part: tuple(_pair(events, part, end_ticks, origin)) for part in PARTS}
-        shift = [(max(0, t - origin), bpm) for t, bpm in tempo]
-        bpm, changes_rel = shift[0][1], tuple(shift[1:])
-        for answer in answers:
-            answer["start_ticks"] -= origin
-            answer["end_ticks"] -= origin
-            phrase = answer["phrase"]
-            phrase["start_ticks"] -= origin
-            phrase["end_ticks"] -= origin
-            for note in phrase["notes"]:
-                note[2] -= origin
-        sidecar = {
-            "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION,
-            "started_at": started_at, "duration_s": round((self._monotonic_ns() - started_ns) / 1e9, 3),
-            "ppq": PPQ, "origin_ticks": origin, "start_ticks": start - origin, "end_ticks": end_ticks - origin,
-            "tempo": {"bpm": bpm, "beats_per_bar": info["meter"][0], "beat_unit": info["meter"][1],
-                      "changes": [list(c) for c in changes_rel], "clock": info["clock"]},
-            "preset": info["preset"], "settings": info["settings"], "extras": info["extras"],
-            "seed": info["settings"].get("seed"),
-            "settings_changes": [{**c, "ticks": max(0, c["ticks"] - origin)} for c in changes],
-            "model": {"name": info["model"], "checkpoint": info["checkpoint"]},
-            "answers": answers,
-            "notes": {part: len(notes[part]) for part in PARTS},
-            "timings": dict(timings or {}),
-        }
-        return Take(notes, bpm, info["meter"][0], info["meter"][1], changes_rel, _jsonable(sidecar))
+        return finished
+
+    def journal_delta(self) -> tuple[int, Mapping[str, Any], list[tuple[Any, ...]]] | None:
+        """The running take's serial, header and the records not handed out before (for its journal); None if
+        no take runs. A quick slice under the lock: the journal's file I/O happens on its caller's thread."""
+        with self._lock:
+            if not self._active:
+                return None
+            delta = self._records[self._journaled:]
+            self._journaled = len(self._records)
+            return self._serial, self._header, delta
+
+    def stop(self, end_ticks: int, timings: Mapping[str, Any] | None = None) -> Take | None:
+        """End the take at `end_ticks` (notes still sounding end there); None if nothing was played."""
+        finished = self.finish(end_ticks, timings)
+        return None if finished is None else finished.build()
 
     def save(self, end_ticks: int, timings: Mapping[str, Any] | None = None) -> tuple[Path, Path] | None:
         """`stop()` and write the take's files; None if nothing was played. Does I/O: not on a timing thread."""
@@ -244,7 +226,85 @@ class TakeRecorder:
         return None if take is None else write_take_files(take, self.directory, self._wall_clock())
 
 
-def _ensure_folder(directory: Path) -> None:
+@dataclass(frozen=True)
+class FinishedTake:
+    """A stopped take as it was recorded: its header and records (what its journal holds), not yet built."""
+
+    serial: int
+    header: Mapping[str, Any]
+    records: tuple[tuple[Any, ...], ...]
+    end_ticks: int
+    timings: Mapping[str, Any]
+    duration_s: float | None
+    notes: int  # note messages among the records: 0 is an empty take
+
+    def build(self) -> Take | None:
+        return build_take(self.header, self.records, self.end_ticks, self.timings, self.duration_s)
+
+
+def build_take(header: Mapping[str, Any], records: Iterable[Sequence[Any]], end_ticks: int,
+               timings: Mapping[str, Any] | None = None, duration_s: float | None = None) -> Take | None:
+    """A take's content from its header and records (see TakeRecorder); None if no note was played."""
+    events: list[tuple[str, int, int, int, int]] = []
+    tempo: list[tuple[int, float]] = []
+    answers: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    for record in records:
+        kind = record[0]
+        if kind == "n":
+            events.append(tuple(record[1:]))  # type: ignore[arg-type]
+        elif kind == "t":
+            ticks, bpm = record[1], record[2]
+            if tempo and tempo[-1][0] >= ticks:  # two changes at one tick: the later one holds
+                tempo[-1] = (tempo[-1][0], bpm)
+            else:
+                tempo.append((ticks, bpm))
+        elif kind == "a":
+            answers.append(copy.deepcopy(dict(record[1])))
+        elif kind == "c":
+            _, tag, from_ticks, how = record
+            for answer in answers:
+                if answer["tag"] == tag and from_ticks < answer["end_ticks"]:
+                    answer.setdefault("cut", []).append([how, from_ticks])
+        elif kind == "s":
+            changes.append({"ticks": record[1], "settings": record[2], "extras": record[3], "preset": record[4]})
+    if not events:
+        return None
+    origin, start = header["origin_ticks"], header["start_ticks"]
+    beats_per_bar, beat_unit = header["meter"]
+    end_ticks = max(end_ticks, max(e[1] for e in events))
+    notes = {part: tuple(_pair(events, part, end_ticks, origin)) for part in PARTS}
+    shift = [(max(0, t - origin), max(FILE_MIN_BPM, bpm)) for t, bpm in tempo or [(origin, header["bpm"])]]
+    bpm, changes_rel = shift[0][1], tuple(shift[1:])
+    for answer in answers:
+        answer["start_ticks"] -= origin
+        answer["end_ticks"] -= origin
+        phrase = answer["phrase"]
+        phrase["start_ticks"] -= origin
+        phrase["end_ticks"] -= origin
+        for note in phrase["notes"]:
+            note[2] -= origin
+        for cut in answer.get("cut", ()):
+            cut[1] = max(0, cut[1] - origin)
+    settings = header["settings"]
+    sidecar = {
+        "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION,
+        "started_at": header["started_at"], "duration_s": duration_s,
+        "ppq": PPQ, "origin_ticks": origin, "start_ticks": start - origin, "end_ticks": end_ticks - origin,
+        "tempo": {"bpm": bpm, "beats_per_bar": beats_per_bar, "beat_unit": beat_unit,
+                  "changes": [list(c) for c in changes_rel], "clock": header["clock"]},
+        "preset": header["preset"], "settings": settings, "extras": header["extras"],
+        "seed": settings.get("seed"),
+        "settings_changes": [{**c, "ticks": max(0, c["ticks"] - origin)} for c in changes],
+        "model": {"name": header["model"], "checkpoint": header["checkpoint"]},
+        "answers": answers,
+        "notes": {part: len(notes[part]) for part in PARTS},
+        "timings": dict(timings or {}),
+    }
+    return Take(notes, bpm, beats_per_bar, beat_unit, changes_rel, _jsonable(sidecar))
+
+
+def ensure_folder(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -277,7 +337,8 @@ def _pair(events: Iterable[tuple[str, int, int, int, int]], part: str, end_ticks
         starts = open_notes.get((channel, pitch))
         if starts:
             start, on_velocity = starts.pop(0)
-            notes.append(_note(pitch, on_velocity, start, ticks, channel, origin))
+            if ticks > start:  # struck again at the tick it began: no note (as `without_overlaps` writes it)
+                notes.append(_note(pitch, on_velocity, start, ticks, channel, origin))
     for (channel, pitch), starts in open_notes.items():
         notes.extend(_note(pitch, velocity, start, end_ticks, channel, origin) for start, velocity in starts)
     return sorted(notes, key=lambda n: (n.start_ticks, n.pitch))
@@ -300,7 +361,7 @@ def _free_stem(directory: Path, stamp: datetime) -> str:
 def write_take_files(take: Take, directory: str | Path, stamp: datetime | None = None) -> tuple[Path, Path]:
     """`take-YYYYmmdd-HHMMSS.mid` (tempo, player, companion tracks) and its `.json` sidecar, each atomically."""
     directory = Path(directory)
-    _ensure_folder(directory)
+    ensure_folder(directory)
     stem = _free_stem(directory, stamp or datetime.now())
     midi_path, json_path = directory / f"{stem}.mid", directory / f"{stem}.json"
     write_take(midi_path, [(part, take.notes[part]) for part in PARTS], take.bpm, take.beats_per_bar,
@@ -310,57 +371,6 @@ def write_take_files(take: Take, directory: str | Path, stamp: datetime | None =
     sidecar["model"] = {**sidecar["model"], "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None}
     sidecar["midi_file"] = midi_path.name
     sidecar["created"] = (stamp or datetime.now()).isoformat(timespec="seconds")
-    _atomic_write_text(json_path, json.dumps(sidecar, indent=2, sort_keys=False) + "\n")
+    text = json.dumps(sidecar, indent=2, sort_keys=False) + "\n"
+    write_atomically(json_path, lambda handle: handle.write(text.encode("utf-8")))  # no .tmp left on a full disk
     return midi_path, json_path
-
-
-# --- replay (`companion generate --replay SIDECAR.json`) --------------------------------------------
-
-
-class TakeKeeper:
-    """The runtime's side of recording: takes start and stop on the engine thread; their files are written
-    by `write_pending()` on the supervisor thread (and at close), never on a timing thread."""
-
-    def __init__(self, recorder: TakeRecorder | None, log: Callable[[str, str], None]) -> None:
-        self.recorder = recorder
-        self._log = log
-        self._finished: list[Take] = []
-        self._lock = threading.Lock()
-
-    @property
-    def recording(self) -> bool:
-        return self.recorder is not None and self.recorder.recording
-
-    def start(self, start_ticks: int, **info: Any) -> None:
-        if self.recorder is None:
-            self._log("warning", "recording needs a take folder: start with --record DIR")
-            return
-        self.recorder.start(start_ticks, **info)
-        self._log("info", f"recording a take into {self.recorder.directory}")
-
-    def follow_clock(self, ticks: int, bpm: float, followed: bool) -> None:
-        """The take's tempo map follows the clock: the engine thread calls this every tick; a cheap no-op
-        unless a take is running."""
-        if self.recording:
-            self.recorder.tempo(ticks, bpm, FOLLOWED_TEMPO_RESOLUTION_BPM if followed else TEMPO_RESOLUTION_BPM)
-
-    def stop(self, end_ticks: int, timings: Mapping[str, Any]) -> None:
-        if not self.recording:
-            return
-        take = self.recorder.stop(end_ticks, timings)
-        if take is not None:
-            with self._lock:
-                self._finished.append(take)
-
-    def write_pending(self) -> None:
-        with self._lock:
-            finished, self._finished = self._finished, []
-        for take in finished:
-            try:
-                midi_path, _ = write_take_files(take, self.recorder.directory, datetime.now())
-                self._log("info", f"take saved: {midi_path}")
-            except RecordingError as err:
-                self._log("error", f"could not save the take: {err.message}")
-            except OSError as err:
-                self._log("error", f"could not save the take into {self.recorder.directory}: {err.strerror or err}; "
-                                   "choose another folder with --record DIR")

@@ -17,6 +17,8 @@ from companion.core.engine import Engine, EngineSettings
 from companion.core.events import (
     Cancel,
     ClockMessage,
+    ClockStart,
+    ClockStop,
     Command,
     HarmonyCommand,
     Log,
@@ -27,26 +29,28 @@ from companion.core.events import (
     ScheduleNotes,
     SendNow,
 )
-from companion.generation import GenerationWorker
-from companion.generators import Generator
+from companion.errors import ClockError
+from companion.generation import GenerationWorker, describe_answer
+from companion.generators import Generator, answering_model
 from companion.harmony import HarmonyWorker, Loader, load_harmonizers
-from companion.midi.clock import ClockSender, InternalClock, MidiClockFollower
 from companion.midi.codec import DecodeStats, decode
 from companion.midi.ports import OutputPort
-from companion.midi.realtime import ENGINE_PRIORITY, try_realtime
-from companion.preset_session import PresetSession
+from companion.midi.realtime import ENGINE_PRIORITY, HARMONY_PRIORITY, try_realtime
+from companion.preset_session import PresetLoader, PresetSession
 from companion.presets import Preset
-from companion.recording import TakeKeeper, TakeRecorder
+from companion.recording import TakeRecorder
+from companion.runtime_clock import ClockOut, LiveClock, Source, make_clock
 from companion.runtime_ports import InputFactory, LivePorts, PortCheck, PortChooser
 from companion.runtime_snapshot import Snapshots
 from companion.scheduler import Scheduler
+from companion.take_keeper import TakeKeeper
 
 log = logging.getLogger("companion")
 
 ENGINE_TICK_NS = 2_000_000  # the engine polls phrase ends and answer starts every 2 ms
 GIL_SWITCH_INTERVAL_S = 0.0002
 SNAPSHOT_NS = 33_000_000  # the UI's picture is rebuilt about 30 times a second
-SUPERVISE_S = 0.25  # port changes and take writing happen this often
+SUPERVISE_S = 0.25  # port changes, take journals and take writing happen this often
 PORT_CHECK_ROUNDS = 4  # a lost or returned port is noticed within a second
 _STOP = object()
 _CLOCK_TYPES = ClockMessage.__args__  # type: ignore[attr-defined]
@@ -61,14 +65,17 @@ class RuntimeConfig:
     out_port: str | None = None  # None: open the virtual port 'Companion Out'
     connect_in: str | None = None
     connect_out: str | None = None
-    clock: str = "internal"  # "internal" | "external" (follow the DAW's MIDI Beat Clock)
+    clock: str = "internal"  # "internal" | "external" (follow the DAW's MIDI Beat Clock) | "link" (Ableton Link)
     bpm: float = 120.0
+    bpm_source: str = "default"  # where `bpm` came from: "--bpm", "preset" or "default"
+    link_start_stop: bool = True  # with Link: follow the session's start/stop
     send_clock: bool = False
     model: str = "auto"  # "auto" | "markov" | "transformer"
     checkpoint: str | None = None  # None: the shipped checkpoint
     in_name: str = "Companion In"  # names of the virtual ports (two companions side by side need their own)
     out_name: str = "Companion Out"
     record_dir: str | None = None  # --record DIR: every take saved there
+    timed_output: bool = False  # --timed-output: on our JACK client, planned notes written at their exact frame
 
 
 class Runtime:
@@ -81,7 +88,7 @@ class Runtime:
         inputs: Sequence[InputFactory],
         outputs: Sequence[OutputPort],
         generator: Generator,
-        clock: InternalClock | MidiClockFollower,
+        clock: Source | LiveClock,
         on_port_check: PortCheck | None = None,
         port_names: dict[str, str] | None = None,
         preset: Preset | None = None,
@@ -89,18 +96,21 @@ class Runtime:
         record_from_start: bool = False,
         send_clock: bool = False,
         harmonizer_loader: Loader | None = None,
+        chord_loader: Callable[[], Any] | None = None,  # chord_worker.ChordLoader
         send_ahead_ns: int = 0,
+        hand_ahead_ns: int = 0,
         port_chooser: PortChooser | None = None,
     ) -> None:
         self.engine = Engine(settings)
-        self.clock = clock
+        clock = self.clock = clock if isinstance(clock, LiveClock) else LiveClock(clock)  # the UI may switch it
         self.decode_stats = DecodeStats()
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.planned_answers: deque[tuple[str, int, int]] = deque(maxlen=64)  # (tag, start_ticks, end_ticks)
+        self.sent_note_ons: deque[tuple[int, int, int]] = deque(maxlen=256)  # (channel, pitch, the tick planned)
         self._log_lines: deque[tuple[str, str]] = deque(maxlen=200)
         self._listeners: list[Callable[[str, str], None]] = []
         self._snapshots = Snapshots()  # what the UI's picture is built from
-        self.presets = PresetSession(preset)
+        self.presets = PresetSession(preset, PresetLoader(threaded=True))  # presets load on their own thread
         self.recorder = recorder
         self.takes = TakeKeeper(recorder, self.log)
         self._record_from_start = record_from_start and recorder is not None  # --record DIR: a take from the start
@@ -108,18 +118,22 @@ class Runtime:
         self._error: BaseException | None = None
         # Harmonize mode: the harmony worker starts when the mode is first used (torch loads only then).
         self._harmonizer_loader = harmonizer_loader or load_harmonizers
+        self._chord_loader = chord_loader
         self.harmony: HarmonyWorker | None = None
         self.scheduler = Scheduler(self._send_bytes, clock, on_error=self._thread_failed,
-                                   send_ahead_ns=send_ahead_ns)
+                                   send_ahead_ns=send_ahead_ns, on_note=self._sent_note,
+                                   send_at=self._send_bytes_at, hand_ahead_ns=hand_ahead_ns,
+                                   timed=lambda: self._ports.timed)
         self.generation = GenerationWorker(generator, self.scheduler, clock, log=self.log, closed=self._closed)
         # As clock master, F8 pulses go out from their own deadline thread through the same thread-safe ports.
-        self._clock_out = ClockSender(self._send_bytes, clock) if send_clock else None
+        self._clock_out = ClockOut(self._send_bytes, clock, wanted=send_clock)
         self._ports = LivePorts(inputs, outputs, on_midi=self._on_midi, scheduler=self.scheduler, closed=self._closed,
                                 log=self.log, names=port_names, chooser=port_chooser, on_port_check=on_port_check)
         self._threads = [
             threading.Thread(target=self._guard(self._engine_loop), name="companion-engine", daemon=True),
             threading.Thread(target=self._guard(self.generation.run), name="companion-generator", daemon=True),
             threading.Thread(target=self._guard(self._supervise), name="companion-supervisor", daemon=True),
+            threading.Thread(target=self._guard(self.presets.loader.run), name="companion-presets", daemon=True),
         ]
 
     # --- life cycle ----------------------------------------------------------------------------------
@@ -129,11 +143,10 @@ class Runtime:
         # while the engine, generator or UI threads run Python code (the default is 5 ms).
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.scheduler.start()
-        if self._clock_out is not None:
-            self._clock_out.start()
+        self._clock_out.start()
         for thread in self._threads:
             thread.start()
-        self.log("info", f"answering with the {self.generator.name} model")
+        self.log("info", f"answering with the {self.answering_model} model")
         if self._record_from_start:
             self._start_take()
         return self
@@ -144,18 +157,22 @@ class Runtime:
             return
         self._closed.set()
         self._inbox.put(_STOP)
+        self.presets.loader.stop()
         self.generation.stop()
         for thread in self._threads:
             if thread.is_alive() and thread is not threading.current_thread():
                 thread.join(timeout=2.0)
-        if self._clock_out is not None:
-            self._clock_out.stop()
+        self._clock_out.stop()
         if self.harmony is not None:
             self.harmony.close()  # its note-offs go out before the scheduler's final panic
         self.scheduler.close()
+        close_models = getattr(self.generator, "close", None)  # a model worker process: the runtime owns it
+        if close_models is not None:
+            close_models()
         self._stop_take()
         self.takes.write_pending()
         self._ports.close()
+        self.clock.close()
 
     def __enter__(self) -> Runtime:
         return self.start()
@@ -173,9 +190,16 @@ class Runtime:
         self.generation.generator = generator
 
     @property
+    def answering_model(self) -> str:
+        """The model that answers in the current mode (harmonize mode's is the harmonizer, not the generator)."""
+        settings = self.engine.settings
+        return answering_model(settings.mode, self.generator, settings.harmony_style)
+
+    @property
     def clock_source(self) -> str:
-        """"external" when following the DAW's MIDI clock, else "internal" (the snapshot, takes, the tempo map)."""
-        return "external" if isinstance(self.clock, MidiClockFollower) else "internal"
+        """"external" (the DAW's MIDI clock), "link" (an Ableton Link session) or "internal" (the snapshot, takes,
+        the tempo map)."""
+        return self.clock.name
 
     @property
     def closed(self) -> bool:
@@ -252,7 +276,8 @@ class Runtime:
                 self._apply(self.engine.tick(ticks))
                 self._apply(self.presets.tick(self.engine, ticks))
                 self._apply_clock_change()
-                self.takes.follow_clock(ticks, timebase.bpm, self.clock_source == "external")
+                self._follow_link_transport()
+                self.takes.follow_clock(ticks, timebase.bpm, self.clock_source != "internal")
                 next_tick_ns = now_ns + ENGINE_TICK_NS
             if now_ns >= next_snapshot_ns:
                 self._snapshots.publish(self.engine, self.presets)
@@ -267,8 +292,10 @@ class Runtime:
         if message is None:
             return
         if isinstance(message, _CLOCK_TYPES):
-            if isinstance(self.clock, MidiClockFollower):
-                self.clock.feed(message, time_ns)
+            self.clock.feed(message, time_ns)
+            if isinstance(message, ClockStop | ClockStart):  # the DAW stopped (answers and harmony end now,
+                # whichever clock) or started (bar 1 is now: generate plays again from there)
+                self._apply(self.engine.handle(message, self.clock.timebase().ticks_at(time_ns)))
             return
         ticks = self.clock.timebase().ticks_at(time_ns)
         consumed, commands = self.presets.handle(self.engine, message, ticks)
@@ -293,15 +320,21 @@ class Runtime:
                 self.scheduler.submit(command.notes, command.tag)
             elif isinstance(command, RequestAnswer):
                 command = self.presets.request(command)
+                if "drums" in command.settings:  # the drum GAN is conditioned on the tempo
+                    bpm = self.clock.timebase().bpm
+                    command = dataclasses.replace(command, settings={**command.settings, "bpm": bpm})
                 if self.recorder is not None:
                     self.recorder.answer(command)
                 self._snapshots.counters["answers"] += 1
+                self.log("info", describe_answer(command, self.answering_model))
                 self.planned_answers.append((command.tag, command.start_ticks, command.end_ticks))
                 self.generation.request(command)
             elif isinstance(command, Cancel):
                 if command.how == "stop":
                     self.generation.cancel(command.tag)
                 self.scheduler.cancel(command.tag, command.from_ticks, command.how)
+                if self.recorder is not None:
+                    self.recorder.cut(command.tag, command.from_ticks, command.how)
             elif isinstance(command, Panic):
                 self.generation.cancel_all()
                 self.scheduler.panic()
@@ -312,10 +345,17 @@ class Runtime:
                 self.log(command.level, command.text)
 
     def _start_harmony(self) -> HarmonyWorker:
-        """Harmonize mode: the worker that owns the harmony model (it loads on the worker's own thread, once)."""
+        """Harmonize mode: the worker that owns the harmony model (it loads on the worker's own thread, once);
+        a style of the other model (chorale <-> lead-sheet chords) swaps it for that model's worker."""
+        style = self.engine.settings.harmony_style
+        if self.harmony is not None and (style == "chorale") != (self.harmony.family == "chorale"):
+            self.harmony.close()  # its notes end; the other model's worker takes over
+            self.harmony = None
         if self.harmony is None:
-            self.harmony = HarmonyWorker(self.scheduler.send_now, self._harmonizer_loader, log_line=self.log,
-                                         seed=self.engine.settings.seed).start()
+            from companion.chord_worker import make_worker  # numpy and the chord vocabulary: only for harmony
+
+            self.harmony = make_worker(style, self.scheduler.send_now, self._harmonizer_loader, self._chord_loader,
+                                       log_line=self.log, seed=self.engine.settings.seed).start()
         return self.harmony
 
     # --- presets and takes (engine thread, except the file writing) ---------------------------------------
@@ -324,6 +364,8 @@ class Runtime:
         if type(intent).__name__ == "ChoosePorts":  # opening ports is slow: the supervisor thread does it
             self._ports.request(intent)
             return []
+        if type(intent).__name__ == "SetClock":
+            return self._switch_clock(str(getattr(intent, "source", "")))
         if type(intent).__name__ == "SetRecording":
             if getattr(intent, "on", False):
                 self._start_take()
@@ -338,14 +380,36 @@ class Runtime:
         change = self.presets.take_clock_change()
         if change is None:
             return
-        if isinstance(self.clock, InternalClock):
-            if change.bpm is not None:
-                self.clock.set_tempo(change.bpm)
-            self.clock.set_meter(change.beats_per_bar, change.beat_unit)
+        self.clock.set_tempo_and_meter(change.bpm, change.beats_per_bar, change.beat_unit)  # Link: to every peer
         if self.recorder is not None:
             ticks = self.clock.timebase().ticks_at(time.monotonic_ns())
             self.recorder.settings_changed(ticks, dataclasses.asdict(self.engine.settings), self.presets.extras,
                                            self.presets.preset)
+
+    def _follow_link_transport(self) -> None:
+        """The Link session stopped or started: the engine takes it as a DAW's MIDI Stop or Start (a start moved
+        bar 1; the clock's epoch voided the old plans)."""
+        for change in self.clock.take_transport():
+            self.log("info", f"Link session {'started' if isinstance(change, ClockStart) else 'stopped'}")
+            self._apply(self.engine.handle(change, self.clock.timebase().ticks_at(time.monotonic_ns())))
+
+    def _switch_clock(self, name: str) -> list[Command]:
+        """The UI's clock chooser: what plays stops (as on a DAW's Stop), then the new source leads; the internal
+        clock goes on from where the old one was."""
+        if name == self.clock.name:
+            return []
+        settings = self.engine.settings
+        try:
+            source = self.clock.internal_here(settings.beats_per_bar, settings.beat_unit) if name == "internal" \
+                else make_clock(name, self.clock.bpm, settings.beats_per_bar, settings.beat_unit,
+                                start_stop=self.presets.clock_options().start_stop)
+        except (ClockError, ValueError) as err:
+            return [Log("warning", f"clock not changed: {err}")]
+        commands = self.engine.handle(ClockStop(), self.clock.timebase().ticks_at(time.monotonic_ns()))
+        self._clock_out.stop()  # FC: a synth following us stops too, and starts again with the new source
+        self.clock.switch(source)
+        self._clock_out.start()
+        return [*commands, Log("info", f"clock: {name}")]
 
     def _start_take(self) -> None:
         timebase = self.clock.timebase()
@@ -362,6 +426,10 @@ class Runtime:
                          "generation_ms": self.generation.last_first_note_ms})
 
     def _supervise(self) -> None:
+        # Our lowest real-time rank: a normal-priority thread preempted holding the interpreter lock delays the
+        # scheduler (companion bench inversion); this one wakes four times a second.
+        try_realtime(HARMONY_PRIORITY)
+        self.takes.recover()  # a take the last session lost in a crash, from its journal
         if self.scheduler.realtime_problem and not self._closed.wait(0.5):
             self.log("warning", f"scheduler: {self.scheduler.realtime_problem}")
         rounds = 0
@@ -370,17 +438,27 @@ class Runtime:
             self._ports.apply_choices()
             self._ports.report_send_failures()
             self._ports.report_malformed(self.decode_stats)
+            self._ports.report_missed_cycles()
             self.takes.write_pending()
             if rounds % PORT_CHECK_ROUNDS == 0:
                 self._ports.check()
 
     def _send_bytes(self, data: Sequence[int]) -> None:
         """The scheduler's only output path (its own thread): every output port gets the bytes."""
+        self._send_bytes_at(data, 0)
+
+    def _send_bytes_at(self, data: Sequence[int], due_ns: int) -> None:
+        """The same, placed at `due_ns` (monotonic) by a timed port (JACK); 0: now."""
         kind = data[0] & 0xF0
         if kind in (0x80, 0x90):
-            self._snapshots.wire_out.append((time.monotonic_ns(), data))
+            self._snapshots.wire_out.append((due_ns or time.monotonic_ns(), data))
             if kind == 0x90 and data[2] > 0:
                 self._snapshots.counters["notes_out"] += 1
-            if self.takes.recording:
-                self.recorder.note("companion", data, self.clock.timebase().ticks_at(time.monotonic_ns()))
-        self._ports.send(data)
+        self._ports.send(data, due_ns)
+
+    def _sent_note(self, data: list[int], ticks: int) -> None:
+        """The scheduler sent a note message planned for `ticks`: a take keeps it at that tick (exact replays)."""
+        if data[0] & 0xF0 == 0x90 and data[2] > 0:
+            self.sent_note_ons.append((data[0] & 0x0F, data[1], ticks))
+        if self.takes.recording:
+            self.recorder.note("companion", data, ticks)

@@ -58,13 +58,21 @@ class LivePorts:
         self._last_send_ok: dict[str, bool] = {}  # whether a failing port took the last message sent to it
         self._malformed_said: dict[str, int] = {}
         self._malformed_said_ns = 0
+        self._missed_said = (0, 0)  # JACK cycles run without us, as last reported
+        self._missed_said_ns = 0
 
-    def send(self, data: Sequence[int]) -> None:
-        """Every open output gets the bytes (the scheduler's thread)."""
+    @property
+    def timed(self) -> bool:
+        """Every open output places messages at their due time (our JACK client), and one is open."""
+        open_ports = [port for port in self.outputs if not port.closed]
+        return bool(open_ports) and all(port.timed for port in open_ports)
+
+    def send(self, data: Sequence[int], due_ns: int = 0) -> None:
+        """Every open output gets the bytes (the scheduler's thread); a timed port places them at `due_ns` if set."""
         for port in self.outputs:
             if not port.closed:
                 try:
-                    port.send(data)
+                    port.send_at(data, due_ns)
                     if self._failing:
                         self._last_send_ok[port.name] = True
                 except Exception as err:  # noqa: BLE001 - a port that fails (a stalled server, a driver error)
@@ -121,6 +129,32 @@ class LivePorts:
         detail = ", ".join(f"{reason.replace('_', ' ')} {n}" for reason, n in sorted(new.items()))
         self._log("warning", f"ignored {total} malformed MIDI message{'s' if total > 1 else ''} on the input "
                              f"({detail}); check the cable, the driver or the sending device")
+
+    def report_missed_cycles(self) -> None:
+        """The supervisor: warn (at most every few seconds) when JACK ran cycles without Companion's client.
+
+        Nothing in Companion writes a message twice, but JACK does not wait for a late client on a feedback
+        connection (the DAW's output feeds Companion In and Companion Out feeds the DAW: a loop, broken by JACK on
+        one side): in a cycle Companion's client missed, the DAW reads what it sent in the cycle before again (a
+        double strike one period later), and what the DAW sent to it then is overwritten unread."""
+        ports = [*self.inputs, *self.outputs]
+        if not any(getattr(port, "backend", "") == "jack" and not port.closed for port in ports):
+            return
+        now_ns = time.monotonic_ns()
+        if now_ns - self._missed_said_ns < MALFORMED_REPORT_NS:
+            return
+        from companion.midi.jack import missed_cycles  # the JACK edge, loaded only where JACK ports are open
+
+        counts = missed_cycles()
+        said = self._missed_said if counts[0] >= self._missed_said[0] else (0, 0)  # a client re-opened: anew
+        missed, repeated = counts[0] - said[0], counts[1] - said[1]
+        if missed <= 0:
+            return
+        self._missed_said, self._missed_said_ns = counts, now_ns
+        self._log("warning", f"JACK ran {missed} cycle{'s' if missed > 1 else ''} without Companion (the machine "
+                             "stalled, or JACK is not running real-time): MIDI sent to Companion then was lost"
+                             + (f", and the DAW may have heard Companion's messages of {repeated} cycle"
+                                f"{'s' if repeated > 1 else ''} twice" if repeated else ""))
 
     def check(self) -> None:
         """The supervisor: note and log each port lost or returned."""

@@ -7,16 +7,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from companion.core.engine import Engine, EngineSettings
 from companion.core.events import Note
 from companion.core.notes import notes_from_wire
 from companion.core.timebase import Timebase
 from companion.preset_session import PresetSession
-
-if TYPE_CHECKING:
-    from companion.runtime import Runtime
 
 LATENESS_REFRESH_NS = 500_000_000
 
@@ -42,9 +39,9 @@ class Snapshots:
         with self._lock:
             self._published = snap
 
-    def build(self, rt: Runtime, ports: dict[str, Any], log_lines: Iterable[tuple[str, str]]) -> dict[str, Any]:
-        """A compact picture for the UI, built on the caller's thread from thread-safe reads (the engine thread
-        only publishes its own small part): the piano roll's pairing never delays a note."""
+    def build(self, rt: Any, ports: dict[str, Any], log_lines: Iterable[tuple[str, str]]) -> dict[str, Any]:
+        """A compact picture for the UI of the runtime `rt`, built on the caller's thread from thread-safe reads (the
+        engine thread only publishes its own small part): the piano roll's pairing never delays a note."""
         with self._lock:
             snap = dict(self._published)
         now_ns = time.monotonic_ns()
@@ -67,10 +64,11 @@ class Snapshots:
             "beat": beat,
             "clock": rt.clock_source,
             "clock_running": rt.clock.running,
-            "generator": rt.generator.name,
+            "link": rt.clock.status(),  # Link's peers, transport and quantum; None for the other clocks
+            "generator": rt.answering_model,
             "generation_ms": rt.generation.last_first_note_ms,
             "counters": {**self.counters, "late_notes": rt.generation.late_notes},
-            "dropped": rt.decode_stats.as_dict(),
+            "malformed": rt.decode_stats.malformed(),  # broken bytes only: every decoded note is no loss
             "harmony": rt.harmony.snapshot() if rt.harmony is not None else None,
             "recording": rt.takes.recording,
             "takes_dir": str(rt.recorder.directory) if rt.recorder is not None else None,

@@ -17,6 +17,7 @@ from companion.core.events import (
     Note,
     NoteOff,
     NoteOn,
+    PitchBend,
 )
 from companion.core.notes import NoteLedger
 from companion.core.timebase import Timebase
@@ -24,8 +25,13 @@ from companion.midi.codec import encode
 from companion.midi.realtime import SCHEDULER_PRIORITY, try_realtime
 
 SendBytes = Callable[[list[int]], None]
+SendBytesAt = Callable[[list[int], int], None]  # (bytes, the monotonic ns they are due): a timed output places them
+NoteTap = Callable[[list[int], int], None]  # (note-on/off bytes, the tick it stands at in the music)
 SPIN_NS = 1_000_000  # wait on the condition until this close to a deadline, then spin to it
 MAX_WAIT_NS = 20_000_000  # re-read the timebase at least this often (tempo changes move pending notes)
+# Planned notes go to a timed output (our JACK client) this long before they are due: a scheduler thread that a
+# busy machine holds back for less than this still has them written at their exact frame.
+HAND_AHEAD_NS = 25_000_000
 LATE_TOLERANCE_NS = 15_000_000  # a note-on later than this is skipped (counted); note-offs are never skipped
 DUCK_FACTOR = 0.4
 LATENESS_CAPACITY = 8192
@@ -51,8 +57,22 @@ class Scheduler:
                  late_tolerance_ns: int = LATE_TOLERANCE_NS, duck_factor: float = DUCK_FACTOR,
                  lateness_capacity: int = LATENESS_CAPACITY,
                  now_ns: Callable[[], int] = time.monotonic_ns,
-                 realtime_priority: int | None = SCHEDULER_PRIORITY, send_ahead_ns: int = 0) -> None:
+                 realtime_priority: int | None = SCHEDULER_PRIORITY, send_ahead_ns: int = 0,
+                 on_note: NoteTap | None = None, send_at: SendBytesAt | None = None, hand_ahead_ns: int = 0,
+                 timed: Callable[[], bool] = lambda: True) -> None:
         self._send = send
+        # A timed output (our JACK client) writes each note at the frame it is due: planned notes are handed to it
+        # `hand_ahead_ns` before their time with that time, so a thread that wakes late (a busy machine) is still
+        # on time. Immediate sends (thru, harmony, stops) still go through `send`. `timed()` says whether the
+        # outputs are such now (the player may switch ports to another backend).
+        self._send_at = send_at if hand_ahead_ns > 0 else None
+        self._hand_ahead_ns = hand_ahead_ns
+        self._timed = timed
+        self._due_ns: int | None = None  # the due time of the timed send being made, else None
+        # Told every note message sent, with its planned tick (a take records what was played, to the tick, so a
+        # replay of its answers is exact); an immediate send (thru, harmony, a stop) gets the clock's tick now.
+        self._on_note = on_note
+        self._at_ticks: int | None = None  # the planned tick of the timed send being made, else None
         # Output latency compensation: JACK delivers at the next period boundary, so sending half a
         # period ahead centres the arrival on the beat (the runtime knows the period; 0 = exact deadlines).
         self._send_ahead_ns = send_ahead_ns
@@ -222,6 +242,7 @@ class Scheduler:
 
     def step(self, now_ns: int) -> int | None:
         """Apply queued commands, send all that is due at `now_ns`; return the next deadline ns or None."""
+        self._at_ticks = self._due_ns = None
         self._drain()
         epoch = getattr(self._clock, "epoch", 0)
         if epoch != self._epoch:
@@ -232,20 +253,27 @@ class Scheduler:
             self._release_all()
         timebase = self._clock.timebase()
         heap = self._heap
+        timed = self._send_at is not None and self._timed()
         while heap:
             ticks, kind, _, payload = heap[0]
-            deadline_ns = timebase.ns_at(ticks) - self._send_ahead_ns
-            if deadline_ns > now_ns:
-                return deadline_ns
+            due_ns = timebase.ns_at(ticks)
+            deadline_ns = due_ns if timed else due_ns - self._send_ahead_ns
+            hand_ns = due_ns - self._hand_ahead_ns if timed else deadline_ns
+            if hand_ns > now_ns:
+                return hand_ns
             heapq.heappop(heap)
+            self._at_ticks = ticks
+            self._due_ns = due_ns if timed else None
+            late_ns = max(0, now_ns - deadline_ns) if timed else now_ns - deadline_ns  # handed over early: on time
             if kind == _OFF:
                 channel, pitch, note_id = payload
                 owner = self._owner.get((channel, pitch))
                 if owner is not None and owner[0] == note_id:  # else it was re-struck or stopped already
                     self._note_off(channel, pitch)
-                    self._record(now_ns - deadline_ns)
+                    self._record(late_ns)
             else:
-                self._play(payload, ticks, now_ns - deadline_ns, now_ns)
+                self._play(payload, ticks, late_ns, now_ns)
+            self._at_ticks = self._due_ns = None
         return None
 
     def _play(self, payload: tuple[Note, str, int], ticks: int, late_ns: int, now_ns: int) -> None:
@@ -265,7 +293,7 @@ class Scheduler:
         if key in self._owner:
             self.counts["retriggered"] += 1
             self._note_off(*key)
-        self._send([0x90 | note.channel, note.pitch, velocity])
+        self._send_note([0x90 | note.channel, note.pitch, velocity])
         self._record(late_ns)
         self._sounding_on(key, note_id, tag)
         self._push(note.end_ticks, _OFF, (note.channel, note.pitch, note_id))
@@ -303,7 +331,7 @@ class Scheduler:
             key = (message.channel, message.note)
             if key in self._owner:
                 self._note_off(*key)
-            self._send(encode(message))
+            self._send_note(encode(message))
             self._sounding_on(key, self._seq, tag)
             self._seq += 1
             return
@@ -313,6 +341,9 @@ class Scheduler:
                 self._note_off(*key, velocity=message.velocity)
             return  # a note-off for a note we did not sound is not sent (the synth has nothing to end)
         self._send(encode(message))
+        if isinstance(message, ControlChange | PitchBend):
+            with self._direct_lock:
+                self._ledger.controller(message)  # a pedal or bend passed on is set back when notes are ended
         if isinstance(message, ControlChange) and message.control in (CC_ALL_NOTES_OFF, CC_ALL_SOUND_OFF):
             with self._direct_lock:
                 for off in self._ledger.release_channel(message.channel):
@@ -331,23 +362,37 @@ class Scheduler:
         self._channels_used.add(key[0])
         self.counts["note_on"] += 1
 
+    def _send_note(self, data: list[int]) -> None:
+        if self._due_ns is not None and self._send_at is not None:  # only set while the outputs are timed
+            self._send_at(data, self._due_ns)
+        else:
+            self._send(data)
+        if self._on_note is not None:
+            ticks = self._at_ticks
+            self._on_note(data, ticks if ticks is not None else self._clock.timebase().ticks_at(self._now_ns()))
+
     def _note_off(self, channel: int, pitch: int, velocity: int = 0) -> None:
-        self._send([0x80 | channel, pitch, velocity])
+        self._send_note([0x80 | channel, pitch, velocity])
         with self._direct_lock:
             self._ledger.off_all_voices(channel, pitch)
         self._owner.pop((channel, pitch), None)
         self.counts["note_off"] += 1
 
     def _release_all(self) -> None:
-        """One note-off per sounding key; keeps going if a send fails so the rest still get theirs."""
+        """One note-off per sounding key, then every held controller back to rest (pedals up, bend centred);
+        keeps going if a send fails so the rest still get theirs."""
         failure: BaseException | None = None
         with self._direct_lock:
             offs: Sequence[NoteOff] = self._ledger.release_all()
+            resets = self._ledger.release_controllers()
         self._owner.clear()
-        for off in offs:
+        for data in [[0x80 | off.channel, off.note, 0] for off in offs] + [encode(reset) for reset in resets]:
             try:
-                self._send([0x80 | off.channel, off.note, 0])
-                self.counts["note_off"] += 1
+                if data[0] & 0xF0 == 0x80:
+                    self._send_note(data)
+                    self.counts["note_off"] += 1
+                else:
+                    self._send(data)
             except Exception as err:  # noqa: BLE001 - the other keys must still be released; re-raised below
                 failure = failure or err
         if failure is not None:

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 FORMAT_VERSION = 1
 _PLAIN = (str, int, float, bool, type(None))
+MAX_FILE_BYTES = 256 << 20  # shipped checkpoints are at most 16 MB
+MAX_MODEL_BYTES = 1 << 30  # the weights and tables a checkpoint's config may ask us to allocate
+T = TypeVar("T")
+# What building from a damaged or crafted config raises: wrong types, missing keys, sizes that do not divide.
+CONFIG_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, AssertionError, ZeroDivisionError,
+                 OverflowError, RuntimeError)
 
 
 class CheckpointFileError(ValueError):
@@ -84,6 +92,20 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module | dict[str, t
     return path
 
 
+def _what_it_is(path: Path) -> str:
+    """What a file that is no checkpoint is, from its first bytes."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if head == b"MThd":
+        return "is a MIDI file, not a checkpoint"
+    if head[:2] == b"PK":
+        return "is damaged (a PyTorch file whose contents do not load)"
+    return "is not a checkpoint (not a file PyTorch saved)" if head else "is empty (0 bytes), not a checkpoint"
+
+
 def load_checkpoint(path: str | os.PathLike[str], *, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load (state_dict in fp32, meta); raise CheckpointFileError naming the file and what is wrong."""
     path = Path(path)
@@ -95,12 +117,16 @@ def load_checkpoint(path: str | os.PathLike[str], *, kind: str) -> tuple[dict[st
     if not path.is_file():
         raise CheckpointFileError(f"checkpoint {path} does not exist: train one (companion train ...) "
                                   "or give the path of an existing file")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise CheckpointFileError(f"checkpoint {path} is {path.stat().st_size >> 20} MB, larger than any Companion "
+                                  f"checkpoint (at most {MAX_FILE_BYTES >> 20} MB): give the .pt file of a model")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
             AttributeError, KeyError, IndexError) as err:
-        raise CheckpointFileError(f"checkpoint {path} is corrupt or not a checkpoint ({err.__class__.__name__}: "
-                                  f"{str(err)[:200]}); re-download or re-train it") from err
+        # One line in words; PyTorch's own text (about weights_only) means nothing to a musician.
+        raise CheckpointFileError(f"checkpoint {path} {_what_it_is(path)}; give a .pt file made by "
+                                  "`companion train` (or leave the checkpoint out for the shipped one)") from err
     if not isinstance(obj, dict) or not isinstance(obj.get("meta"), dict) or not isinstance(
             obj.get("state_dict"), dict):
         raise CheckpointFileError(f"checkpoint {path} is not a Companion checkpoint (no meta/state_dict)")
@@ -112,12 +138,55 @@ def load_checkpoint(path: str | os.PathLike[str], *, kind: str) -> tuple[dict[st
     if meta.get("kind") != kind:
         raise CheckpointFileError(f"checkpoint {path} holds a {meta.get('kind')!r} model, not a {kind!r} model: "
                                   "give the checkpoint made for this model")
+    for section in ("model_config", "tokenizer_config"):
+        if not isinstance(meta.get(section), dict):
+            raise CheckpointFileError(f"checkpoint {path} has no {section} table in its metadata: it was not written "
+                                      "by Companion; re-train it or give another checkpoint")
     state = {}
     for name, t in obj["state_dict"].items():
         if not isinstance(t, torch.Tensor):
             raise CheckpointFileError(f"checkpoint {path} is corrupt: weight {name!r} is not a tensor")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointFileError(f"checkpoint {path} is damaged: weight {name!r} holds NaN or infinite values "
+                                      "(training diverged?); re-train it or give another checkpoint")
         state[name] = t.float() if t.is_floating_point() else t
     return state, meta
+
+
+def from_config(path: str | os.PathLike[str], section: str, build: Callable[[], T]) -> T:
+    """`build()` (a config, a tokenizer, a model made from a checkpoint's metadata); CheckpointFileError naming
+    the file and the section for what a damaged or crafted config makes it raise."""
+    try:
+        return build()
+    except CheckpointFileError:
+        raise
+    except CONFIG_ERRORS as err:
+        raise CheckpointFileError(f"checkpoint {path}: its {section} is damaged ({type(err).__name__}: "
+                                  f"{str(err)[:200]}); re-train it or give another checkpoint") from None
+
+
+def build_model(path: str | os.PathLike[str], make: Callable[[], nn.Module],
+                state: dict[str, torch.Tensor]) -> nn.Module:
+    """The model `make()` builds from a checkpoint's model_config, holding the checkpoint's weights.
+
+    It is built first on torch's meta device (no memory): a config that describes no model, or one larger than
+    MAX_MODEL_BYTES, or whose weights do not have the stored shapes, is a CheckpointFileError before anything
+    is allocated."""
+    with torch.device("meta"):
+        shape = from_config(path, "model_config", make)
+    size = sum(t.numel() * t.element_size() for t in itertools.chain(shape.parameters(), shape.buffers()))
+    if size > MAX_MODEL_BYTES:
+        raise CheckpointFileError(f"checkpoint {path}: its model_config describes a model of {size / 2**30:.1f} GB, "
+                                  f"more than the {MAX_MODEL_BYTES >> 30} GB Companion loads; it is damaged or not "
+                                  "made for Companion")
+    expected = shape.state_dict()
+    for name, tensor in state.items():
+        if name in expected and tuple(expected[name].shape) != tuple(tensor.shape):
+            raise CheckpointFileError(f"checkpoint {path} does not fit its own model_config: weight {name!r} has "
+                                      f"shape {tuple(tensor.shape)}, the config makes {tuple(expected[name].shape)}")
+    model = make()
+    load_into(model, state, path)
+    return model
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> None:

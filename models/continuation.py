@@ -2,8 +2,8 @@
 
 ``ContinuationModel.stream`` yields (pitch, velocity, start_ticks, duration_ticks) tuples in onset order,
 each as soon as its last token is sampled, onsets relative to the answer's start and never past its end.
-Training and evaluation entry points (``train_main``, ``eval_main``) live in ``continuation_train`` and
-``evaluate`` and are re-exported here for the CLI.
+Training lives in ``continuation_train`` (``train_main`` here runs it onto the shipped checkpoint) and
+evaluation in ``evaluate`` (`companion eval transformer` runs it directly).
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.checkpoint import load_checkpoint, load_into
+from models.checkpoint import CheckpointFileError, build_model, from_config, load_checkpoint
+from models.continuation_copies import DEFAULT_COPY_SHARE, HOLD_BACK, CopyGuard
 from models.data.pieces import estimate_key
+from models.prompt_style import DEFAULT_MIX, PromptStyle, dense, mix_block
 from models.sampling import (
     MAX_CHORD_NOTES,
     MaskTables,
@@ -32,7 +34,7 @@ from models.sampling import (
     grammar_mask,
     onset_limit_mask,
     pitch_mask,
-    sample_allowed,
+    sample_values,
 )
 from models.tokenizer import DEFAULT_VELOCITY, Prompt, StreamDecoder, Tokenizer, TokenizerConfig
 from models.transformer import GPT, FastStep, GPTConfig
@@ -79,9 +81,12 @@ class ContinuationModel:
             torch.set_num_threads(threads)
         path = Path(path) if path is not None else DEFAULT_CHECKPOINT
         state, meta = load_checkpoint(path, kind=KIND)
-        model = GPT(GPTConfig.from_dict({**meta["model_config"], "dropout": 0.0}))
-        load_into(model, state, path)
-        tokenizer = Tokenizer(TokenizerConfig.from_dict(meta["tokenizer_config"]))
+        model = build_model(path, lambda: GPT(GPTConfig.from_dict({**meta["model_config"], "dropout": 0.0})), state)
+        tokenizer = from_config(path, "tokenizer_config",
+                                lambda: Tokenizer(TokenizerConfig.from_dict(meta["tokenizer_config"])))
+        if len(tokenizer.vocab) != model.config.vocab_size:
+            raise CheckpointFileError(f"checkpoint {path}: its tokenizer_config makes {len(tokenizer.vocab)} tokens, "
+                                      f"its model {model.config.vocab_size}: re-train it or give another checkpoint")
         model.eval()
         return cls(model, tokenizer, meta, quantized_for_cpu(model) if quantize else None)
 
@@ -94,7 +99,8 @@ class ContinuationModel:
                temperature: float = 1.0, top_p: float = 0.95, seed: int = 0, density: float | None = None,
                pitch_range: tuple[int, int] | None = None, meter: str = "4/4",
                answer_start_ticks: int | None = None, bars: int | None = None,
-               follow_velocity: bool = True, first_on_start: bool = False) -> Iterator[NoteTuple]:
+               follow_velocity: bool = True, first_on_start: bool = False,
+               style_mix: float = DEFAULT_MIX, copy_share: float = DEFAULT_COPY_SHARE) -> Iterator[NoteTuple]:
         """Answer a phrase. Yields notes in onset order, each as soon as it is decoded.
 
         ``prompt_notes``: (pitch, velocity, start_ticks, duration_ticks) with tick 0 on the phrase's bar
@@ -103,7 +109,10 @@ class ContinuationModel:
         ``key`` conditions the model (estimated from the phrase if None); ``key_pcs`` locks pitch classes;
         ``density`` steers towards that many notes per bar; ``follow_velocity`` shifts the answer's
         velocities by the phrase's mean loudness; ``first_on_start`` puts the first note exactly on the
-        answer's start (a call-and-response answer begins on its beat). ValueError for a bad argument.
+        answer's start (a call-and-response answer begins on its beat). ``style_mix`` blends the phrase's own
+        pitch, onset and duration habits into the model's choices (``models.prompt_style``; 0: the model alone);
+        ``copy_share`` bounds the share of the answer's 4-note runs that repeat the phrase's
+        (``models.continuation_copies``; 1: no bound). ValueError for a bad argument.
         """
         notes = [tuple(int(x) for x in n[:4]) for n in prompt_notes]
         if ppq <= 0 or length_ticks < 0:
@@ -123,7 +132,8 @@ class ContinuationModel:
         if follow_velocity and notes:
             shift = round(sum(n[1] for n in notes) / len(notes)) - DEFAULT_VELOCITY
         masks = pitch_mask(self.tables, key_pcs, pitch_range)
-        return self._run(prompt, length_steps, ppq, masks, temperature, top_p, seed, density, shift, first_on_start)
+        return self._run(prompt, length_steps, ppq, masks, temperature, top_p, seed, density, shift, first_on_start,
+                         max(0.0, min(1.0, style_mix)), max(0.0, min(1.0, copy_share)))
 
     def generate(self, *, ppq: int = 480, length_ticks: int, style: str = "folk", meter: str = "4/4",
                  key: tuple[int, str] | None = None, seed: int = 0, **kw: Any) -> Iterator[NoteTuple]:
@@ -187,13 +197,16 @@ class ContinuationModel:
     @torch.inference_mode()
     def _run(self, prompt: Prompt, length_steps: int, ppq: int, masks: torch.Tensor, temperature: float,
              top_p: float, seed: int, density: float | None, velocity_shift: int,
-             first_on_start: bool = False) -> Iterator[NoteTuple]:
+             first_on_start: bool = False, style_mix: float = 0.0, copy_share: float = 1.0) -> Iterator[NoteTuple]:
         tok, v, runner = self.tokenizer, self.tokenizer.vocab, self.runner
         gen = torch.Generator().manual_seed(seed)
         dec = StreamDecoder(tok, prompt.meter, start_bar=prompt.start_bar - 1)
-        for t in prompt.tokens:
-            dec.feed(t)
+        heard = [n for n in (dec.feed(t) for t in prompt.tokens) if n is not None]
         bar_len = prompt.bar_positions
+        onsets = sorted({n.onset for n in heard})
+        per_bar = density or (len(onsets) / max(1.0, (onsets[-1] - onsets[0]) / bar_len) if onsets else 0.0)
+        mixer = _StyleMixer(self.tables, tok.config.durations, PromptStyle(bar_len).fit(heard), heard,
+                            style_mix, copy_share, round(per_bar * length_steps / bar_len))
         start, end = prompt.answer_start, prompt.answer_start + length_steps
         answer_bar, last_bar = start // bar_len, (end - 1) // bar_len
         last_note_bar = answer_bar - 1  # the bar of the latest note yielded: the answer fills to its last bar
@@ -217,10 +230,13 @@ class ContinuationModel:
             if density is not None and density > 0:
                 elapsed = (dec.onset - start) / bar_len if dec.bar >= answer_bar else 0.0
                 logits = density_bias(self.tables, logits, density_error_bias(density, notes_out, elapsed))
-            t = sample_allowed(logits, allowed, temperature, top_p, gen)  # over the allowed only
+            z = mixer.mix(logits.numpy()[allowed], allowed, dec)
+            t = sample_values(z, allowed, temperature, top_p, gen)  # over the allowed only
             if t == v.eos or (t == v.bar and (dec.bar + 1) * bar_len >= end):
                 return
             note = dec.feed(t)
+            if note is not None:
+                mixer.heard(note)
             if note is not None and start <= note.onset < end:
                 notes_out += 1
                 last_note_bar = note.onset // bar_len
@@ -229,6 +245,70 @@ class ContinuationModel:
                 vel = max(1, min(127, note.velocity + velocity_shift))
                 yield (note.pitch, vel, tok.steps_to_ticks(rel, ppq), max(1, tok.steps_to_ticks(dur, ppq)))
             logits = self.fast.step(t, cache)
+
+
+class _StyleMixer:
+    """The phrase's style (``PromptStyle``) blended into the model's pitch, position and duration choices, and
+    the copy guard (``CopyGuard``) holding back melody pitches that would recite the phrase."""
+
+    def __init__(self, tables: MaskTables, durations: Sequence[int], style: PromptStyle, heard: list[Any],
+                 weight: float, copy_share: float = 1.0, expected_notes: int | None = None) -> None:
+        v = tables.vocab
+        self.on = weight > 0 and not style.empty
+        self.style, self.weight = style, weight
+        self.blocks = {k: v.block(k) for k in ("pitch", "pos", "dur")}
+        self.dur_index = {d: i for i, d in enumerate(durations)}
+        self.line: list[int] = []  # the top voice so far (prompt, then answer)
+        self.last_onset = -1
+        for n in heard:
+            self.heard(n)
+        self.answer_from = len(self.line)  # where the answer's own top voice starts in ``line``
+        self.guard = CopyGuard([self.line], copy_share, expected_notes) if copy_share < 1.0 else None
+        self.hold_back = float(np.log(HOLD_BACK))
+
+    def heard(self, note: Any) -> None:
+        if note.onset == self.last_onset and self.line:
+            self.line[-1] = max(self.line[-1], note.pitch)
+        else:
+            self.line.append(note.pitch)
+            self.last_onset = note.onset
+
+    def mix(self, z: np.ndarray, allowed: np.ndarray, dec: StreamDecoder) -> np.ndarray:
+        expected = dec.expected()
+        melody = "pitch" in expected and dec.last_kind != "dur"  # a melody note, not a chord tone above one
+        if self.on:
+            z = self._mix_style(z, allowed, dec, expected, melody)
+        if self.guard is not None and melody:  # last: the style's own odds would undo it
+            z = self._hold_back_copies(z, allowed)
+        return z
+
+    def _mix_style(self, z: np.ndarray, allowed: np.ndarray, dec: StreamDecoder, expected: Any,
+                   melody: bool) -> np.ndarray:
+        blocks = self.blocks
+        if "pos" in expected:
+            pos = self.style.pos_probs(dec.pos)
+            z = mix_block(z, allowed, blocks["pos"], dense(pos, {k: k for k in pos}, len(blocks["pos"])), self.weight)
+        if melody:
+            pitch = self.style.pitch_probs(self.line[-2:])
+            z = mix_block(z, allowed, blocks["pitch"], dense(pitch, {k: k for k in pitch}, 128), self.weight)
+        if "dur" in expected:
+            dur = self.style.dur_probs(max(0, dec.pos))
+            z = mix_block(z, allowed, blocks["dur"], dense(dur, self.dur_index, len(blocks["dur"])), self.weight)
+        return z
+
+    def _hold_back_copies(self, z: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        held = self.guard.held_back(self.line[self.answer_from :]) if self.guard is not None else ()
+        if not held:
+            return z
+        wanted = np.asarray(sorted(self.blocks["pitch"].start + p for p in held))
+        ids = np.searchsorted(allowed, wanted)
+        found = ids < len(allowed)
+        ids = ids[found][allowed[ids[found]] == wanted[found]]  # held-back pitches the masks still allow
+        if len(ids) == 0:
+            return z
+        z = z.astype(np.float64)  # a copy: the caller's logits stay as they were
+        z[ids] += self.hold_back
+        return z
 
 
 def _mask_key(dec: StreamDecoder, min_pos: int, anchored: bool) -> tuple[Any, ...]:
@@ -243,11 +323,4 @@ def train_main(argv: list[str] | None = None) -> int:
     """``companion train transformer``: see ``models.continuation_train``."""
     from models.continuation_train import train_main as run
 
-    return run(argv)
-
-
-def eval_main(argv: list[str] | None = None) -> int:
-    """``companion eval transformer``: see ``models.evaluate``."""
-    from models.evaluate import eval_main as run
-
-    return run(argv)
+    return run(argv, shipped=DEFAULT_CHECKPOINT)

@@ -15,15 +15,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint import load_into, save_checkpoint
 from models.data.cache import build_pieces, corpus_sources, midi_sources
 from models.data.dataset import TokenSet, WindowSampler, eval_windows, tokenize_pieces
+from models.data.holdout import corpus_titles, split_held_out
 from models.data.pieces import SPLIT_PERCENT, Piece, load_pieces, save_pieces
 from models.tokenizer import Tokenizer, TokenizerConfig
 from models.trainer import TrainConfig, train
 from models.transformer import GPT, GPTConfig
 
 KIND = "continuation"
+# Defaults of the two kinds of run: from scratch on a corpus, or fine-tuning the shipped model on a folder.
+SCRATCH = {"max_steps": 4000, "batch_size": 64, "lr": 1e-3, "warmup_steps": 200, "eval_every": 250}
+FINE_TUNE = {"max_steps": 200, "batch_size": 8, "lr": 3e-4, "warmup_steps": 20, "eval_every": 50}
+FEW_PIECES, FEW_TOKENS = 50, 20_000  # below either, a folder is far too small to learn a style from
 
 
 def default_cache_dir() -> Path:
@@ -67,7 +72,9 @@ class ContinuationTask:
     """The TrainTask for the shared trainer: random transposed windows in, NLL per token out."""
 
     def __init__(self, train_set: TokenSet, valid_set: TokenSet, tokenizer: Tokenizer, gpt: GPTConfig,
-                 data_desc: dict[str, Any], valid_windows: int) -> None:
+                 data_desc: dict[str, Any], valid_windows: int,
+                 init: tuple[dict[str, torch.Tensor], Path] | None = None) -> None:
+        self.init = init  # (weights, their file) to start from when fine-tuning; None: a fresh model
         self.tok = tokenizer
         self.gpt = gpt
         self.sampler = WindowSampler(train_set, tokenizer, gpt.block_size, transpose=True)
@@ -75,7 +82,10 @@ class ContinuationTask:
         self.data_desc = data_desc
 
     def build_model(self) -> nn.Module:
-        return GPT(self.gpt)
+        model = GPT(self.gpt)
+        if self.init is not None:
+            load_into(model, *self.init)
+        return model
 
     def train_batch(self, step: int, generator: torch.Generator, batch_size: int) -> tuple[torch.Tensor, ...]:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
@@ -99,9 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="companion train transformer",
                                 description="Train the continuation Transformer on music21's corpus "
                                             "and/or a folder of your MIDI files.")
-    p.add_argument("--data", type=Path, help="a folder of MIDI files to learn from (style 'user')")
-    p.add_argument("--corpus", default="all",
-                   help="music21 corpus styles to use: all, none, or a comma list (folk,chorale,...)")
+    p.add_argument("--data", type=Path, help="a folder of MIDI files to learn from (style 'user'); alone, it "
+                                             "fine-tunes the shipped model on them (a few hundred steps)")
+    p.add_argument("--corpus", default=None,
+                   help="music21 corpus styles to use: all, none, or a comma list (folk,chorale,...); default: "
+                        "none with --data, else all (about 15,000 pieces to parse: long on a CPU)")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT|none",
+                   help="start from these weights (default with --data alone: the shipped model; none: from "
+                        "scratch); the model's size comes from the checkpoint")
     p.add_argument("--pieces", type=Path, help="a parsed corpus (.npz from --save-pieces): skip parsing")
     p.add_argument("--save-pieces", type=Path, help="write the parsed corpus to this .npz")
     p.add_argument("--cache-dir", type=Path, default=None, help="parse cache (default: the user cache folder)")
@@ -113,19 +128,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="the finished checkpoint (default RUN_DIR/continuation.pt)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--max-steps", type=int, default=4000)
+    p.add_argument("--max-steps", type=int, help=f"default {SCRATCH['max_steps']}; fine-tuning "
+                                                   f"{FINE_TUNE['max_steps']}")
     p.add_argument("--time-budget-s", type=float, help="lower max-steps to fit this many seconds")
     p.add_argument("--total-budget-s", type=float,
                    help="like --time-budget-s, but counted from the start of the command (parsing included)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, help=f"the global batch; default {SCRATCH['batch_size']}, "
+                                                  f"fine-tuning {FINE_TUNE['batch_size']}")
     p.add_argument("--block-size", type=int, default=512)
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=256)
     p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup-steps", type=int, default=200)
-    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--lr", type=float, help=f"peak learning rate; default {SCRATCH['lr']:g}, fine-tuning "
+                                            f"{FINE_TUNE['lr']:g}")
+    p.add_argument("--min-lr", type=float, help="the learning rate at the end of the cosine decay (default lr/10)")
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--warmup-steps", type=int, help=f"default {SCRATCH['warmup_steps']}; fine-tuning "
+                                                    f"{FINE_TUNE['warmup_steps']}")
+    p.add_argument("--eval-every", type=int, help=f"default {SCRATCH['eval_every']}; fine-tuning "
+                                                  f"{FINE_TUNE['eval_every']}")
+    p.add_argument("--log-every", type=int, default=50, help="steps per line of train_log.jsonl")
     p.add_argument("--valid-windows", type=int, default=512, help="validation windows per evaluation")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -153,6 +176,9 @@ def load_corpus(args: argparse.Namespace, config: TokenizerConfig) -> tuple[list
     cache = args.cache_dir or default_cache_dir()
     print(f"reading {len(sources)} files (cache {cache}, {args.workers} workers)", file=sys.stderr)
     report = build_pieces(sources, cache, config, workers=args.workers)
+    titles = corpus_titles(p.piece_id for p in report.pieces)
+    for p in report.pieces:
+        p.title = titles.get(p.piece_id, p.title)
     summary = report.summary()
     print(f"parsed: {json.dumps(summary)}; failures listed in {cache / 'failures.log'}", file=sys.stderr)
     if args.save_pieces is not None:
@@ -161,11 +187,56 @@ def load_corpus(args: argparse.Namespace, config: TokenizerConfig) -> tuple[list
     return report.pieces, {"source": "music21 corpus" + (" + user MIDI" if args.data else ""), **summary}
 
 
-def train_main(argv: list[str] | None = None) -> int:
-    """Parse the corpus, train, write the checkpoint; 0 ok, 2 bad input (message on stderr)."""
+def resolve_plan(args: argparse.Namespace, shipped: Path | None) -> str:
+    """Fill in the defaults that depend on the kind of run, and say in one line what the run will do.
+
+    `--data DIR` alone fine-tunes the shipped model (`shipped`) on the folder (a few hundred steps); a corpus
+    (the default without --data) trains a new model from scratch."""
+    fine_tune_default = args.data is not None and args.corpus is None and args.pieces is None
+    args.corpus = args.corpus or ("none" if args.data is not None else "all")
+    if args.init_from is None and fine_tune_default and shipped is not None:
+        args.init_from = str(shipped)
+    if args.init_from == "none":
+        args.init_from = None
+    for key, value in (FINE_TUNE if args.init_from else SCRATCH).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    what = (f"fine-tuning {args.init_from}" if args.init_from else "training a new model from scratch")
+    data = " + ".join(([f"music21's corpus ({args.corpus})"] if args.corpus != "none" else [])
+                      + ([f"the MIDI files in {args.data}"] if args.data is not None else [])
+                      + ([f"the parsed corpus {args.pieces}"] if args.pieces is not None else []))
+    note = ("; music21's corpus is left out (--corpus all adds it: about 15,000 pieces, hours of parsing and "
+            "training on a CPU)" if args.corpus == "none" and args.init_from else "")
+    if args.corpus == "all":
+        note = "; a first run parses about 15,000 corpus pieces (long on a CPU; cached for the next run)"
+    return f"{what} on {data}: {args.max_steps} steps of {args.batch_size} windows{note}"
+
+
+def _too_small(train_set: TokenSet, data: Path | None) -> str | None:
+    pieces, tokens = len(train_set), int(len(train_set.tokens))
+    if pieces >= FEW_PIECES and tokens >= FEW_TOKENS:
+        return None
+    return (f"warning: only {pieces} pieces ({tokens} tokens) to train on{f' from {data}' if data else ''}: far "
+            f"too little to learn a style (a few hundred pieces is a useful start); the model will mostly "
+            "repeat these pieces")
+
+
+def train_main(argv: list[str] | None = None, shipped: Path | None = None) -> int:
+    """Parse the corpus, train, write the checkpoint; 0 ok, 2 bad input (message on stderr). `shipped`: the
+    checkpoint `--data` alone fine-tunes (models.continuation passes the shipped one)."""
     started = time.monotonic()
     args = _parser().parse_args(argv)
-    tokenizer = Tokenizer()
+    print(resolve_plan(args, shipped), file=sys.stderr, flush=True)
+    init_state, init_meta = None, None
+    if args.init_from:
+        from models.checkpoint import CheckpointFileError, load_checkpoint
+
+        try:
+            init_state, init_meta = load_checkpoint(Path(args.init_from), kind=KIND)
+        except CheckpointFileError as err:
+            print(f"companion train transformer: --init-from: {err}", file=sys.stderr)
+            return 2
+    tokenizer = Tokenizer(TokenizerConfig.from_dict(init_meta["tokenizer_config"])) if init_meta else Tokenizer()
     try:
         pieces, desc = load_corpus(args, tokenizer.config)
     except ValueError as err:
@@ -173,8 +244,10 @@ def train_main(argv: list[str] | None = None) -> int:
         return 2
     if args.parse_only:
         return 0
+    held = split_held_out(pieces, {p.piece_id: p.title for p in pieces})
+    print(f"held out of training entirely: {json.dumps(held.summary())}", file=sys.stderr)
     by_split: dict[str, list[Piece]] = {"train": [], "valid": [], "test": []}
-    for p in pieces:
+    for p in held.kept:
         by_split[p.split].append(p)
     t0 = time.monotonic()
     train_set = tokenize_pieces(by_split["train"], tokenizer)
@@ -185,20 +258,30 @@ def train_main(argv: list[str] | None = None) -> int:
     if len(train_set) == 0:
         print("companion train transformer: no training pieces with notes", file=sys.stderr)
         return 2
+    warning = _too_small(train_set, args.data)
+    if warning:
+        print(warning, file=sys.stderr)
     desc = {**desc, "split": f"sha1(piece id) % 100: <{SPLIT_PERCENT[0]} train, "
                              f"<{SPLIT_PERCENT[0] + SPLIT_PERCENT[1]} valid, else test",
             "train_pieces": len(train_set), "train_tokens": int(len(train_set.tokens)),
-            "valid_pieces": len(valid_set), "augmentation": "random transposition -6..+5 semitones"}
-    gpt = GPTConfig(vocab_size=tokenizer.vocab.size, block_size=args.block_size, n_layer=args.n_layer,
-                    n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
-    task = ContinuationTask(train_set, valid_set, tokenizer, gpt, desc, args.valid_windows)
+            "valid_pieces": len(valid_set), "augmentation": "random transposition -6..+5 semitones",
+            "held_out": held.summary(),
+            **({"fine_tuned_from": args.init_from} if args.init_from else {})}
+    if init_meta:
+        gpt = GPTConfig.from_dict({**init_meta["model_config"], "dropout": args.dropout})
+    else:
+        gpt = GPTConfig(vocab_size=tokenizer.vocab.size, block_size=args.block_size, n_layer=args.n_layer,
+                        n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
+    init = (init_state, Path(args.init_from)) if init_state is not None else None
+    task = ContinuationTask(train_set, valid_set, tokenizer, gpt, desc, args.valid_windows, init)
     budget = args.time_budget_s
     if args.total_budget_s is not None:
         left = args.total_budget_s - (time.monotonic() - started)
         budget = min(budget or left, left)
         print(f"{left:.0f}s of the total budget left for training", file=sys.stderr)
     cfg = TrainConfig(out_dir=str(args.run_dir), max_steps=args.max_steps, batch_size=args.batch_size,
-                      lr=args.lr, min_lr=args.lr / 10, warmup_steps=args.warmup_steps,
+                      lr=args.lr, min_lr=args.min_lr if args.min_lr is not None else args.lr / 10,
+                      warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, log_every=args.log_every,
                       eval_every=args.eval_every, seed=args.seed, device=args.device, resume=args.resume,
                       time_budget_s=budget)
     result = train(task, cfg, log=lambda s: print(s, file=sys.stderr, flush=True))

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from models.checkpoint import load_checkpoint, load_into
+from models.checkpoint import build_model, from_config, load_checkpoint
 from models.harmonizer_net import (
     ChoraleConfig,
     ChoraleNet,
@@ -25,7 +25,7 @@ from models.harmonizer_net import (
 from models.harmonizer_train import KIND, SHIPPED_CHECKPOINT, train_main
 from models.jsb import JsbVocab
 
-__all__ = ["Harmonizer", "train_main", "eval_main", "SHIPPED_CHECKPOINT"]
+__all__ = ["Harmonizer", "train_main", "SHIPPED_CHECKPOINT"]
 
 Voices = tuple[int | None, int | None, int | None]
 # what a precomputed chord table depends on besides the context: temperature, sample, key lock, the two rules
@@ -103,11 +103,11 @@ class Harmonizer:
         """
         path = Path(path) if path is not None else SHIPPED_CHECKPOINT
         state, meta = load_checkpoint(path, kind=KIND)
-        net = ChoraleNet(ChoraleConfig.from_dict(meta["model_config"]))
-        load_into(net, state, path)
+        net = build_model(path, lambda: ChoraleNet(ChoraleConfig.from_dict(meta["model_config"])), state)
         tok = meta["tokenizer_config"]
-        return cls(net, JsbVocab.from_dict(tok), tok["voice_ranges"], meta, temperature=temperature,
-                   avoid_parallels=avoid_parallels, avoid_crossing=avoid_crossing, int8_head=int8_head)
+        return from_config(path, "tokenizer_config", lambda: cls(
+            net, JsbVocab.from_dict(tok), tok["voice_ranges"], meta, temperature=temperature,
+            avoid_parallels=avoid_parallels, avoid_crossing=avoid_crossing, int8_head=int8_head))
 
     # --- settings -----------------------------------------------------------------------------------------
     def set_key_lock(self, pitch_classes: Iterable[int] | None) -> None:
@@ -383,10 +383,3 @@ def _quantize_head(net: ChoraleNet) -> bool:
 
 def _head_is_int8(net: ChoraleNet) -> bool:
     return "quantized" in type(net.head.out).__module__
-
-
-def eval_main(argv: list[str]) -> int:
-    """`companion eval harmonizer ...`: prints JSON (test NLL per token, voice-leading report, latency)."""
-    from models.harmonizer_eval import eval_main as _eval_main
-
-    return _eval_main(argv)

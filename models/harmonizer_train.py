@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from models.jsb import (
     valid_shifts,
     voice_ranges,
 )
-from models.trainer import TrainConfig, train
+from models.trainer import TrainConfig, finish_run, train
 
 KIND = "harmonizer"
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "harmonizer.pt"
@@ -170,10 +168,4 @@ def train_main(argv: list[str]) -> int:
                        min_lr=args.min_lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
                        eval_every=args.eval_every, log_every=args.log_every, seed=args.seed, device=args.device,
                        compile=args.compile, resume=args.resume, time_budget_s=args.time_budget_s)
-    result = train(task, tcfg)
-    best = Path(args.out) / "best.pt"
-    if args.checkpoint and best.is_file():
-        Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(best, args.checkpoint)
-    print(json.dumps({"result": result, "best_checkpoint": str(best)}))
-    return 0
+    return finish_run(args.out, args.checkpoint, train(task, tcfg))

@@ -8,6 +8,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from models.continuation_copies import DEFAULT_COPY_SHARE, HOLD_BACK, CopyGuard
+from models.markov_rhythm import Slot, full_bars, template_plan, walk_plan
+
 NoteTuple = tuple[int, int, int, int]  # (pitch, velocity, onset_ticks, duration_ticks)
 
 
@@ -66,27 +69,36 @@ class MarkovResponder:
     """Learns the phrases it hears and answers with a variable-order continuation.
 
     The model is a set of prefix indexes over top-voice pitch sequences, orders 1..`max_order`: each
-    context maps to the events that followed it. An answer extends the prompt's ending by the longest
-    context that has continuations, backing off to shorter ones, then to a transposed interval seen after
-    the same pitch class, then to a step in the key's scale. To sound like an answer and not a copy, a
-    continuation that would make the answer repeat more than `max_copy` pitches in a row of anything in
-    memory (the prompt included) is refused, so the longest contexts serve to stay in style while the
-    answer keeps recombining. Rhythm: each event brings its inter-onset interval measured on the
-    player's metric grid, so answers stay on the beat. Memory holds the last `max_phrases` phrases.
+    context maps to the events that followed it, in every phrase of the session so far (the last
+    `max_phrases`). An answer is planned rhythm first (``models.markov_rhythm``: the phrase's own bars, as
+    the Continuator can take the rhythm of its input), then a pitch for every onset from the orders
+    interpolated down to the pitches' frequencies (Witten-Bell), where an event heard at the same place
+    in the bar counts more, mixed with what the template bar played there. To sound like an answer and
+    not a copy, at most about `copy_share` of the answer's 4-note runs repeat one in memory, and none
+    repeats more than `max_copy` notes in a row.
     """
 
-    def __init__(self, max_order: int = 4, max_phrases: int = 64, max_copy: int = 4) -> None:
+    def __init__(self, max_order: int = 3, max_phrases: int = 64, max_copy: int = 6,
+                 copy_share: float = DEFAULT_COPY_SHARE,
+                 template_mix: float = 0.6, template_bars: bool = True) -> None:
         if max_order < 1:
             raise ValueError(f"max_order must be at least 1, got {max_order!r}")
-        if max_copy < 1:
-            raise ValueError(f"max_copy must be at least 1, got {max_copy!r}")
+        if max_copy < 4:
+            raise ValueError(f"max_copy must be at least 4 (the copied runs counted are 4 notes), got {max_copy!r}")
+        if not 0.0 <= copy_share <= 1.0 or not 0.0 <= template_mix <= 1.0:
+            raise ValueError(f"copy_share and template_mix must be within 0..1, got {copy_share!r}, "
+                             f"{template_mix!r}")
         self.max_order = max_order
         self.max_phrases = max_phrases
         self.max_copy = max_copy
+        self.copy_share = copy_share
+        self.template_mix = template_mix  # weight of the template bar's own pitch at each onset
+        self.template_bars = template_bars  # False: always walk the grid (no bar templates)
         self._index_order = max(max_order, max_copy)
         self._phrases: deque[list[_Event]] = deque()
         self._index: list[dict[tuple[int, ...], list[tuple[int, int]]]] = []
-        self._by_pitch_class: dict[int, list[tuple[int, int]]] = {}
+        self._all: list[tuple[int, int]] = []  # every remembered event: the order-0 "context"
+        self._by_pitch: dict[int, list[tuple[int, int]]] = {}
         self._last_learned: tuple[NoteTuple, ...] | None = None
         self._rebuild()
 
@@ -116,14 +128,15 @@ class MarkovResponder:
 
     def _rebuild(self) -> None:
         self._index = [{} for _ in range(self._index_order + 1)]  # slot 0 unused
-        self._by_pitch_class = {}
+        self._all, self._by_pitch = [], {}
         for number, events in enumerate(self._phrases):
             self._add_to_index(number, events)
 
     def _add_to_index(self, number: int, events: list[_Event]) -> None:
         pitches = [e.pitch for e in events]
-        for j in range(1, len(events)):
-            self._by_pitch_class.setdefault(pitches[j - 1] % 12, []).append((number, j))
+        for j in range(len(events)):
+            self._all.append((number, j))
+            self._by_pitch.setdefault(pitches[j], []).append((number, j))
             for order in range(1, min(self._index_order, j) + 1):
                 self._index[order].setdefault(tuple(pitches[j - order : j]), []).append((number, j))
 
@@ -142,9 +155,9 @@ class MarkovResponder:
         """An answer to `prompt_notes` filling `length_ticks`, onsets from the answer start (a bar line).
 
         The prompt is learned first unless it is the phrase learned last. Deterministic for a seed. The
-        walk goes on to the answer's end at the player's pace (bars of `bar_ticks`, default 4 quarters):
-        a rest lasts at most a bar and the last bar always sounds. Pitches outside `key_pcs` are snapped
-        into it; no note sounds past `length_ticks`.
+        rhythm comes first (``models.markov_rhythm``: the prompt's bars as templates, else a walk on its grid,
+        bars of `bar_ticks`, default 4 quarters), then a pitch for every onset. Pitches outside `key_pcs` are
+        snapped into it; no note sounds past `length_ticks`.
         """
         prompt = _as_tuples(prompt_notes)
         if prompt and prompt != self._last_learned:
@@ -154,129 +167,110 @@ class MarkovResponder:
         rng = random.Random(seed)
         temperature = min(max(temperature, 0.05), 5.0)
         allowed = sorted({pc % 12 for pc in key_pcs}) if key_pcs else []
-        prompt_events = _events(prompt, ppq, max(1, ppq // 12)) if prompt else []
-        context = [e.pitch for e in prompt_events][-self._index_order :]
-        low, high = self._pitch_range()
-        grid_ticks = self._grid_ticks(prompt, ppq)
-        slots = max(1, ppq // grid_ticks)  # grid positions per quarter
-        groove = self._groove(prompt, grid_ticks, slots)
-        steps_from_slot: dict[int, list[int]] = {}
-        for events in self._phrases:
-            for e in events:
-                e_step = self._grid_step(e, ppq, grid_ticks)
-                if e_step is not None:
-                    e_slot = round(e.onset_q * ppq / grid_ticks) % slots
-                    steps_from_slot.setdefault(e_slot, []).append(e_step)
-        if not context:
-            first = rng.choice(self._phrases)[0]
-            context = [first.pitch]
-
-        answer: list[NoteTuple] = []
-        bar_ticks = max(grid_ticks, bar_ticks or 4 * ppq)
-        last_bar = (length_ticks - 1) // bar_ticks * bar_ticks  # the answer's last bar line: it must sound
-        longest_step = bar_ticks // grid_ticks * grid_ticks  # a rest lasts a bar at most
+        bar_ticks = max(1, bar_ticks or 4 * ppq)
+        source = prompt or self._last_learned or ()  # no prompt: the rhythm of the phrase heard last
+        line = [(e.pitch, e.velocity, round(e.onset_q * ppq), round(e.duration_q * ppq))
+                for e in _events(source, ppq, max(1, ppq // 12))]
         too_short = max(1, ppq // 16)  # no note starts this close to the answer's end
-        position_ticks = 0  # on the grid; the player's groove is added per onset
-        while True:
-            onset = max(0, position_ticks + groove.get((position_ticks // grid_ticks) % slots, 0))
-            if position_ticks >= last_bar:
-                onset = max(onset, last_bar)  # no rushing out of the last bar
-            if length_ticks - onset < too_short:
-                break
-            slot = (position_ticks // grid_ticks) % slots
-
-            def weigh(candidate: _Event, slot: int = slot) -> float:
-                # An event played at the same place in the beat fits here best (its step, its accent).
-                return 4.0 if round(candidate.onset_q * ppq / grid_ticks) % slots == slot else 1.0
-
-            event, pitch = self._choose(context, weigh, rng, temperature, allowed, low, high)
-            velocity = min(127, max(1, event.velocity + round(rng.gauss(0.0, 3.0 * temperature))))
-            duration = min(max(1, round(event.duration_q * ppq)), length_ticks - onset)
-            chord = {pitch} | {
-                _snap(pitch + offset, allowed) for offset in event.below if 0 <= pitch + offset
-            }
+        bars = full_bars(line, bar_ticks) if self.template_bars else []
+        if bars:
+            slots = template_plan(line, bars, length_ticks, bar_ticks, too_short)
+        else:
+            slots = walk_plan(line, length_ticks, bar_ticks, ppq, rng, too_short)
+        context = [n[0] for n in line][-self._index_order :] if prompt else [rng.choice(self._phrases)[0].pitch]
+        low, high = self._pitch_range()
+        guard = CopyGuard([[e.pitch for e in events] for events in self._phrases], self.copy_share, len(slots))
+        answer: list[NoteTuple] = []
+        top: list[int] = []  # the answer's own top voice, for the copy guard
+        for slot in slots:
+            event, pitch = self._choose(context, guard.held_back(top), slot, ppq, bar_ticks, rng, temperature,
+                                        allowed, low, high)
+            top.append(pitch)
+            velocity = min(127, max(1, slot.velocity + round(rng.gauss(0.0, 3.0 * temperature))))
+            below = event.below if event is not None else ()
+            chord = {pitch} | {_snap(pitch + offset, allowed) for offset in below if 0 <= pitch + offset}
             for p in sorted(chord):
                 if 0 <= p <= 127:
-                    answer.append((p, velocity, onset, duration))
+                    answer.append((p, velocity, slot.onset_ticks, slot.duration_ticks))
             context = (context + [pitch])[-self._index_order :]
-            # The step as the player played it on the grid (quantized onsets, differenced: no drift); an
-            # event borrowed from another place in the beat takes a step the player took from this place.
-            own_step = self._grid_step(event, ppq, grid_ticks)
-            if own_step is not None and (weigh(event) > 1.0 or not steps_from_slot.get(slot)):
-                step = own_step
-            elif steps_from_slot.get(slot):
-                step = rng.choice(steps_from_slot[slot])
-            else:  # the phrase's last note, from a place in the beat the player never left: its own length
-                step = max(1, round(event.duration_q * ppq / grid_ticks))
-            # Rests as the player's, up to a bar; a step that would skip the last bar lands in it instead.
-            step_ticks = min(step * grid_ticks, longest_step)
-            if position_ticks < last_bar and position_ticks + step_ticks >= length_ticks - too_short:
-                step_ticks = max(grid_ticks, -(-(last_bar - position_ticks) // grid_ticks) * grid_ticks)
-            position_ticks += step_ticks
         return _untangle(answer)
 
-    def _choose(
-        self,
-        context: list[int],
-        weigh: Callable[[_Event], float],
-        rng: random.Random,
-        temperature: float,
-        allowed: Sequence[int],
-        low: int,
-        high: int,
-    ) -> tuple[_Event, int]:
-        """Pick the next event and the pitch it takes here."""
-        levels = []
-        for order in range(min(self.max_order, len(context)), 0, -1):
-            found = self._index[order].get(tuple(context[-order:]))
-            if found:
-                levels.append(found)
-        # Now and then take a shorter context on purpose: more surprise, less recitation.
-        if len(levels) > 1 and rng.random() < min(0.6, 0.2 * temperature):
-            levels = levels[1:]
+    def _choose(self, context: list[int], held_back: set[int] | frozenset[int], slot: Slot, ppq: int,
+                bar_ticks: int, rng: random.Random, temperature: float, allowed: Sequence[int], low: int,
+                high: int) -> tuple[_Event | None, int]:
+        """The next pitch (and the remembered event it comes from, for its chord tones) at `slot`.
+
+        P(pitch) interpolates orders `max_order`..1 of the context down to the pitches' frequencies
+        (Witten-Bell: an order keeps the share its contexts' counts earn against the number of different
+        continuations), each occurrence counted four times when it fell at the slot's place in the bar. The
+        pitch the template bar had at this place gets `template_mix` of the mass (the tune's shape, varied by
+        the model). Then the temperature; the copy guard's `held_back` pitches (one more copied 4-note run past
+        `copy_share`) keep little weight, and one that would copy more than `max_copy` notes in a row is refused.
+        """
+        weight = self._place_weights(slot.bar_place_ticks, ppq, bar_ticks)
+        probs: dict[int, float] = {}
+        left = 1.0
+        for order in range(min(self.max_order, len(context)), -1, -1):
+            found = self._index[order].get(tuple(context[len(context) - order :])) if order else self._all
+            if not found:
+                continue
+            counts: dict[int, float] = {}
+            for n, j in found:
+                pitch = self._phrases[n][j].pitch
+                counts[pitch] = counts.get(pitch, 0.0) + weight(n, j)
+            total = sum(counts.values())
+            share = left * (len(found) / (len(found) + len(counts)) if order else 1.0)  # raw counts: Witten-Bell
+            for pitch, c in counts.items():
+                probs[pitch] = probs.get(pitch, 0.0) + share * c / total
+            left -= share
+        if slot.template_pitch is not None and self.template_mix > 0:
+            probs = {p: (1 - self.template_mix) * q for p, q in probs.items()}
+            probs[slot.template_pitch] = probs.get(slot.template_pitch, 0.0) + self.template_mix
         banned = self._copying_pitches(context)
-        for candidates in levels:
-            usable = [(n, j) for n, j in candidates if self._phrases[n][j].pitch not in banned]
-            if usable:
-                number, j = self._sample(usable, weigh, rng, temperature)
-                event = self._phrases[number][j]
-                return event, self._fit(event.pitch, allowed, low, high)
-        last = context[-1]
-        transposable = [
-            (n, j)
-            for n, j in self._by_pitch_class.get(last % 12, [])
-            if last + self._phrases[n][j].pitch - self._phrases[n][j - 1].pitch not in banned
-        ]
-        if transposable:
-            number, j = self._sample(transposable, weigh, rng, temperature)
-            events = self._phrases[number]
-            pitch = last + events[j].pitch - events[j - 1].pitch
-            return events[j], self._fit(pitch, allowed, low, high)
-        # Nothing to go on: borrow a rhythm from memory and step through the scale toward the middle.
-        events = rng.choice(self._phrases)
-        event = rng.choice(events)
+        weights: dict[int, float] = {}
+        for pitch, q in probs.items():
+            fitted = self._fit(pitch, allowed, low, high)
+            if fitted in banned:
+                continue
+            w = q ** (1.0 / temperature)
+            if fitted in held_back:
+                w *= HOLD_BACK
+            weights[fitted] = weights.get(fitted, 0.0) + w
+        weights = {p: w for p, w in weights.items() if w > 0}
+        if not weights:  # everything remembered would copy too long a run: a step through the scale
+            return None, self._step(context[-1], allowed, low, high, rng)
+        pitches = sorted(weights)
+        pitch = rng.choices(pitches, weights=[weights[p] for p in pitches])[0]
+        return self._occurrence(pitch, weight, rng), pitch
+
+    def _place_weights(self, place_ticks: int, ppq: int, bar_ticks: int) -> Callable[[int, int], float]:
+        """Weight of a remembered event at (phrase, index): 4 if it fell at `place_ticks` in its bar, else 1."""
+        tolerance = max(1, ppq // 24)
+
+        def weight(n: int, j: int) -> float:
+            where = round(self._phrases[n][j].onset_q * ppq) % bar_ticks
+            return 4.0 if abs(where - place_ticks) <= tolerance else 1.0
+
+        return weight
+
+    def _occurrence(self, pitch: int, weight: Callable[[int, int], float], rng: random.Random) -> _Event | None:
+        """A remembered event of `pitch` (one at the same place in the bar preferred), or None."""
+        found = self._by_pitch.get(pitch)
+        if not found:
+            return None
+        n, j = rng.choices(found, weights=[weight(n, j) for n, j in found])[0]
+        return self._phrases[n][j]
+
+    def _step(self, last: int, allowed: Sequence[int], low: int, high: int, rng: random.Random) -> int:
+        """One or two steps through the scale from `last`, toward the middle of the player's range."""
         scale = allowed or sorted({e.pitch % 12 for es in self._phrases for e in es})
         direction = 1 if last < (low + high) // 2 else -1
-        if rng.random() < 0.3:
-            direction = -direction
-        step = rng.choice((1, 1, 2))
-        for turn in (direction, -direction):
-            pitch = last
-            for _ in range(step):
-                pitch += turn
-                while scale and pitch % 12 not in scale:
-                    pitch += turn
-            if pitch not in banned:
-                break
-        return event, self._fit(pitch, allowed, low, high)
-
-    @staticmethod
-    def _grid_step(event: _Event, ppq: int, grid_ticks: int) -> int | None:
-        """Grid units from this event's onset to the next, both quantized (at least one); None if last."""
-        if event.ioi_q is None:
-            return None
-        start = round(event.onset_q * ppq / grid_ticks)
-        return max(1, round((event.onset_q + event.ioi_q) * ppq / grid_ticks) - start)
+        pitch = last
+        for _ in range(rng.choice((1, 1, 2))):
+            pitch += direction
+            while scale and pitch % 12 not in scale:
+                pitch += direction
+        return self._fit(pitch, allowed, low, high)
 
     def _copying_pitches(self, context: list[int]) -> set[int]:
         """Pitches that would make the last `max_copy` + 1 pitches a literal copy of something in memory."""
@@ -284,23 +278,6 @@ class MarkovResponder:
             return set()
         found = self._index[self.max_copy].get(tuple(context[-self.max_copy :]), [])
         return {self._phrases[n][j].pitch for n, j in found}
-
-    def _sample(
-        self,
-        candidates: list[tuple[int, int]],
-        weigh: Callable[[_Event], float],
-        rng: random.Random,
-        temperature: float,
-    ) -> tuple[int, int]:
-        """Choose a pitch with weight (summed occurrence weights)^(1/T), then one of its occurrences."""
-        by_pitch: dict[int, list[tuple[int, int]]] = {}
-        for number, j in candidates:
-            by_pitch.setdefault(self._phrases[number][j].pitch, []).append((number, j))
-        pitches = list(by_pitch)
-        occurrence_weights = {p: [weigh(self._phrases[n][j]) for n, j in by_pitch[p]] for p in pitches}
-        weights = [sum(occurrence_weights[p]) ** (1.0 / temperature) for p in pitches]
-        chosen = rng.choices(pitches, weights=weights)[0]
-        return rng.choices(by_pitch[chosen], weights=occurrence_weights[chosen])[0]
 
     def _fit(self, pitch: int, allowed: Sequence[int], low: int, high: int) -> int:
         """Fold into the player's range (an octave of leeway) and snap into the key."""
@@ -313,32 +290,6 @@ class MarkovResponder:
     def _pitch_range(self) -> tuple[int, int]:
         pitches = [e.pitch for events in self._phrases for e in events]
         return min(pitches), max(pitches)
-
-    @staticmethod
-    def _grid_ticks(prompt: Sequence[Sequence[int]], ppq: int) -> int:
-        """16ths or eighth-note triplets, whichever the prompt's onsets sit closer to."""
-        onsets = [n[2] for n in prompt]
-        if not onsets:
-            return ppq // 4
-
-        def misfit(grid: int) -> float:
-            return sum(min(o % grid, grid - o % grid) / grid for o in onsets)
-
-        return min((ppq // 4, ppq // 3), key=misfit)
-
-    @staticmethod
-    def _groove(
-        prompt: Sequence[Sequence[int]], grid_ticks: int, slots: int, keep: float = 0.6
-    ) -> dict[int, int]:
-        """The player's feel: mean offset from the grid per grid position in the beat (swing, laid back).
-
-        Answers sit on the grid plus `keep` of this offset: lightly quantized, the player's feel kept.
-        """
-        offsets: dict[int, list[int]] = {}
-        for note in prompt:
-            nearest = round(note[2] / grid_ticks)
-            offsets.setdefault(nearest % slots, []).append(note[2] - nearest * grid_ticks)
-        return {slot: round(keep * sum(v) / len(v)) for slot, v in offsets.items()}
 
     # --- scoring (for evaluation against the neural models) ----------------------------------------
 

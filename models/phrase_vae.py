@@ -2,8 +2,8 @@
 
 Notes are (pitch, velocity, onset_ticks, duration_ticks) relative to the phrase's bar line, as the live
 engine and the offline modes hand them over; results come back the same way. A phrase longer than the
-model's (64 16ths) is handled a few bars at a time by ``vary`` and ``morph``. ``train_main``/``eval_main``
-live in ``vae_train``/``vae_eval`` and are re-exported for `companion train|eval vae`.
+model's (64 16ths) is handled a few bars at a time by ``vary`` and ``morph``. Training and evaluation live in
+``vae_train`` and ``vae_eval`` (`companion train|eval vae` runs them).
 """
 
 from __future__ import annotations
@@ -19,15 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.checkpoint import load_checkpoint, load_into
+from models.checkpoint import build_model, from_config, load_checkpoint
 from models.data.pieces import estimate_key
 from models.vae import PhraseVAENet, VAEConfig, pitch_mask
 from models.vae_cpu import NumpyDecoder, allowed_array
 from models.vae_data import notes_to_tokens, ticks_to_step_notes, tokens_to_notes
-from models.vae_eval import eval_main
 from models.vae_train import KIND, train_main
 
-__all__ = ["DEFAULT_CHECKPOINT", "PhraseLatent", "PhraseVAE", "bench_vae", "eval_main", "phrase_tokens", "train_main"]
+__all__ = ["DEFAULT_CHECKPOINT", "PhraseLatent", "PhraseVAE", "bench_vae", "phrase_tokens", "train_main"]
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "vae.pt"
 NoteTuple = tuple[int, int, int, int]  # (pitch, velocity, onset_ticks, duration_ticks)
@@ -110,9 +109,8 @@ class PhraseVAE:
         """The shipped checkpoint (models/checkpoints/vae.pt) or ``path``; CheckpointFileError names the file."""
         path = Path(path) if path is not None else DEFAULT_CHECKPOINT
         state, meta = load_checkpoint(path, kind=KIND)
-        net = PhraseVAENet(VAEConfig.from_dict(meta["model_config"]))
-        load_into(net, state, path)
-        return cls(net, meta)
+        net = build_model(path, lambda: PhraseVAENet(VAEConfig.from_dict(meta["model_config"])), state)
+        return from_config(path, "model_config", lambda: cls(net, meta))
 
     @property
     def max_steps(self) -> int:

@@ -201,7 +201,13 @@ def sample_allowed(logits: torch.Tensor, allowed: np.ndarray, temperature: float
     cost dominates on vectors this short); the draw inverts the cumulative distribution at a uniform number
     from ``generator``, so a seed gives the same tokens every time. Temperature 0 is argmax (lowest id on ties).
     """
-    z = logits.numpy()[allowed].astype(np.float64)
+    return sample_values(logits.numpy()[allowed], allowed, temperature, top_p, generator)
+
+
+def sample_values(z: np.ndarray, allowed: np.ndarray, temperature: float, top_p: float,
+                  generator: torch.Generator) -> int:
+    """``sample_allowed`` from the logits ``z`` of the ``allowed`` ids already picked out (or reshaped)."""
+    z = z.astype(np.float64)
     if temperature <= 0.0:
         return int(allowed[int(np.argmax(z))])
     p = np.exp((z - z.max()) / temperature)  # unnormalized softmax

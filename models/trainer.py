@@ -6,6 +6,8 @@ import json
 import math
 import os
 import random
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -136,6 +138,41 @@ def plot_losses(history: list[dict[str, float]], path: Path, title: str) -> None
     plt.close(fig)
 
 
+class Progress:
+    """A progress line from the first step: a bar, the step, the loss, seconds per step and the time left.
+    On a terminal it is redrawn in place; elsewhere (a log file) a line every `every_s` seconds."""
+
+    def __init__(self, say: Callable[[str], None], max_steps: int, first_step: int = 0, every_s: float = 10.0,
+                 width: int = 24) -> None:
+        self.say, self.max_steps, self.every_s, self.width = say, max_steps, every_s, width
+        self._first_step, self._started = first_step, time.monotonic()
+        self._said_at = -math.inf
+        self._tty = sys.stderr.isatty()
+
+    def line(self, step: int, loss: float, now: float) -> str:
+        done = step - self._first_step
+        per_step = (now - self._started) / max(1, done)
+        left = per_step * max(0, self.max_steps - step)
+        filled = round(self.width * step / max(1, self.max_steps))
+        return (f"[{'#' * filled}{'.' * (self.width - filled)}] step {step}/{self.max_steps}  loss {loss:.4f}  "
+                f"{per_step:.2f} s/step  eta {_duration(left)}")
+
+    def step(self, step: int, loss: torch.Tensor) -> None:
+        now = time.monotonic()
+        first = step == self._first_step + 1
+        if not (first or step == self.max_steps or self._tty or now - self._said_at >= self.every_s):
+            return
+        self._said_at = now
+        text = self.line(step, float(loss.detach()), now)  # a sync on GPU: only when a line is written
+        self.say(f"\r{text}   " if self._tty else text)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
 def train(task: TrainTask, cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the loop; writes best.pt (via task.save_best), last.pt (resume), train_log.jsonl and loss.png."""
     d, device = _setup_dist(cfg.device)
@@ -185,9 +222,9 @@ def train(task: TrainTask, cfg: TrainConfig, log: Callable[[str], None] = print)
         model.train()
         return metrics
 
-    def save_last() -> None:
+    def save_last(gather: bool = True) -> None:
         rngs = [_rng_state()]
-        if d.world > 1:
+        if d.world > 1 and gather:
             gathered: list[Any] = [None] * d.world
             dist.all_gather_object(gathered, rngs[0])
             rngs = gathered
@@ -203,59 +240,73 @@ def train(task: TrainTask, cfg: TrainConfig, log: Callable[[str], None] = print)
     run_loss = torch.zeros((), device=device)
     n_loss = 0
     model.train()
-    while step < max_steps:
-        if cfg.time_budget_s and step == cfg.calibrate_steps and not cfg.resume:
-            rate = (step - 10) / max(1e-6, time.monotonic() - t_calib)
-            left = cfg.time_budget_s - (time.monotonic() - t_start)
-            fit = step + int(0.85 * left * rate)  # 15 % kept for evaluation and saving
-            fit_t = torch.tensor([min(max_steps, fit)], device=device)
-            if d.world > 1:
-                dist.broadcast(fit_t, 0)
-            max_steps = max(int(fit_t.item()), cfg.warmup_steps + 1)
-            say(f"time budget {cfg.time_budget_s:.0f}s at {rate:.1f} steps/s: max_steps set to {max_steps}")
-        if step == 10:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t_calib = time.monotonic()
-        lr = lr_at(step, cfg, max_steps)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        batch = task.train_batch(step, g, cfg.batch_size)
-        shard = tuple(t[d.rank * per_rank : (d.rank + 1) * per_rank].to(device, non_blocking=True) for t in batch)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = task.loss(run_model, shard)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        run_loss += loss.detach()
-        n_loss += 1
-        step += 1
-        if step % cfg.log_every == 0 or step == max_steps:
-            if d.world > 1:
-                dist.all_reduce(run_loss, op=dist.ReduceOp.AVG)
-            train_loss = run_loss.item() / n_loss
-            run_loss.zero_()
-            n_loss = 0
-            elapsed = time.monotonic() - t_start
-            history.append({"step": step, "train_loss": train_loss, "lr": lr, "elapsed_s": elapsed})
-            say(f"step {step}/{max_steps}  loss {train_loss:.4f}  lr {lr:.2e}  {elapsed:.0f}s")
-        if step % cfg.eval_every == 0 or step == max_steps:
-            metrics = evaluate() if d.main else {}
-            if d.main:
-                v = metrics["valid_loss"]
-                history.append({"step": step, **metrics})
-                mark = ""
-                if v < best:
-                    best = v
-                    task.save_best(out / "best.pt", model, {**metrics, "step": step})
-                    mark = "  (best, saved)"
-                say(f"eval step {step}: " + "  ".join(f"{k} {val:.4f}" for k, val in metrics.items()) + mark)
-            save_last()
-            if d.world > 1:
-                dist.barrier()
+    progress = Progress(say, max_steps, first_step=step)
+    updating = False  # True while the optimizer writes the weights: a Ctrl-C then leaves them half updated
+    try:
+        while step < max_steps:
+            if cfg.time_budget_s and step == cfg.calibrate_steps and not cfg.resume:
+                rate = (step - 10) / max(1e-6, time.monotonic() - t_calib)
+                left = cfg.time_budget_s - (time.monotonic() - t_start)
+                fit = step + int(0.85 * left * rate)  # 15 % kept for evaluation and saving
+                fit_t = torch.tensor([min(max_steps, fit)], device=device)
+                if d.world > 1:
+                    dist.broadcast(fit_t, 0)
+                max_steps = max(int(fit_t.item()), cfg.warmup_steps + 1)
+                say(f"time budget {cfg.time_budget_s:.0f}s at {rate:.1f} steps/s: max_steps set to {max_steps}")
+                progress.max_steps = max_steps
+            if step == 10:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t_calib = time.monotonic()
+            lr = lr_at(step, cfg, max_steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            batch = task.train_batch(step, g, cfg.batch_size)
+            shard = tuple(t[d.rank * per_rank : (d.rank + 1) * per_rank].to(device, non_blocking=True) for t in batch)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = task.loss(run_model, shard)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            updating = True
+            opt.step()
+            run_loss += loss.detach()
+            n_loss += 1
+            step += 1
+            updating = False
+            progress.step(step, loss)
+            if step % cfg.log_every == 0 or step == max_steps:
+                if d.world > 1:
+                    dist.all_reduce(run_loss, op=dist.ReduceOp.AVG)
+                train_loss = run_loss.item() / n_loss
+                run_loss.zero_()
+                n_loss = 0
+                elapsed = time.monotonic() - t_start
+                history.append({"step": step, "train_loss": train_loss, "lr": lr, "elapsed_s": elapsed})
+            if step % cfg.eval_every == 0 or step == max_steps:
+                metrics = evaluate() if d.main else {}
+                if d.main:
+                    v = metrics["valid_loss"]
+                    history.append({"step": step, **metrics})
+                    mark = ""
+                    if v < best:
+                        best = v
+                        task.save_best(out / "best.pt", model, {**metrics, "step": step})
+                        mark = "  (best, saved)"
+                    say(f"eval step {step}: " + "  ".join(f"{k} {val:.4f}" for k, val in metrics.items()) + mark)
+                save_last()
+                if d.world > 1:
+                    dist.barrier()
+    except KeyboardInterrupt:
+        if updating or not d.main:
+            say(f"\nstopped by Ctrl-C at step {step}; {last_path} holds the last evaluation (resume with --resume)")
+        else:  # between two updates the weights are whole: keep them, so that --resume loses nothing
+            save_last(gather=False)
+            say(f"\nstopped by Ctrl-C at step {step}/{max_steps}: saved {last_path}; run the same command "
+                "with --resume to go on from there")
+        raise
     train_time_s = time.monotonic() - t_start
     result: dict[str, Any] = {"best_valid_loss": best, "steps": step, "max_steps": max_steps,
                               "train_time_s": round(train_time_s, 1), "world_size": d.world,
@@ -268,8 +319,18 @@ def train(task: TrainTask, cfg: TrainConfig, log: Callable[[str], None] = print)
             for h in history:
                 f.write(json.dumps(h) + "\n")
         plot_losses(history, out / "loss.png", f"{type(model).__name__}: best valid {best:.4f}")
-        say(json.dumps(result))
+        say(f"\ndone: {step} steps in {train_time_s:.0f}s, best valid loss {best:.4f} (step {result['best_step']})")
     if d.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return result
+
+
+def finish_run(out_dir: str, checkpoint: str | None, result: dict[str, Any]) -> int:
+    """After `train`: copy the run's best.pt to `checkpoint` (when given) and print the result as JSON; exit 0."""
+    best = Path(out_dir) / "best.pt"
+    if checkpoint and best.is_file():
+        Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(best, checkpoint)
+    print(json.dumps({"result": result, "best_checkpoint": str(best)}))
+    return 0

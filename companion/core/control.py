@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from companion.core.drums import DRUM_STYLES
 from companion.core.engine import ChangeSettings, Engine, EngineSettings, PanicIntent, Regenerate, StorePhrase
 from companion.core.events import (
     CC_ALL_NOTES_OFF,
@@ -65,6 +66,12 @@ _SPECS = (
     ControlSpec("humanize", "float", "extra", 0.0, 1.0, doc="timing and velocity looseness of the output"),
     ControlSpec("harmony_style", "choice", "engine", choices=HARMONY_STYLES, doc="harmony voicing, one CC slice each"),
     ControlSpec("morph_steps", "int", "engine", 2, 16, doc="steps of a morph between the last two phrases"),
+    ControlSpec("drum_style", "choice", "extra", choices=DRUM_STYLES, doc="drums: the style, one CC slice each"),
+    ControlSpec("drum_density", "float", "extra", 0.0, 1.0, doc="drums: how busy (the player's density moves it)"),
+    ControlSpec("drum_fill_rate", "float", "extra", 0.0, 1.0, doc="drums: chance of a fill at a phrase end"),
+    ControlSpec("drum_swing", "float", "extra", 0.0, 1.0, doc="drums: 0 straight, 1 triplet swing"),
+    ControlSpec("drum_humanize", "float", "extra", 0.0, 1.0, doc="drums: 0 on the grid, 1 the model's timing"),
+    ControlSpec("drum_mute", "bool", "extra", doc="drums: mute the drummer (on from 64)"),
     ControlSpec("regenerate", "trigger", "action", doc="replay the last answer with a new seed (press: >= 64)"),
     ControlSpec("panic", "trigger", "action", doc="all notes off (press: >= 64)"),
     ControlSpec("store_phrase", "trigger", "action",

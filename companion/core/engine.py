@@ -13,6 +13,7 @@ from companion.core.capture import PhraseCapture
 from companion.core.events import (
     CC_ALL_NOTES_OFF,
     CC_ALL_SOUND_OFF,
+    ClockStart,
     ClockStop,
     Command,
     ControlChange,
@@ -126,6 +127,8 @@ class Engine:
             # Transport stopped: nothing should keep playing, and a half phrase is not a call.
             self.capture.reset()
             return self.mode.cancel(now_ticks, "stop")
+        if isinstance(message, ClockStart):  # bar 1 is now (the clock has taken the Start already)
+            return self.mode.transport_start(now_ticks, self._context())
         if isinstance(message, ProgramChange):
             self.counters["program_changes"] += 1  # presets will map these later; ignored for now
             return self._poll(now_ticks)
@@ -193,6 +196,7 @@ class Engine:
             self._last_panic_ticks = now_ticks
             self.counters["panics"] += 1
             commands.append(Panic(reason))
+            commands += self.mode.after_panic()
         return commands
 
     # --- intents from the UI or MIDI control -------------------------------------------------------

@@ -13,8 +13,12 @@ from companion.core.events import PPQ
 from companion.core.theory import Key
 
 _NOT_MODES = {"base"}
-HARMONY_STYLES = ("chorale", "block", "bass", "pad")
-CHANGE_EVERY = ("beat", "half_bar", "bar")
+HARMONY_STYLES = ("chorale", "block", "bass", "pad", "comping", "arpeggio")
+"""chorale: the chorale model's alto, tenor and bass; the others voice the lead-sheet chord model's symbols."""
+CLOCK_STYLES = ("comping", "arpeggio")
+"""Styles that strike on the 16th grid as the clock runs, not only when the melody moves."""
+CHANGE_EVERY = ("beat", "half_bar", "bar", "melody")
+SEED_MAX = 2**31 - 1  # answer n uses seed + n: every seed a session reaches stays within what torch and numpy take
 
 
 def available_modes() -> list[str]:
@@ -78,10 +82,12 @@ class EngineSettings:
     """Morph mode: phrases played from the older of the last two phrases to the newer, both ends included."""
     # --- harmonize mode (companion/core/modes/harmonize.py, companion/harmony.py) ---
     harmony_style: str = "chorale"
-    """Harmonize: "chorale" (alto, tenor, bass), "block" (close chord under the melody), "bass" or "pad"."""
+    """Harmonize: "chorale" (the chorale model's alto, tenor, bass) or a lead-sheet style voicing the chord
+    model's symbols: "pad", "block" (close under the melody), "bass", "comping" or "arpeggio" (on the clock)."""
     change_every: str = "beat"
-    """Harmonize: the chord changes at most every "beat", "half_bar" or "bar"; held notes hold it in between,
-    except that a melody note clashing with the held chord re-voices it at once."""
+    """Harmonize: the chord changes at most every "beat", "half_bar" or "bar", or on the beats where the melody
+    asks for it ("melody", lead-sheet styles); held notes hold it in between, except that a melody note
+    clashing with the held chord re-voices it at once."""
     harmony_channels: tuple[int, int, int] | None = None
     """Harmonize, chorale style: channels of alto, tenor and bass; None plays them all on `output_channel`."""
     pad_low_note: int = 48
@@ -110,8 +116,8 @@ class EngineSettings:
             raise ValueError(f"lead_ticks must be a whole number >= 0, got {self.lead_ticks!r}")
         if not (0.0 < self.temperature <= 5.0):
             raise ValueError(f"temperature must be above 0 and at most 5, got {self.temperature!r}")
-        if not isinstance(self.seed, int):
-            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed <= SEED_MAX:
+            raise ValueError(f"seed must be a whole number 0..{SEED_MAX}, got {self.seed!r}")
         if not isinstance(self.morph_steps, int) or not (2 <= self.morph_steps <= 32):
             raise ValueError(f"morph_steps must be a whole number 2..32, got {self.morph_steps!r}")
         if self.beat_unit not in (2, 4, 8, 16):

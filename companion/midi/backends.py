@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,18 +15,17 @@ from companion.errors import PortError
 BACKENDS = ("alsa", "jack", "coremidi", "winmm")
 
 _ALSA_SEQ_PATH = "/dev/snd/seq"
-_WHY_NO_ALSA_SEQ = (
-    f"the ALSA sequencer ({_ALSA_SEQ_PATH}) is missing: load it with `sudo modprobe snd-seq`, "
-    "or start a JACK server and use --backend jack"
-)
-_WHY_NO_JACK = (
-    "no JACK server is running: start one (`jackd -d alsa`, QjackCtl, or PipeWire's JACK), "
-    "or use --backend alsa"
-)
+# Each says how to make its own backend work (not "use the other one": with neither working, that goes round).
+_WHY_NO_ALSA_SEQ = f"the ALSA sequencer ({_ALSA_SEQ_PATH}) is missing: load it with `sudo modprobe snd-seq`"
+_WHY_NO_JACK = "no JACK server is running: start one (`jackd -d alsa`, QjackCtl, or PipeWire's JACK)"
 _WHY_WINMM = (
-    "Windows MIDI cannot create virtual ports: install a loopback driver such as loopMIDI, create two ports "
-    "(e.g. 'Companion In' and 'Companion Out'), and pass --in-port / --out-port"
+    "Windows MIDI cannot create virtual ports: make two loopback ports named 'Companion In' and 'Companion Out' "
+    "(Windows 11's MIDI Settings app: Windows MIDI Services, a basic MIDI 1.0 loopback each; or the loopMIDI "
+    "driver), or one Windows MIDI Services loopback pair named 'Companion' (`midi loopback create`, which makes "
+    "'Companion (A)' and '(B)': the DAW uses A), and Companion finds them by name; or pass --in-port / --out-port"
 )
+# A Windows MIDI Services loopback pair: what goes out on one side comes in on the other; Companion takes side B.
+_PAIR_SIDE = "(B)"
 
 
 def _rtmidi() -> Any:
@@ -68,8 +68,9 @@ def _probe(backend: str, compiled: set[int], rtmidi: Any) -> BackendInfo:
     if backend == "alsa" and not os.path.exists(_ALSA_SEQ_PATH):
         return BackendInfo(backend, True, False, False, why=_WHY_NO_ALSA_SEQ)
     try:
-        midi_in = rtmidi.MidiIn(api, "companion-probe")
-        midi_out = rtmidi.MidiOut(api, "companion-probe")
+        with _libjack_quiet(backend == "jack"):
+            midi_in = rtmidi.MidiIn(api, "companion-probe")
+            midi_out = rtmidi.MidiOut(api, "companion-probe")
     except rtmidi.RtMidiError as err:
         why = _WHY_NO_JACK if backend == "jack" else f"{backend} failed to start: {err}"
         return BackendInfo(backend, True, False, False, why=why)
@@ -80,6 +81,24 @@ def _probe(backend: str, compiled: set[int], rtmidi: Any) -> BackendInfo:
         midi_out.delete()
     virtual = backend != "winmm"
     return BackendInfo(backend, True, True, virtual, inputs, outputs, "" if virtual else _WHY_WINMM)
+
+
+@contextlib.contextmanager
+def _libjack_quiet(quiet: bool) -> Iterator[None]:
+    """libjack prints its own lines ("Cannot connect to server socket ...") on stderr when no server runs; the
+    probe's verdict is ours to say in one line, so its stderr (file descriptor 2) goes to /dev/null meanwhile."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def list_backends() -> list[BackendInfo]:
@@ -112,7 +131,23 @@ def pick_backend(name: str = "auto", infos: Sequence[BackendInfo] | None = None,
         if by_name[candidate].usable:
             return candidate
     reasons = "; ".join(f"{c}: {by_name[c].why}" for c in preference)
-    raise PortError(f"no usable MIDI backend on this machine ({reasons})")
+    raise PortError(f"no usable MIDI backend on this machine ({reasons}); any one of these fixes it")
+
+
+def find_loopback(info: BackendInfo, in_name: str = "Companion In", out_name: str = "Companion Out",
+                  pair_root: str = "Companion") -> tuple[str, str] | None:
+    """Windows (no virtual ports): the loopback ports made for Companion, found by name as (input, output): two
+    MIDI 1.0 loopbacks named like its virtual ports (loopMIDI, or Windows MIDI Services' basic loopback), else
+    the B side of a Windows MIDI Services loopback pair `pair_root (A)`/`(B)`; None if neither is there."""
+    def named(names: Sequence[str], wanted: str) -> str | None:
+        return next((name for name in names if wanted.lower() in name.lower()), None)
+
+    found_in, found_out = named(info.inputs, in_name), named(info.outputs, out_name)
+    if found_in and found_out:
+        return found_in, found_out
+    side = f"{pair_root} {_PAIR_SIDE}"
+    found_in, found_out = named(info.inputs, side), named(info.outputs, side)
+    return (found_in, found_out) if found_in and found_out else None
 
 
 def find_port(names: Sequence[str], wanted: str, direction: str, backend: str) -> int:
@@ -165,6 +200,10 @@ def format_backends(infos: Sequence[BackendInfo] | None = None) -> str:
             lines.append(f"  why: {info.why}")
         if info.usable and info.name == "jack":
             lines.append("  " + _jack_client_line())
+        if info.usable and info.name == "winmm":
+            found = find_loopback(info)
+            lines.append(f"  Companion's ports: the loopback ports {found[0]!r} (in) and {found[1]!r} (out)" if found
+                         else "  Companion's ports: no loopback ports for Companion yet (see why above)")
         if info.usable:
             lines.append("  ports you can listen to (--in-port): " + (", ".join(info.inputs) or "none"))
             lines.append("  ports you can play to (--out-port): " + (", ".join(info.outputs) or "none"))
@@ -177,7 +216,7 @@ def format_backends(infos: Sequence[BackendInfo] | None = None) -> str:
 
 def _jack_client_line() -> str:
     """How Companion's JACK ports are made here: its own client, or rtmidi's (and why)."""
-    from companion.midi.jack import available
+    from companion.midi.jack_shim import available
 
     own, why = available()
     if own:

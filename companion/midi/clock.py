@@ -23,6 +23,8 @@ from companion.midi.realtime import SCHEDULER_PRIORITY, try_realtime
 NowNs = Callable[[], int]
 SPIN_NS = 1_000_000  # wait on the condition until this close to a deadline, then spin
 MAX_FILLED_PULSES = 3  # a gap of up to this many missing pulses is filled in, a longer one is a pause
+MAX_SENDER_WAIT_NS = 20_000_000  # the sender re-reads its clock at least this often (tempo, transport)
+STOPPED_POLL_NS = 2_000_000  # a sender whose clock is stopped looks for its start this often
 
 
 class ClockSource(Protocol):
@@ -218,7 +220,9 @@ class ClockSender:
     """Sends MIDI Beat Clock as master: F8 at absolute deadlines from a clock, FA/FB, FC, Song Position.
 
     Pulse k is due at `clock.timebase().ns_at(k * 20)`, re-read before every wait, so tempo changes apply at
-    once and nothing drifts. `start()` runs its own thread; `due(now_ns)` is the pure step it repeats.
+    once and nothing drifts. The thread follows the clock's transport: FC when it stops, FA (or Song Position
+    and FB) when it starts or its position jumps (a Link session's start). `start()` runs its own thread;
+    `due(now_ns)` is the pure step it repeats.
     """
 
     def __init__(self, send: Callable[[list[int]], None], clock: ClockSource,
@@ -232,21 +236,37 @@ class ClockSender:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._next_pulse_ticks: int | None = None
+        self._epoch = 0
         self.pulses_sent = 0
 
     def begin(self, now_ns: int | None = None) -> list[list[int]]:
         """Where the clock is now, the messages that start followers: FA at tick 0, else Song Position + FB.
 
-        Pulses then run from the next 16th (Song Position has 16th resolution).
+        Pulses then run from the next 16th (Song Position has 16th resolution); within the first pulse of tick 0
+        (a start read a moment late) it is FA, and the first pulse goes out at once.
         """
         now_ns = self._now_ns() if now_ns is None else now_ns
+        self._epoch = self._clock.epoch
         ticks = max(0, self._clock.timebase().ticks_at(now_ns))
-        next_16th = -(-ticks // TICKS_PER_16TH) * TICKS_PER_16TH
+        next_16th = 0 if ticks < TICKS_PER_CLOCK_PULSE else -(-ticks // TICKS_PER_16TH) * TICKS_PER_16TH
         self._next_pulse_ticks = next_16th
         if next_16th == 0:
             return [[0xFA]]
         sixteenths = min(next_16th // TICKS_PER_16TH, 16383)
         return [[0xF2, sixteenths & 0x7F, sixteenths >> 7], [0xFB]]
+
+    def transport(self, now_ns: int) -> list[list[int]]:
+        """FC when the clock has stopped since the last call; the messages of `begin` when it has started or
+        its position jumped; else nothing."""
+        clock = self._clock
+        if not clock.running:
+            if self._next_pulse_ticks is None:
+                return []
+            self._next_pulse_ticks = None
+            return [[0xFC]]
+        if self._next_pulse_ticks is None or clock.epoch != self._epoch:
+            return self.begin(now_ns)
+        return []
 
     def due(self, now_ns: int) -> list[list[int]]:
         """The F8 pulses whose deadline has passed (normally one), advancing the pulse counter."""
@@ -279,7 +299,7 @@ class ClockSender:
         """Send FA (or Song Position + FB) now, then pulses on the grid from a thread of our own."""
         if self._thread is not None:
             return
-        for data in self.begin():
+        for data in self.transport(self._now_ns()):
             self._send(data)
         self._thread = threading.Thread(target=self._run, name="companion-clock-out", daemon=True)
         self._thread.start()
@@ -301,23 +321,35 @@ class ClockSender:
     def _run(self) -> None:
         self.realtime_problem = try_realtime(self._realtime_priority)
         while True:
+            for data in self.transport(self._now_ns()):
+                self._send(data)
             deadline_ns = self.next_deadline_ns()
-            if deadline_ns is None:
-                return
             with self._cond:
+                if deadline_ns is None:  # the clock is stopped: look for its start again soon
+                    if not self._closing:
+                        self._cond.wait(STOPPED_POLL_NS / 1e9)
+                    if self._closing:
+                        return
+                    continue
                 while not self._closing:
                     wait_ns = deadline_ns - SPIN_NS - self._now_ns()
-                    if wait_ns <= 0:
+                    if wait_ns <= 0 or self._moved():
                         break
-                    self._cond.wait(wait_ns / 1e9)
+                    self._cond.wait(min(wait_ns, MAX_SENDER_WAIT_NS) / 1e9)
                     deadline_ns = self.next_deadline_ns() or deadline_ns  # tempo may have changed
                 if self._closing:
                     return
+            if self._moved():
+                continue  # stopped, started again or jumped: the loop's top sends what that takes
             while self._now_ns() < deadline_ns:
                 time.sleep(0)  # spin, but let rtmidi/JACK threads take the GIL
             for data in self.due(self._now_ns()):
                 self._send(data)
                 self.pulses_sent += 1
+
+    def _moved(self) -> bool:
+        """The clock stopped or its position jumped since the pulses were planned."""
+        return not self._clock.running or self._clock.epoch != self._epoch
 
 
 def clamp_bpm(bpm: float) -> float:

@@ -10,73 +10,20 @@ to libjack through ctypes. Where the shim is not built, `available()` says why a
 from __future__ import annotations
 
 import ctypes
-import importlib.util
-import os
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 from companion.errors import PortError
 from companion.midi.backends import _WHY_NO_JACK, find_port
-from companion.midi.ports import InputCallback, InputPort, OutputPort
+from companion.midi.jack_shim import FORCE_RTMIDI_ENV, available, load, why_not  # noqa: F401  (re-exported)
+from companion.midi.port_base import InputCallback, InputPort, OutputPort
 from companion.midi.realtime import READER_PRIORITY, native_threads, note_jack_client, try_realtime
 
 MIDI_TYPE = b"8 bit raw midi"
 PORT_IS_INPUT, PORT_IS_OUTPUT = 0x1, 0x2
 WAIT_US = 200_000  # a reader wakes at least this often to see whether its port is closing
 READ_CAPACITY = 4096
-FORCE_RTMIDI_ENV = "COMPANION_JACK_RTMIDI"  # "1": use rtmidi's JACK even where the shim is built
-
-_load_lock = threading.Lock()
-_libs: tuple[Any, Any] | None = None
-_why_not: str | None = None
-
-
-def _load() -> tuple[Any, Any] | None:
-    """(the shim, libjack) as ctypes libraries, or None with `_why_not` set."""
-    global _libs, _why_not
-    with _load_lock:
-        if _libs is not None or _why_not is not None:
-            return _libs
-        spec = importlib.util.find_spec("companion.midi._jackmidi")
-        if spec is None or spec.origin is None:
-            _why_not = "the JACK shim (companion/midi/_jackmidi.c) was not built with this install"
-            return None
-        try:
-            shim, libjack = ctypes.CDLL(spec.origin), ctypes.CDLL(_libjack_name())
-        except OSError as err:
-            _why_not = f"the JACK shim could not be loaded ({err})"
-            return None
-        vp, c, i, u32 = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint32
-        for name, res, args in (
-            ("cj_open", vp, [c, c, i]), ("cj_client", vp, [vp]), ("cj_shut_down", i, [vp]),
-            ("cj_add_port", i, [vp, c, i]), ("cj_port", vp, [vp, i]), ("cj_remove_port", None, [vp, i]),
-            ("cj_send", i, [vp, i, c, u32]), ("cj_wait", i, [vp, i, i]), ("cj_dropped", u32, [vp, i]),
-            ("cj_read", i, [vp, i, ctypes.POINTER(ctypes.c_ubyte), u32, ctypes.POINTER(ctypes.c_uint64)]),
-            ("cj_close", None, [vp]), ("cj_add_port_at", i, [vp, i, c, i]), ("cj_abandon", None, [vp]),
-        ):
-            getattr(shim, name).restype, getattr(shim, name).argtypes = res, args
-        for name, res, args in (
-            ("jack_get_ports", ctypes.POINTER(c), [vp, c, c, ctypes.c_ulong]), ("jack_free", None, [vp]),
-            ("jack_connect", i, [vp, c, c]), ("jack_port_name", c, [vp]), ("jack_get_client_name", c, [vp]),
-        ):
-            getattr(libjack, name).restype, getattr(libjack, name).argtypes = res, args
-        if hasattr(libjack, "jack_port_rename"):
-            libjack.jack_port_rename.restype, libjack.jack_port_rename.argtypes = i, [vp, vp, c]
-        _libs = (shim, libjack)
-        return _libs
-
-
-def _libjack_name() -> str:
-    return "libjack.0.dylib" if os.uname().sysname == "Darwin" else "libjack.so.0"
-
-
-def available() -> tuple[bool, str]:
-    """Whether JACK ports go through our own client, and if not, why (for the log)."""
-    if os.environ.get(FORCE_RTMIDI_ENV) == "1":
-        return False, f"{FORCE_RTMIDI_ENV}=1 asks for rtmidi's JACK"
-    return (_load() is not None), (_why_not or "")
-
 
 class JackClient:
     """One JACK client shared by every port opened with the same client name; closed with its last port."""
@@ -85,9 +32,9 @@ class JackClient:
     _registry_lock = threading.Lock()
 
     def __init__(self, requested: str) -> None:
-        libs = _load()
+        libs = load()
         if libs is None:
-            raise PortError(f"JACK ports through Companion's own client are unavailable: {_why_not}")
+            raise PortError(f"JACK ports through Companion's own client are unavailable: {why_not()}")
         self._shim, self._jack = libs
         self.requested = requested
         handle, why = self._new_handle()
@@ -98,6 +45,7 @@ class JackClient:
         self.lock = threading.Lock()
         self._names: dict[int, tuple[str, str]] = {}  # slot -> (the name asked for, the name it has)
         self._inputs: set[int] = set()
+        self._frame_stamped: set[int] = set()  # inputs stamped at their frame (kept when JACK comes back)
         self._abandoned: list[Any] = []  # clients of a JACK that went away (readers may still hold them)
 
     def _new_handle(self) -> tuple[Any, str]:
@@ -171,6 +119,7 @@ class JackClient:
             self._shim.cj_remove_port(self._handle, slot)
             wanted, actual = self._names.pop(slot, ("", ""))
             self._inputs.discard(slot)
+            self._frame_stamped.discard(slot)
             waiting = [s for s, (w, a) in self._names.items() if w == wanted and a != wanted]
             rename = getattr(self._jack, "jack_port_rename", None)
             if actual == wanted and waiting and rename is not None:
@@ -199,8 +148,21 @@ class JackClient:
                 if self._shim.cj_add_port_at(handle, slot, actual.encode(), 1 if slot in self._inputs else 0) < 0:
                     self._shim.cj_close(handle)
                     return False
+                if slot in self._frame_stamped:
+                    self._shim.cj_set_frame_stamps(handle, slot, 1)
             self._adopt(handle)
             return True
+
+    def stamp_by_frame(self, slot: int) -> None:
+        """This input's messages get the time of their frame, not of the period's start (see JackInput)."""
+        with self.lock:
+            self._frame_stamped.add(slot)
+            self._shim.cj_set_frame_stamps(self._handle, slot, 1)
+
+    def missed_cycles(self, after_output: bool = False) -> int:
+        """Cycles JACK ran without this client since it (re)opened; `after_output`: those right after a cycle that
+        sent something (a DAW reading our output on a feedback connection heard that again)."""
+        return int(self._shim.cj_missed_cycles(self._handle, 1 if after_output else 0))
 
     def full_name(self, slot: int) -> str:
         return self._jack.jack_port_name(self._shim.cj_port(self._handle, slot)).decode()
@@ -216,6 +178,14 @@ class JackClient:
     @property
     def handle(self) -> Any:
         return self._handle
+
+
+def missed_cycles() -> tuple[int, int]:
+    """Over our open JACK clients: (cycles JACK ran without them, those right after a cycle that sent output)."""
+    with JackClient._registry_lock:
+        clients = list(JackClient._clients.values())
+    return (sum(client.missed_cycles() for client in clients),
+            sum(client.missed_cycles(after_output=True) for client in clients))
 
 
 class _JackPortMixin:
@@ -296,9 +266,11 @@ class _JackPortMixin:
 class JackInput(_JackPortMixin, InputPort):
     """A JACK input of our client; a reader thread of ours wakes when JACK hands over messages."""
 
-    def __init__(self, query: str | None, callback: InputCallback, client_name: str, local_name: str) -> None:
+    def __init__(self, query: str | None, callback: InputCallback, client_name: str, local_name: str,
+                 frame_stamps: bool = False) -> None:
         InputPort.__init__(self, local_name, callback)
         self.query, self.target, self.client_name, self.local_name = query, None, client_name, local_name
+        self.frame_stamps = frame_stamps
         self._client = None
         self._slot = -1
         self._reader: threading.Thread | None = None
@@ -306,6 +278,8 @@ class JackInput(_JackPortMixin, InputPort):
 
     def _open(self) -> None:
         self._open_port()
+        if self.frame_stamps and self._client is not None:
+            self._client.stamp_by_frame(self._slot)  # before the reader starts: every message stamped alike
         self._reading.set()
         self._reader = threading.Thread(target=self._read, name=f"companion-in-{self.local_name}", daemon=True)
         self._reader.start()
@@ -342,7 +316,10 @@ class JackInput(_JackPortMixin, InputPort):
 
 
 class JackOutput(_JackPortMixin, OutputPort):
-    """A JACK output of our client: each message goes out in JACK's next period."""
+    """A JACK output of our client: `send` goes out in JACK's next period; `send_at` at the frame its due time
+    falls on, written by the C client's process callback (sample-accurate, whenever Python ran)."""
+
+    timed = True
 
     def __init__(self, query: str | None, client_name: str, local_name: str) -> None:
         OutputPort.__init__(self, local_name)
@@ -355,15 +332,29 @@ class JackOutput(_JackPortMixin, OutputPort):
         self._open_port()
 
     def _send(self, data: Sequence[int]) -> None:
+        self._send_at(data, 0)
+
+    def _send_at(self, data: Sequence[int], due_ns: int) -> None:
         client = self._client
         assert client is not None
         payload = bytes(data)
-        result = client.shim.cj_send(client.handle, self._slot, payload, len(payload))
+        result = client.shim.cj_send_at(client.handle, self._slot, payload, len(payload), max(0, due_ns))
+        if result == -3:
+            raise PortError(f"cannot send {len(payload)} bytes to {self.name!r} in one message (SysEx is not sent)")
         if result == -2:  # JACK has gone away: nothing can sound; the watcher says so and re-opens the port
             self.dropped += 1
             return
         if result == -1:
             raise PortError(f"cannot send to {self.name!r}: JACK has not taken messages for a while (stalled?)")
+
+    def late_writes(self) -> tuple[int, int]:
+        """(timed messages written after their frame had passed, the worst in ns) since the port opened."""
+        client = self._client
+        if client is None or self._slot < 0:
+            return 0, 0
+        worst = ctypes.c_uint64(0)
+        count = client.shim.cj_output_late(client.handle, self._slot, ctypes.byref(worst))
+        return int(count), int(worst.value)
 
     def _close(self) -> None:
         self._close_port()

@@ -25,83 +25,12 @@ from companion.midi.backends import (  # noqa: F401  (re-exported: the ports API
     list_backends,
     pick_backend,
 )
+from companion.midi.port_base import BasePort, InputCallback, InputPort, OutputPort  # noqa: F401  (re-exported)
 from companion.midi.realtime import READER_PRIORITY, native_threads, note_jack_client, try_realtime
 
 POLL_INTERVAL_S = 0.0001  # an input's reader looks at rtmidi's queue this often while music is flowing...
 POLL_IDLE_S = 0.0005  # ...and this often after IDLE_AFTER_NS of silence (an idle app should not burn a core)
 IDLE_AFTER_NS = 2_000_000_000
-InputCallback = Callable[[list[int], int], None]
-"""Called on the MIDI thread with (data, time_ns) where time_ns is `time.monotonic_ns()` at arrival."""
-
-
-# --- the port life cycle (mido-like: the base owns validation, locking, open/close) ------------------
-
-
-class BasePort:
-    """Validation, locking and life cycle; a backend overrides `_open`, `_close` and (outputs) `_send`."""
-
-    direction = "port"
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.closed = True
-        self._lock = threading.RLock()
-
-    def _open(self) -> None:
-        raise NotImplementedError
-
-    def _close(self) -> None:
-        raise NotImplementedError
-
-    def open(self) -> None:
-        with self._lock:
-            if self.closed:
-                self._open()
-                self.closed = False
-
-    def close(self) -> None:
-        """Close the port; closing twice is harmless."""
-        with self._lock:
-            if not self.closed:
-                self.closed = True
-                self._close()
-
-    def __enter__(self) -> BasePort:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<{type(self).__name__} {self.direction} {self.name!r} {state}>"
-
-
-class InputPort(BasePort):
-    """Calls `callback(data, time_ns)` for every message that arrives."""
-
-    direction = "input"
-
-    def __init__(self, name: str, callback: InputCallback) -> None:
-        if not callable(callback):
-            raise TypeError(f"input port {name!r}: callback must be callable, got {callback!r}")
-        super().__init__(name)
-        self.callback = callback
-
-
-class OutputPort(BasePort):
-    """`send(data)` is thread-safe."""
-
-    direction = "output"
-
-    def _send(self, data: Sequence[int]) -> None:
-        raise NotImplementedError
-
-    def send(self, data: Sequence[int]) -> None:
-        with self._lock:
-            if self.closed:
-                raise PortError(f"cannot send to {self.name!r}: the port is closed")
-            self._send(data)
 
 
 # --- rtmidi backends ------------------------------------------------------------------------------
@@ -262,13 +191,17 @@ class RtMidiOutput(_RtMidiMixin, OutputPort):
 
 
 def open_input(backend: str, *, port: str | None, callback: InputCallback, client_name: str = "companion",
-               virtual_name: str = "Companion In") -> InputPort:
-    """Open a virtual input (`port=None`) or connect to the first port whose name contains `port`."""
+               virtual_name: str = "Companion In", frame_stamps: bool = False) -> InputPort:
+    """Open a virtual input (`port=None`) or connect to the first port whose name contains `port`.
+
+    `frame_stamps`: on our JACK client, each message is stamped at its frame (the period's start on the monotonic
+    clock plus its offset: the map the timed output writes by) rather than when its period began; other backends
+    stamp on arrival either way."""
     chosen = pick_backend(backend) if backend == "auto" else _check_backend(backend)
     if chosen == "jack" and _jack_shim():
         from companion.midi.jack import JackInput
 
-        midi_in: InputPort = JackInput(port, callback, client_name, virtual_name)
+        midi_in: InputPort = JackInput(port, callback, client_name, virtual_name, frame_stamps)
     else:
         midi_in = RtMidiInput(chosen, port, callback, client_name, virtual_name)
     midi_in.open()
@@ -291,7 +224,7 @@ def open_output(backend: str, *, port: str | None, client_name: str = "companion
 
 def _jack_shim() -> bool:
     """JACK ports go through our own client (companion/midi/jack.py) where its shim is built."""
-    from companion.midi.jack import available
+    from companion.midi.jack_shim import available
 
     return available()[0]
 

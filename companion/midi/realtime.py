@@ -9,9 +9,11 @@ them, and where JACK runs without real-time scheduling at all, ours stay at norm
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 # SCHED_FIFO priorities, in the order the threads must win: the scheduler sends on time, a reader stamps
 # input as it arrives, the engine answers, the harmony model computes.
@@ -97,3 +99,19 @@ def try_realtime(priority: int | None) -> str | None:
         return (f"real-time priority refused ({err.strerror}); timing runs at normal priority. "
                 "On Linux, allow it with an rtprio limit (e.g. the 'audio' group in /etc/security/limits.d)")
     return None
+
+
+LOWEST_PRIORITY = HARMONY_PRIORITY
+
+
+@contextlib.contextmanager
+def lowest_realtime() -> Iterator[None]:
+    """The calling thread at our lowest real-time rank for the block, then back to normal: a session's imports and
+    port opening (about a second of CPU, many seconds at normal priority beside busy programs), or a bench's
+    player, which stands for a DAW's MIDI thread."""
+    boosted = try_realtime(LOWEST_PRIORITY) is None
+    try:
+        yield
+    finally:
+        if boosted:
+            normal_priority()

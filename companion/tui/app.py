@@ -17,9 +17,11 @@ from textual.message import Message
 from textual.widgets import Static
 
 from companion.core.engine import ChangeSettings, PanicIntent, Regenerate, SetMode, StorePhrase, available_modes
+from companion.runtime_clock import CLOCK_SOURCES
+from companion.stop_signals import stop_signals
 from companion.tui.controls import CONTROLS, CONTROLS_BY_KEY, ControlsPanel, ControlSpec, setting_value
 from companion.tui.help_screen import HelpScreen, help_rows
-from companion.tui.intents import ChoosePorts, Learn, LoadPreset, SetRecording
+from companion.tui.intents import ChoosePorts, Learn, LoadPreset, SetClock, SetRecording
 from companion.tui.keyboard import KeyboardPiano, KeyboardPianoView
 from companion.tui.log_pane import LogPane
 from companion.tui.meters import Meters, TransportBar
@@ -28,11 +30,12 @@ from companion.tui.ports_screen import PortsScreen
 from companion.tui.presets_screen import PresetsScreen
 
 REFRESH_HZ = 20  # snapshots read per second; the roll draws at most every MIN_FRAME_NS
-TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+TERMINATION_SIGNALS = stop_signals(keyboard=False)  # Ctrl-C is a key here; the rest end the app as Q does
 PENDING_NS = 600_000_000  # a value just set by a key wins over snapshots for this long (the engine catches up)
 LOG_BACKLOG = 500
-HINT = ("Space panic · R rec · N regen (Shift: same seed) · M mode · ↑↓←→ controls · C learn CC · "
-        "B presets · I ports · ? help · Q quit")
+HINT = ("Space panic · r rec · n regen (N: same seed) · m/M mode · ↑↓←→ controls · c learn CC · "
+        "b presets · i ports · ? help · q quit")
+SHORT_HINT = "Space panic · r rec · n regen · m mode · b presets · i ports · ? help · q quit"
 
 
 class RuntimeLike(Protocol):
@@ -83,6 +86,8 @@ class CompanionApp(App[int]):
     """The musician's cockpit: transport, piano roll, controls, meters, log; every action one key away."""
 
     CSS_PATH = "companion.tcss"
+    # Below 120 columns the screen has the class -narrow (companion.tcss lays the bottom row out for 80).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     TITLE = "Companion"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
@@ -97,9 +102,10 @@ class CompanionApp(App[int]):
         Binding("down", "select(1)", "select the control below"),
         Binding("right,equals_sign", "change(1)", "selected control up (toggle / next choice)"),
         Binding("left,minus", "change(-1)", "selected control down (toggle / previous choice)"),
-        Binding("c", "learn", "MIDI learn: the next CC moved controls the selected control (C again: cancel)"),
-        Binding("b", "presets", "preset browser: load, or S to save the current settings"),
+        Binding("c", "learn", "MIDI learn: the next CC moved controls the selected control (c again: cancel)"),
+        Binding("b", "presets", "preset browser: load, or s to save the current settings"),
         Binding("i", "ports", "choose MIDI ports (input, then output; 0 = virtual)"),
+        Binding("ctrl+k", "clock", "next clock: internal → external (the DAW's MIDI clock) → Ableton Link"),
         Binding("z", "octave(-1)", "keyboard piano: octave down"),
         Binding("x", "octave(1)", "keyboard piano: octave up"),
         Binding("question_mark,f1", "help", "this help"),
@@ -118,6 +124,8 @@ class CompanionApp(App[int]):
         self.recording = False
         self.learning: str | None = None
         self.cc_map: dict[str, tuple[int | None, int]] = {}
+        self._learned: dict[str, tuple[int | None, int]] = {}  # learned here, until the runtime's map has them
+        self._preset_seen: object = None
         self.last_snapshot: dict[str, Any] = {}
         self._clock_ns = clock_ns
         self._list_backends = list_backends
@@ -145,7 +153,8 @@ class CompanionApp(App[int]):
             yield self.meters
             yield self.log_pane
         yield self.piano_view
-        yield Static(HINT, id="hint")
+        yield Static(HINT, id="hint", classes="hint-wide")
+        yield Static(SHORT_HINT, id="short-hint", classes="hint-narrow")
 
     def on_mount(self) -> None:
         self._log_backlog.extend(self._safe_snapshot().get("log", []) or [])
@@ -182,8 +191,13 @@ class CompanionApp(App[int]):
         for data in self.piano.due(self._clock_ns()):
             self.runtime.inject(data)
         snap = self._safe_snapshot()
+        if snap.get("session_lost"):  # attached from another process, and the session is gone
+            self.exit(return_code=1, message=f"companion: {snap['session_lost']}")
+            return
         self.last_snapshot = snap
         engine = _engine(snap)
+        if snap.get("preset") != self._preset_seen:  # another preset: its own mappings, none learned for it yet
+            self._preset_seen, self._learned = snap.get("preset"), {}
         self._follow_cc(_control_state(snap))
         settings = dict(snap["settings"]) if isinstance(snap.get("settings"), Mapping) else {}
         if isinstance(snap.get("extras"), Mapping):
@@ -223,8 +237,8 @@ class CompanionApp(App[int]):
 
     def _follow_cc(self, source: Mapping[str, Any]) -> None:
         runtime_map = _cc_map_from(source)
-        if runtime_map is not None:
-            self.cc_map.update(runtime_map)
+        if runtime_map is not None:  # the runtime's mappings are the truth (a new preset's replace the old ones)
+            self.cc_map = {**self._learned, **runtime_map}
         last_cc = source.get("last_cc")
         if last_cc is None or last_cc == self._last_cc_seen:
             return
@@ -232,7 +246,7 @@ class CompanionApp(App[int]):
         channel, control, value = (int(v) for v in last_cc)
         if self.learning is not None and last_cc != self._learn_baseline:
             spec = CONTROLS_BY_KEY[self.learning]
-            self.cc_map[spec.key] = (channel, control)
+            self.cc_map[spec.key] = self._learned[spec.key] = (channel, control)
             self.runtime.post_intent(Learn(spec.key, control, channel, *_learn_bounds(spec)))
             self.learning = None
             self.notify(f"CC{control} (channel {channel + 1}) now controls {spec.label}")
@@ -304,7 +318,8 @@ class CompanionApp(App[int]):
         self.transport.show(self.last_snapshot, self.recording)
         folder = self.last_snapshot.get("takes_dir")
         where = f" into {folder}" if folder else ""
-        self.notify(f"recording a take{where}" if self.recording else f"take stopped: saving it{where}", timeout=2)
+        # Stopped: the runtime's log says whether it was saved (and where) or was empty.
+        self.notify(f"recording a take{where}" if self.recording else "take stopped", timeout=2)
 
     def action_regenerate(self, new_seed: bool) -> None:
         self.runtime.post_intent(Regenerate(new_seed=new_seed))
@@ -350,6 +365,13 @@ class CompanionApp(App[int]):
             self.runtime.post_intent(choice)
             self.notify(f"loading preset {choice.name}", timeout=2)
 
+    def action_clock(self) -> None:
+        current = self.last_snapshot.get("clock")
+        index = CLOCK_SOURCES.index(current) if current in CLOCK_SOURCES else -1
+        name = CLOCK_SOURCES[(index + 1) % len(CLOCK_SOURCES)]
+        self.runtime.post_intent(SetClock(name))  # the transport bar shows it once the runtime switched
+        self.notify(f"clock: {name}", timeout=2)
+
     def action_ports(self) -> None:
         ports = self.last_snapshot.get("ports") or {}
         backend = ports.get("backend") if isinstance(ports, Mapping) else None
@@ -383,13 +405,3 @@ class CompanionApp(App[int]):
 def build_app(runtime: RuntimeLike, **options: Any) -> CompanionApp:
     """The one factory for the CLI and the tests."""
     return CompanionApp(runtime, **options)
-
-
-def run_tui(runtime: Any) -> int:
-    """Run the app, starting the runtime once the screen is up (building the UI holds the interpreter for a
-    moment: better before the first note than during it); at quit all notes off. 0, or 1 if a thread failed."""
-    try:
-        build_app(runtime, on_ready=runtime.start).run()
-    finally:
-        runtime.close()
-    return 0 if getattr(runtime, "error", None) is None else 1

@@ -1,4 +1,4 @@
-"""The live controls (temperature, response length, density, key lock, variation distance, harmony style)."""
+"""The live controls (temperature, response length, density, key lock, variation distance, harmony style, drums)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ from typing import Any
 from rich.text import Text
 from textual.widget import Widget
 
+from companion.core.drums import DRUM_STYLES
+from companion.core.settings import HARMONY_STYLES
+
 CC_MAX = 127
 BAR_CELLS = 12
+NARROW_BELOW = 56  # columns of the panel's content: below, the compact rows
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,13 @@ CONTROLS: tuple[ControlSpec, ...] = (
     ControlSpec("key_lock", "Key lock", "bool", True),
     ControlSpec("distance", "Variation distance", "float", 0.3, 0.0, 1.0, 0.05),
     ControlSpec("morph_steps", "Morph steps", "int", 4, 2, 16, 1),
-    ControlSpec("harmony_style", "Harmony style", "choice", "chorale", choices=("chorale", "block", "bass", "pad")),
+    ControlSpec("harmony_style", "Harmony style", "choice", "chorale", choices=HARMONY_STYLES),
+    ControlSpec("drum_style", "Drum style", "choice", "rock", choices=DRUM_STYLES),
+    ControlSpec("drum_density", "Drum density", "float", 0.5, 0.0, 1.0, 0.05),
+    ControlSpec("drum_fill_rate", "Drum fills", "float", 0.75, 0.0, 1.0, 0.05),
+    ControlSpec("drum_swing", "Drum swing", "float", 0.0, 0.0, 1.0, 0.05),
+    ControlSpec("drum_humanize", "Drum humanize", "float", 1.0, 0.0, 1.0, 0.05),
+    ControlSpec("drum_mute", "Drums muted", "bool", False),
 )
 CONTROLS_BY_KEY = {spec.key: spec for spec in CONTROLS}
 
@@ -142,25 +152,30 @@ class ControlsPanel(Widget):
         self.refresh()
 
     def render(self) -> Text:
-        text = Text()
+        # Narrow (an 80-column terminal): shorter labels and bars, no detected key (the transport shows it).
+        narrow = 0 < self.size.width < NARROW_BELOW
+        label_width, value_width, bar_cells = (14, 7, 3) if narrow else (19, 8, BAR_CELLS)
+        text = Text(no_wrap=True, overflow="ellipsis")  # a row too long is cut, never wrapped onto the next
         text.append("CONTROLS", style="bold")
-        text.append("  ↑↓ select  ←→ change  c learn CC\n", style="dim")
+        text.append(" ↑↓ ←→ c learn\n" if narrow else "  ↑↓ select  ←→ change  c learn CC\n", style="dim")
         for index, spec in enumerate(CONTROLS):
             value = self.values.get(spec.key, spec.default)
             chosen = index == self.selected
             text.append("▶ " if chosen else "  ", style="bold yellow")
-            text.append(f"{spec.label:<19}", style="bold reverse" if chosen else "")
-            text.append(f"{spec.format(value):>8} ", style="bold")
-            filled = round(spec.fraction(value) * BAR_CELLS)
+            text.append(f"{spec.label[:label_width]:<{label_width}}", style="bold reverse" if chosen else "")
+            text.append(f"{spec.format(value):>{value_width}} ", style="bold")
+            filled = round(spec.fraction(value) * bar_cells)
             text.append("█" * filled, style="green")
-            text.append("░" * (BAR_CELLS - filled), style="#585858")
-            if spec.key == "key_lock":
+            text.append("░" * (bar_cells - filled), style="#585858")
+            if spec.key == "key_lock" and not narrow:
                 text.append(f" {self.detected_key or 'no key yet'}", style="cyan")
+            gap = " " if narrow else "  "
             if self.learning == spec.key:
-                text.append("  move a knob…", style="bold black on yellow")
+                text.append(gap)
+                text.append("MIDI learn" if narrow else "move a knob…", style="bold black on yellow")
             elif spec.key in self.cc_map:
                 channel, control = self.cc_map[spec.key]
                 where = "" if channel is None else f"/ch{channel + 1}"
-                text.append(f"  CC{control}{where}", style="magenta")
+                text.append(f"{gap}CC{control}{where}", style="magenta")
             text.append("\n")
         return text

@@ -38,6 +38,13 @@ class LoadPreset:
 
 
 @dataclass(frozen=True, slots=True)
+class SetClock:
+    """Follow another clock: "internal", "external" (the DAW's MIDI clock) or "link" (an Ableton Link session)."""
+
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
 class SetRecording:
     """Start (True) or stop and save (False) recording takes."""
 

@@ -18,7 +18,8 @@ class LogPane(RichLog):
     can_focus = False
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, highlight=False, **kwargs)
+        # min_width: RichLog lays lines out at least 78 wide by default, which cuts them off in a narrow pane.
+        super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, highlight=False, min_width=16, **kwargs)
         self.lines_shown = 0
 
     def on_mount(self) -> None:

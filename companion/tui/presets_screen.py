@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 from companion import presets
 from companion.core.control import CCMapping
 from companion.errors import CompanionError
+from companion.preset_writer import save_settings_as_preset
 from companion.tui.intents import LoadPreset
 
 
@@ -45,7 +46,7 @@ def save_preset_file(name: str, settings: Mapping[str, Any], description: str = 
     CC mappings kept; `cc` replaces the mappings, learned ones included); PresetError or ValueError if it cannot."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}", name):
         raise ValueError(f"preset name {name!r}: use letters, digits, space, '-', '_' or '.' (at most 64)")
-    return presets.save_preset(name, dict(settings), description, base=base, cc=cc)
+    return save_settings_as_preset(name, dict(settings), description, base=base, cc=cc)
 
 
 class PresetsScreen(ModalScreen[LoadPreset | None]):

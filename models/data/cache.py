@@ -127,10 +127,13 @@ def build_pieces(sources: Sequence[tuple[Path, str, str]], cache_dir: Path, conf
     args = [(t, cfg) for t in tasks]
     pool = None
     if workers > 1 and len(tasks) > 1:
-        pool = multiprocessing.get_context("fork").Pool(workers)
+        # Ctrl-C is the parent's to handle (the workers ignore it: no traceback from each of them).
+        pool = multiprocessing.get_context("fork").Pool(workers, initializer=signal.signal,
+                                                        initargs=(signal.SIGINT, signal.SIG_IGN))
         results = pool.imap_unordered(_run_task, args, chunksize=1)
     else:
         results = map(_run_task, args)
+    finished = False
     try:
         for done, (task, pieces, reason) in enumerate(results, 1):
             key = task_key[task.piece_id]
@@ -144,9 +147,13 @@ def build_pieces(sources: Sequence[tuple[Path, str, str]], cache_dir: Path, conf
                 report.failures.extend(fails_by_file.pop(key, []))
             if done % 50 == 0 or done == len(tasks):
                 _progress(done, len(tasks), started, out)
+        finished = True
     finally:
         if pool is not None:
-            pool.close()
+            if finished:
+                pool.close()
+            else:  # Ctrl-C or a failure: stop the workers now (files parsed so far stay in the cache)
+                pool.terminate()
             pool.join()
     if tasks:
         out("\n")

@@ -25,6 +25,7 @@ class Piece:
     meter: str
     key: tuple[int, str] | None
     notes: np.ndarray
+    title: str = ""  # normalised ABC titles, ' | '-joined (models.data.holdout), '' where unknown
 
     @property
     def split(self) -> str:
@@ -78,14 +79,17 @@ def pack_pieces(pieces: Sequence[Piece]) -> dict[str, np.ndarray]:
             "ids": np.array([p.piece_id for p in pieces], dtype=str),
             "styles": np.array([p.style for p in pieces], dtype=str),
             "meters": np.array([p.meter for p in pieces], dtype=str),
-            "keys": np.array([key_to_code(p.key) for p in pieces], dtype=np.int16)}
+            "keys": np.array([key_to_code(p.key) for p in pieces], dtype=np.int16),
+            "titles": np.array([p.title for p in pieces], dtype=str)}
 
 
 def unpack_pieces(arrays: dict[str, np.ndarray]) -> list[Piece]:
     offsets = arrays["offsets"]
     notes = arrays["notes"]
+    titles = arrays.get("titles")  # written since the held-out split; older files have none
     return [Piece(str(arrays["ids"][i]), str(arrays["styles"][i]), str(arrays["meters"][i]),
-                  code_to_key(int(arrays["keys"][i])), notes[offsets[i] : offsets[i + 1]])
+                  code_to_key(int(arrays["keys"][i])), notes[offsets[i] : offsets[i + 1]],
+                  str(titles[i]) if titles is not None else "")
             for i in range(len(offsets) - 1)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -11,8 +12,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _pytest.runner import runtestprotocol
+from xruns import XrunCounter
 
-JACKD_ARGS = ["jackd", "--realtime", "-d", "dummy", "-r", "48000", "-p", "64"]
+# 256 frames (5.3 ms, a common live setting): at 64 or 128 the dummy driver on a 2-core VM wakes more than a
+# period late many times a second even when idle, and each such xrun makes JACK restart its frame clock (a jump that
+# the test DAW sees as late script events and Companion counts as missed cycles); at 256 an idle VM runs clean.
+# .ci/run starts its server with the same arguments.
+PERIOD_FRAMES = 256
+JACKD_ARGS = ["jackd", "--realtime", "-d", "dummy", "-r", "48000", "-p", str(PERIOD_FRAMES)]
 START_TIMEOUT_S = 10.0
 
 
@@ -43,7 +51,8 @@ def jack_server() -> Iterator[None]:
     """A JACK server for the session: the one running, or `jackd -d dummy` started (and stopped) here."""
     required = os.environ.get("COMPANION_REQUIRE_JACK") == "1"
     if _jack_running():
-        yield
+        with _watching_xruns():
+            yield
         return
     if shutil.which("jackd") is None:
         message = "jackd is not installed (apt-get install jackd2); JACK integration tests need it"
@@ -59,7 +68,8 @@ def jack_server() -> Iterator[None]:
             if required:
                 pytest.fail(message)
             pytest.skip(message)
-        yield
+        with _watching_xruns():
+            yield
     finally:
         if process.poll() is None:
             process.terminate()
@@ -68,6 +78,56 @@ def jack_server() -> Iterator[None]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+
+
+_monitor: XrunCounter | None = None
+STALL_RERUNS = 2  # a JACK test that failed while the server reported xruns is played again at most this often
+_stall_reruns: list[str] = []
+
+
+@contextlib.contextmanager
+def _watching_xruns() -> Iterator[None]:
+    global _monitor
+    _monitor = XrunCounter()
+    try:
+        yield
+    finally:
+        _monitor.close()
+        _monitor = None
+
+
+def _xruns() -> int:
+    return _monitor.count if _monitor is not None else 0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """A JACK test that fails while the server reports xruns (see xruns.py) is played again, up to STALL_RERUNS
+    times; the summary lists every such rerun. A failure without an xrun, or on the last try, is reported as is."""
+    if item.get_closest_marker("jack") is None:
+        return None
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    for attempt in range(STALL_RERUNS + 1):
+        before = _xruns()
+        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        xruns = _xruns() - before
+        if not any(report.failed for report in reports) or xruns == 0 or attempt == STALL_RERUNS:
+            break
+        _stall_reruns.append(f"{item.nodeid}: failed during {xruns} JACK xrun(s), played again")
+        init = getattr(item, "_initrequest", None)
+        if init is not None:
+            init()
+    for report in reports:
+        item.ihook.pytest_runtest_logreport(report=report)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _stall_reruns:
+        terminalreporter.section("JACK tests played again after xruns")
+        for line in _stall_reruns:
+            terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -197,6 +257,14 @@ def jack_client(jack_server: None) -> Iterator[Callable[..., JackTestClient]]:
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def daw_binary(jack_server: None, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The C DAW of `daw.py` (plays at exact frames, records every byte), compiled once per session."""
+    from daw import build
+
+    return build(tmp_path_factory.mktemp("daw"))
 
 
 @pytest.fixture

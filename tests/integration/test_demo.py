@@ -25,6 +25,17 @@ def test_demo_answers_on_the_bar_and_writes_both_parts(tmp_path: Path) -> None:
     assert abs(midi.tempo_changes[0].tempo - 240) < 0.01
 
 
+def test_the_harmonize_demo_reports_its_harmony_and_names_the_harmonizer(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo.mid"
+    assert main(["demo", "--mode", "harmonize", "-o", str(out), "--bpm", "240"]) == 0
+    said = capsys.readouterr().out
+    harmony = {inst.name: inst.notes for inst in miditoolkit.MidiFile(str(out)).instruments}["companion"]
+    assert len(harmony) >= 11, "harmony under (nearly) every one of the 11 melody notes"
+    assert f"answered {len(harmony)} notes" in said and "no answer came back" not in said
+    assert "harmonizer" in said and "transformer" not in said
+
+
 @pytest.mark.parametrize("output, says", [
     ("FOLDER", "is a folder; give the name of the file to write"),
     ("/proc/x.mid", "cannot write it in /proc"),

@@ -1,4 +1,5 @@
-"""Offline harmonize with the shipped chorale model: a valid type-1 file, the melody unchanged, harmony under it."""
+"""Offline harmonize with the shipped models (chorale, and the chord model for the lead-sheet styles): a valid
+type-1 file, the melody unchanged, harmony under it, chord symbols as markers."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def sounding_at(notes: list[Note], ticks: int) -> list[Note]:
     return [n for n in notes if n.start_ticks <= ticks < n.end_ticks]
 
 
-@pytest.mark.parametrize("style", ["chorale", "block", "bass", "pad"])
+@pytest.mark.parametrize("style", ["chorale", "block", "bass", "pad", "comping", "arpeggio"])
 def test_harmony_file_keeps_the_melody_and_sounds_under_its_notes(tmp_path: Path, style: str) -> None:
     source = read_midi(melody_file(tmp_path))
     harmony = harmonize_file(source, seed=2, settings={"harmony_style": style})
@@ -44,17 +45,47 @@ def test_harmony_file_keeps_the_melody_and_sounds_under_its_notes(tmp_path: Path
     assert harmony, "no harmony at all"
     for note in harmony:
         under = sounding_at(melody, note.start_ticks)
-        assert under, f"{note} starts where no melody note sounds"
-        assert note.end_ticks <= max(m.end_ticks for m in under), f"{note} outlasts its melody note"
+        if style in ("chorale", "block"):  # these end with their melody note
+            assert under, f"{note} starts where no melody note sounds"
+            assert note.end_ticks <= max(m.end_ticks for m in under), f"{note} outlasts its melody note"
+        elif style in ("bass", "pad"):  # a lead-sheet chord rings until it changes: it starts with the melody
+            assert under, f"{note} starts where no melody note sounds"
+        assert note.end_ticks <= max(m.end_ticks for m in melody), f"{note} outlasts the tune"
         assert note.channel == 1  # the first channel the input does not use
     if style in ("chorale", "block"):
         assert all(n.pitch < sounding_at(melody, n.start_ticks)[0].pitch for n in harmony), "a voice above the tune"
-    # every melody note on a beat has harmony starting with it: the folded high notes included
+    # every melody note on a beat has harmony starting with it (the chorale's folded high notes included), or
+    # sounding under it (a lead-sheet chord that holds)
     for p, s, _ in TUNE:
         if s % PPQ == 0:
-            assert any(n.start_ticks == s for n in harmony), f"melody note {p} at {s} has no harmony"
+            assert any(n.start_ticks == s or (style not in ("chorale", "block") and n.start_ticks < s < n.end_ticks)
+                       for n in harmony), f"melody note {p} at {s} has no harmony"
     reread = read_midi(out)
     assert [n for n in reread.notes if n.channel == 0] == melody
+
+
+def test_lead_sheet_styles_write_their_chord_symbols_as_markers(tmp_path: Path) -> None:
+    from companion.cli import main
+
+    out = tmp_path / "out.mid"
+    assert main(["generate", "harmonize", str(melody_file(tmp_path)), "-o", str(out), "--style", "comping"]) == 0
+    markers = [(m.text, t) for t, m in _timed(mido.MidiFile(out).tracks[-1]) if m.type == "marker"]
+    assert markers and markers[0][1] == 0, "the first chord symbol at the first melody note"
+    bar = 3 * mido.MidiFile(out).ticks_per_beat
+    assert all(t % (bar // 3) == 0 for _, t in markers), "chord symbols on beats (change_every: beat)"
+    from models.chords import vocab
+
+    names = {vocab.chord_name(i) for i in range(vocab.N_CHORDS)}
+    assert {text for text, _ in markers} <= names
+    assert main(["generate", "harmonize", str(melody_file(tmp_path)), "-o", str(out), "--style", "swing"]) == 2
+
+
+def _timed(track: mido.MidiTrack) -> list[tuple[int, mido.Message]]:
+    now, out = 0, []
+    for message in track:
+        now += message.time
+        out.append((now, message))
+    return out
 
 
 def test_same_seed_same_file_and_settings_are_checked(tmp_path: Path) -> None:

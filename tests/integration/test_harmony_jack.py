@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from midi_wire import ON_TIME_BOUND_MS
+from midi_wire import ON_TIME_BOUND_MS, repeated_cycles, unexplained_double_strikes
 
 from companion.app import build_runtime
 from companion.core.engine import EngineSettings, PanicIntent, SetMode
@@ -95,6 +95,7 @@ def test_each_melody_note_gets_its_harmony_at_once_and_all_notes_close(jack_clie
               f"max={ordered[-1]:.2f} ms; worker in-process {runtime.harmony.latency_stats()}")  # type: ignore[union-attr]
         assert max(latencies_ms) <= ON_TIME_BOUND_MS, f"harmony latencies (ms): {latencies_ms}"
         assert any("octave" in text for _, text in runtime.snapshot()["log"]), "the folded melody was not logged"
+        assert unexplained_double_strikes(messages, repeated_cycles()) == []
     finally:
         runtime.close()
 
@@ -114,6 +115,49 @@ def test_panic_and_a_mode_change_leave_nothing_sounding_under_a_held_note(jack_c
         runtime.post_intent(SetMode("call_response"))
         assert client.wait_for(lambda m: not _sounding(m), 2.0), "the mode change left harmony sounding"
         client.send([0x80, 74, 0])
+    finally:
+        runtime.close()
+    assert not _sounding(client.messages())
+
+
+def test_lead_sheet_comping_answers_each_line_at_once_keeps_the_clock_and_swaps_models(jack_client, poll) -> None:
+    from companion.core.engine import ChangeSettings
+
+    settings = EngineSettings(mode="harmonize", harmony_style="comping", harmony_channels=(1, 1, 2),
+                              change_every="beat", key="G major", seed=2)
+    runtime, name_in, name_out = _start(settings)
+    try:
+        _wait_warm(runtime, poll)
+        assert runtime.harmony.family == "chords"  # type: ignore[union-attr]
+        client = jack_client("daw").connect_out(name_in).connect_in(name_out)
+        timebase = runtime.clock.timebase()
+        first_beat = timebase.next_bar(timebase.ticks_at(time.monotonic_ns()) + 2 * PPQ)
+        sent: list[tuple[int, int]] = []
+        for pitch, beat in MELODY[:9]:
+            _sleep_until(timebase.ns_at(first_beat + beat * PPQ))
+            sent.append((client.send([0x90, pitch, 96]), pitch))
+            _sleep_until(timebase.ns_at(first_beat + beat * PPQ + PPQ * 3 // 4))
+            client.send([0x80, pitch, 0])
+        chord = runtime.snapshot()["harmony"]["chord"]
+        assert chord and chord[0] in "ABCDEFG", f"no chord symbol in the snapshot: {runtime.snapshot()['harmony']}"
+        # comping keeps striking through the rest after the tune, on the 16th grid, until the piece ends
+        rest_from = client.messages()[-1][1] if client.messages() else time.monotonic_ns()
+        assert client.wait_for(lambda m: any(t > rest_from + 200_000_000 and d[0] & 0xF0 == 0x90 for d, t in m), 3.0)
+        assert client.wait_for(lambda m: not _sounding(m), 5.0), f"left sounding: {_sounding(client.messages())}"
+        messages = client.messages()
+        assert {data[0] & 0x0F for data, _ in messages} <= {1, 2} and any(d[0] & 0x0F == 2 for d, _ in messages)
+        latencies_ms = []
+        for (sent_ns, pitch), (_, beat) in zip(sent, MELODY, strict=False):
+            if beat % 2:
+                continue  # beats 2 and 4 are not comping strikes: a new chord there strikes, the same one rings
+            ons = [t for data, t in messages if sent_ns <= t < sent_ns + 30_000_000 and data[0] & 0xF0 == 0x90]
+            assert ons, f"melody note {pitch} on beat {beat} (a strike and a change line) got no chord at once"
+            latencies_ms.append((min(ons) - sent_ns) / 1e6)
+        assert max(latencies_ms) <= ON_TIME_BOUND_MS, f"harmony latencies (ms): {latencies_ms}"
+        runtime.post_intent(ChangeSettings({"harmony_style": "chorale"}))  # the other model takes over
+        client.send([0x90, 72, 100])
+        assert poll(lambda: runtime.harmony is not None and runtime.harmony.family == "chorale", 10.0)
+        client.send([0x80, 72, 0])
     finally:
         runtime.close()
     assert not _sounding(client.messages())

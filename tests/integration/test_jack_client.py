@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from conftest import JACKD_ARGS
 
 from companion.midi import jack
 from companion.midi.ports import PortEvent, PortWatcher, RtMidiInput, open_input, open_output
@@ -27,12 +28,15 @@ def _jack_ports() -> list[str]:
 
 @pytest.mark.skipif(shutil.which("jack_lsp") is None, reason="jack_lsp is not installed")
 def test_companion_run_puts_both_ports_in_one_client_named_companion(poll: Callable[..., Any]) -> None:
-    taken = any(p.startswith("companion:") for p in _jack_ports())  # another Companion here: JACK renames ours
+    # An earlier test's Companion may still be closing: give it time to go, so its ports are not taken for ours.
+    poll(lambda: not any(p.startswith("companion:") for p in _jack_ports()), 10.0)
+    before = set(_jack_ports())
+    taken = any(p.startswith("companion:") for p in before)  # another Companion here: JACK renames ours
     process = subprocess.Popen([sys.executable, "-m", "companion", "run", "--headless", "--backend", "jack"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         def ours() -> list[str]:
-            return [p for p in _jack_ports() if p.endswith((":Companion In", ":Companion Out"))]
+            return [p for p in _jack_ports() if p.endswith((":Companion In", ":Companion Out")) and p not in before]
 
         found = poll(lambda: (lambda f: f if len(f) >= 2 else [])(ours()), 20.0) or ours()
         clients = {p.split(":")[0] for p in found}
@@ -104,7 +108,7 @@ class OwnServer:
         return subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=10).returncode == 0
 
     def start(self) -> None:
-        self._process = subprocess.Popen(["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", "48000", "-p", "64"],
+        self._process = subprocess.Popen([JACKD_ARGS[0], "-n", self.name, *JACKD_ARGS[1:]],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert self._poll(self._up, 10.0), "the test's JACK server did not start"
 

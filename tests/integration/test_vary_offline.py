@@ -140,7 +140,7 @@ def test_interpolate_leaves_both_inputs_as_read_and_hands_b_to_the_writer(tmp_pa
     source = read_midi(a)
     tracks = [list(t) for t in source.source.tracks]
     args = argparse.Namespace(mode="interpolate", inputs=[str(a), str(b)], steps=4, seed=0)
-    notes, then = offline_modes.run(args, source, {})
+    notes, then, _ = offline_modes.run(args, source, {})
     assert notes and [list(t) for t in source.source.tracks] == tracks, "A's tracks in memory are not changed"
     [(other, start)] = then
     assert other.path == b and start == 6 * source.bar_ticks  # B after A (2 bars) and two 2-bar steps

@@ -49,7 +49,7 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
 def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.pt"
     path.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(CheckpointFileError, match="bad.pt is corrupt"):
+    with pytest.raises(CheckpointFileError, match="bad.pt is not a checkpoint"):
         load_checkpoint(path, kind="harmonizer")
     good = tmp_path / "good.pt"
     _save(good, _model())

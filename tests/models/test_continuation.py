@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import CheckpointFileError, save_checkpoint
-from models.continuation import DEFAULT_CHECKPOINT, KIND, ContinuationModel, _mask_key, eval_main, train_main
+from models.checkpoint import CheckpointFileError, load_checkpoint, save_checkpoint
+from models.continuation import DEFAULT_CHECKPOINT, KIND, ContinuationModel, _mask_key, train_main
 from models.data.dataset import WindowSampler, tokenize_pieces
 from models.data.pieces import Piece
-from models.evaluate import MarkovScorer, copied_ngram_fraction, in_key_ratio, intervals, tv_distance
+from models.evaluate import MarkovScorer, copied_ngram_fraction, eval_main, in_key_ratio, intervals, tv_distance
 from models.markov import MarkovResponder
 from models.sampling import pitch_mask
 from models.tokenizer import StreamDecoder, Tokenizer
@@ -188,7 +188,7 @@ def test_tiny_model_overfits_a_tune_and_continues_it() -> None:
     live = ContinuationModel(model, TOK)
     prompt = [(int(p), 88, int(o) * 40, int(d) * 40) for o, d, p, _ in notes[:16]]  # the first 4 bars
     answer = list(live.stream(prompt, ppq=PPQ, length_ticks=BAR, style="folk", key=(0, "major"),
-                              temperature=0.0, seed=0))
+                              temperature=0.0, seed=0, copy_share=1.0))  # the tune itself: no copy guard
     assert [n[0] for n in answer] == [60 + p for p in line[:4]]
     assert [n[2] for n in answer] == [0, 480, 960, 1440]
 
@@ -196,7 +196,7 @@ def test_tiny_model_overfits_a_tune_and_continues_it() -> None:
 def test_markov_scorer_matches_the_responder() -> None:
     learned = [(60 + p, 90, i * 240, 240) for i, p in enumerate([0, 2, 4, 2, 0, 2, 4, 5, 7, 5, 4, 2, 0])]
     scored = [(60 + p, 90, i * 240, 240) for i, p in enumerate([0, 2, 4, 5, 4, 2, 0, 7])]
-    responder = MarkovResponder()
+    responder = MarkovResponder(max_order=4)  # the scorer's order
     responder.learn(learned)
     scorer = MarkovScorer()
     scorer.learn([n[0] for n in learned])
@@ -246,3 +246,24 @@ def test_train_and_eval_entry_points_on_cpu(tmp_path: Path, capsys: pytest.Captu
 def test_train_main_reports_a_bad_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert train_main(["--data", str(tmp_path / "missing"), "--corpus", "none"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_data_alone_fine_tunes_the_shipped_model_on_the_folder_and_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _midi_folder(tmp_path / "songs")
+    out = tmp_path / "mine.pt"
+    code = train_main(["--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--workers", "1",
+                       "--run-dir", str(tmp_path / "run"), "--out", str(out), "--max-steps", "2",
+                       "--batch-size", "2", "--valid-windows", "2", "--device", "cpu"])
+    assert code == 0
+    said = capsys.readouterr()
+    plan = said.err.splitlines()[0]
+    assert plan.startswith(f"fine-tuning {DEFAULT_CHECKPOINT}") and "music21's corpus is left out" in plan, plan
+    assert f"reading {len(list(data.iterdir()))} files" in said.err  # the folder only, not the corpus
+    assert "warning: only" in said.err and "far too little" in said.err
+    assert "] step 1/2" in said.err  # progress from the first step
+    assert said.out.count('"best_valid_loss"') == 1 and '"best_valid_loss"' not in said.err  # the summary once
+    _, meta = load_checkpoint(out, kind=KIND)
+    _, shipped = load_checkpoint(DEFAULT_CHECKPOINT, kind=KIND)
+    assert meta["model_config"] == shipped["model_config"]
+    assert meta["data"]["fine_tuned_from"] == str(DEFAULT_CHECKPOINT)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
@@ -51,7 +52,8 @@ def test_smoke_run_learns_and_writes_files(tmp_path: Path) -> None:
     assert any("valid_loss" in h for h in history)
     _, meta = load_checkpoint(tmp_path / "best.pt", kind="fake")
     assert meta["metrics"]["step"] in (30, 60)
-    assert any(line.startswith("step 10/60") for line in lines)
+    # A progress line from the very first step: a bar, the step, the loss and the time left.
+    assert any("] step 1/60  loss " in line and "eta " in line for line in lines), lines
 
     # resume: continue the same run to 80 steps from last.pt
     cfg2 = TrainConfig(**{**cfg.__dict__, "max_steps": 80, "resume": True})
@@ -59,6 +61,38 @@ def test_smoke_run_learns_and_writes_files(tmp_path: Path) -> None:
     result2 = train(FakeCountingTask(), cfg2, log=lines2.append)
     assert any("resumed" in line and "step 60" in line for line in lines2)
     assert result2["steps"] == 80
+
+
+class InterruptedTask(FakeCountingTask):
+    """Ctrl-C arrives during the forward pass of the `at`-th step (KeyboardInterrupt, as Python raises it)."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.calls = at, 0
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return super().loss(model, batch)
+
+
+def test_ctrl_c_keeps_a_checkpoint_that_resumes_as_if_never_stopped(tmp_path: Path) -> None:
+    def config(out: Path, **changes: Any) -> TrainConfig:
+        return TrainConfig(**{**dict(out_dir=str(out), max_steps=40, batch_size=8, lr=1e-2, min_lr=1e-3,
+                                     warmup_steps=5, eval_every=30, device="cpu"), **changes})
+
+    whole = train(FakeCountingTask(), config(tmp_path / "whole"), log=lambda _: None)
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        train(InterruptedTask(at=13), config(tmp_path / "cut"), log=lines.append)
+    assert any("stopped by Ctrl-C at step 12/40" in line and "--resume" in line for line in lines), lines
+    saved = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert saved["step"] == 12  # the 12 whole steps, not the last evaluation (there was none yet)
+    resumed = train(FakeCountingTask(), config(tmp_path / "cut", resume=True), log=lambda _: None)
+    assert resumed["steps"] == 40 and resumed["best_valid_loss"] == pytest.approx(whole["best_valid_loss"])
+    end_whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
+    end_resumed = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(end_whole[k], end_resumed[k]) for k in end_whole)
 
 
 def test_schedule_warms_up_then_decays() -> None:

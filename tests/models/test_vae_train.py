@@ -74,7 +74,7 @@ def _other_npz(d: Path) -> Path:
 @pytest.mark.parametrize("make, says", [
     (lambda d: d / "missing.pt", "does not exist"),
     (lambda d: _file(d, "corrupt.pt", b"not a checkpoint at all"), "corrupt"),
-    (lambda d: _file(d, "empty.pt", b""), "corrupt"),
+    (lambda d: _file(d, "empty.pt", b""), "empty"),
     (_foreign_checkpoint, "'harmonizer' model, not a 'phrase_vae' model"),
 ])
 def test_eval_vae_with_a_bad_checkpoint_exits_2_naming_it(tmp_path: Path, phrase_data: Path, make, says: str,

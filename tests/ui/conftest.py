@@ -14,7 +14,8 @@ from companion.core.engine import ChangeSettings
 from companion.core.events import PPQ
 from companion.tui.app import CompanionApp, build_app
 
-SIZE = (140, 44)
+SIZE = (140, 42)  # a large terminal; SMALL is the classic 80x24
+SMALL = (80, 24)
 BAR_TICKS = 4 * PPQ
 
 
@@ -35,7 +36,7 @@ def scripted_snapshot() -> dict[str, Any]:
         "bpm": 120.0, "ticks": now, "bar": 9, "beat": 3, "beats_per_bar": 4,
         "clock": "internal", "clock_running": True, "generator": "markov", "generation_ms": 4.2,
         "counters": {"notes_in": 8, "notes_out": 4, "answers": 3},
-        "dropped": {"truncated": 0},
+        "malformed": {},
         "lateness": {"p50_ns": 150_000, "p99_ns": 900_000, "max_ns": 2_100_000, "count": 40},
         "log": [("info", "answering with the markov model")],
         "ports": {"backend": "jack", "in": "Companion In (virtual)", "out": "Companion Out (virtual)", "lost": []},

@@ -12,7 +12,7 @@ import pytest
 from companion.core.engine import ChangeSettings, PanicIntent, Regenerate, SetMode, StorePhrase, available_modes
 from companion.tui.app import TERMINATION_SIGNALS, CompanionApp
 from companion.tui.help_screen import HelpScreen, help_rows
-from companion.tui.intents import Learn, SetRecording
+from companion.tui.intents import Learn, SetClock, SetRecording
 from companion.tui.keyboard import DEFAULT_OCTAVE
 from companion.tui.ports_screen import PortsScreen
 from companion.tui.presets_screen import PresetsScreen
@@ -34,6 +34,7 @@ EXPECTED_INTENTS: dict[str, Callable[[list[object]], bool]] = {
     "left": lambda i: i == [ChangeSettings({"temperature": 1.05})],
     "minus": lambda i: i == [ChangeSettings({"temperature": 1.0})],
     "c": lambda i: i == [Learn("temperature", None, None, 0.1, 2.0)],
+    "ctrl+k": lambda i: i == [SetClock("external")],  # the snapshot's clock is internal: the next one
 }
 EXPECTED_SCREENS = {"b": PresetsScreen, "i": PortsScreen, "question_mark": HelpScreen, "f1": HelpScreen}
 OTHER_KEYS = {"up", "down", "z", "x", "q", "ctrl+q"}  # tested one by one below

@@ -61,11 +61,11 @@ def test_learn_on_a_choice_control_and_a_runtime_that_maps_ccs_itself(
     app = make_app()
 
     async def scenario(pilot: Any) -> None:
-        await pilot.press("up", "c")  # harmony style (wrapped round from the top)
+        await pilot.press(*["up"] * 7, "c")  # harmony style (wrapped round from the top, past the six drum controls)
         fake_runtime.set_engine(last_cc=(0, 30, 127))
         assert await wait_until(pilot, lambda: app.learning is None)
         assert fake_runtime.intents[-2:] == [Learn("harmony_style", 30, 0, 0.0, 0.0),
-                                             ChangeSettings({"harmony_style": "pad"})]
+                                             ChangeSettings({"harmony_style": "arpeggio"})]  # the last style
         assert app.cc_map == {"density": (None, 74), "harmony_style": (0, 30)}
         fake_runtime.intents.clear()
         fake_runtime.set_engine(last_cc=(0, 30, 0))  # the runtime applies it; the UI must not do it twice
@@ -136,7 +136,7 @@ def test_preset_browser_marks_previews_loads_and_saves_on_top_of_the_current_pre
         description = screen.query_one("#presets-description")
         current = options.get_option_at_index(options.highlighted).prompt
         assert str(current).startswith("● Trading fours")  # the running preset, by id, marked and highlighted
-        assert "answers" in str(description.render()).lower()
+        assert load_preset("trading-fours").description[:40] in str(description.render())  # its description shown
         options.highlighted = 0  # aaa-broken
         assert await wait_until(pilot, lambda: "cannot load" in str(description.render()))
         assert "temperature" in str(description.render())
@@ -256,5 +256,22 @@ def test_the_roll_catches_up_with_the_music_even_when_it_stops_changing(
         assert await wait_until(pilot, lambda: blocks() > 0)
         fake_runtime.snap["notes"] = []  # one change, then the same picture every snapshot after it
         assert await wait_until(pilot, lambda: blocks() == 0)
+
+    run_pilot(app, scenario)
+
+
+def test_a_new_preset_shows_its_own_cc_labels_only(
+        make_app: Callable[..., CompanionApp], fake_runtime: FakeRuntime, run_pilot: Callable[..., None]) -> None:
+    fake_runtime.snap["cc_map"] = {"response_bars": [0, 22], "density": [0, 23]}
+    app = make_app()
+
+    async def scenario(pilot: Any) -> None:
+        assert await wait_until(pilot, lambda: "CC22" in str(app.controls.render()))
+        with fake_runtime._lock:  # a Program Change: the other preset maps only the temperature
+            fake_runtime.snap["preset"], fake_runtime.snap["cc_map"] = "duet", {"temperature": [0, 74]}
+        assert await wait_until(pilot, lambda: app.cc_map == {"temperature": (0, 74)})
+        await pilot.pause()
+        shown = str(app.controls.render())
+        assert "CC74" in shown and "CC22" not in shown and "CC23" not in shown, shown
 
     run_pilot(app, scenario)

@@ -81,7 +81,8 @@ def test_every_control_steps_within_its_range_and_takes_the_whole_cc_range(spec)
         assert spec.step_value(True, 1) is False
     elif spec.kind == "choice":
         assert (low, high) == (spec.choices[0], spec.choices[-1])
-        assert [spec.from_cc(v) for v in (0, 32, 64, 96)] == list(spec.choices)
+        n = len(spec.choices)
+        assert [spec.from_cc(-(-128 * i // n)) for i in range(n)] == list(spec.choices)  # one slice each
         assert spec.step_value(spec.choices[-1], 1) == spec.choices[0]
     else:
         assert (low, high) == (spec.low, spec.high)
@@ -119,6 +120,9 @@ def test_transport_shows_lost_ports_tempo_position_and_recording() -> None:
                   "transformer", "A minor", "REC"):
         assert shown in text, shown
     assert "connected" not in text
+    assert "CHORD" not in text  # no lead-sheet harmony playing
+    harmonizing = {**snap, "engine": {"mode": "harmonize"}, "harmony": {"chord": "Am7", "next_chord": "D7"}}
+    assert "CHORD Am7 → D7" in transport_text(harmonizing, recording=False).plain
     lit = [span for span in beat_indicator(2, 3, running=True).spans if "on" in str(span.style)]
     assert len(lit) == 1 and "on green" in str(lit[0].style)
     assert not [span for span in beat_indicator(2, 3, running=False).spans if "on" in str(span.style)]
@@ -126,9 +130,9 @@ def test_transport_shows_lost_ports_tempo_position_and_recording() -> None:
 
 def test_meters_show_lateness_in_ms_and_colour_it_by_how_late() -> None:
     text = meters_text({"counters": {"notes_in": 12, "notes_out": 30}, "lateness": {"p99_ns": 12_500_000},
-                        "generation_ms": 38.0, "dropped": {"running_status": 2, "sysex": 1}})
-    assert "12.50 ms" in text.plain and "38.0 ms" in text.plain
-    assert "30" in text.plain and "dropped          3" in text.plain
+                        "generation_ms": 38.0, "malformed": {"stray_data": 2, "truncated": 1}})
+    assert "12.50ms" in text.plain and "38.0ms" in text.plain
+    assert "30" in text.plain and "malformed      3" in text.plain
     assert any("red" in str(span.style) for span in text.spans)
 
 
@@ -142,3 +146,15 @@ def test_keyboard_piano_bytes_and_range() -> None:
     assert piano.pitch_for("'") is None and piano.pitch_for("a") == 120  # beyond 127 plays nothing
     assert piano.press("a", 0) == [[0x92, 120, 90]] and piano.release_all() == [[0x82, 120, 0]]
     assert note_name(60) == "C4" and note_name(61) == "C#4"
+
+
+def test_transport_shows_the_link_session_and_its_peers() -> None:
+    snap = {"ports": {"backend": "jack", "in": "Companion In", "out": "Companion Out", "lost": []},
+            "bpm": 128.0, "bar": 3, "beat": 1, "beats_per_bar": 4, "clock": "link", "clock_running": False,
+            "link": {"peers": 2, "playing": False, "start_stop": True, "quantum": 4.0}}
+    text = transport_text(snap, recording=False).plain
+    assert "link" in text and "2 peers" in text and "128.0 bpm" in text
+    alone = transport_text({**snap, "link": {**snap["link"], "peers": 1}}, recording=False).plain
+    assert "1 peer " in alone
+    internal = transport_text({**snap, "clock": "internal", "link": None}, recording=False).plain
+    assert "peer" not in internal

@@ -115,6 +115,7 @@ def test_python_dash_m_companion_works() -> None:
     (["bench", "--seconds", "0"], "--seconds must be between 0.5 and 3600"),
     (["bench", "--seconds", "nan"], "--seconds must be between 0.5 and 3600"),
     (["bench", "latency", "warp", "--seconds", "1"], "unknown benchmark warp; choose from latency,"),
+    (["bench", "--load", "-1"], "--load must be between 0 and 64 (CPU-bound processes started beside the loaded run)"),
 ])
 def test_bench_arguments_are_checked_before_anything_runs(monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str], argv: list[str],

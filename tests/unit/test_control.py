@@ -53,7 +53,9 @@ def test_cc_scales_onto_each_controls_range() -> None:
 
 def test_choice_control_gives_one_slice_per_choice() -> None:
     spec = CONTROLS["harmony_style"]
-    assert [spec.scale(v) for v in (0, 31, 32, 95, 96, 127)] == ["chorale", "chorale", "block", "bass", "pad", "pad"]
+    values = (0, 21, 22, 42, 43, 63, 64, 85, 86, 106, 107, 127)
+    assert [spec.scale(v) for v in values] == [s for s in ("chorale", "block", "bass", "pad", "comping", "arpeggio")
+                                               for _ in range(2)]
 
 
 def test_unmapped_cc_and_notes_pass_through_to_the_engine() -> None:

@@ -64,7 +64,7 @@ def test_first_note_starts_a_span_one_beat_after_the_next_beat() -> None:
     [(issued, request)] = player.requests()
     assert issued == BAR + BEAT  # on the next beat line
     assert request.start_ticks == BAR + 2 * BEAT  # one beat later: the generator has a beat to work
-    assert request.end_ticks - request.start_ticks == BAR
+    assert request.end_ticks - request.start_ticks == 4 * BAR  # a phrase's worth: the rest is replaced as you play
     assert request.settings["task"] == "duet" and request.tag.startswith("duet-")
     assert [n.pitch for n in request.phrase.notes] == [67]
     assert request.phrase.start_ticks % BAR == 0 and request.phrase.start_ticks <= BAR + 100
@@ -81,7 +81,7 @@ def test_one_plan_per_beat_however_often_it_ticks() -> None:
 
 
 def test_with_an_unchanged_context_spans_follow_each_other_without_gap_or_overlap() -> None:
-    player = FakePlayer(DuetMode(idle_bars=8, hear_itself=True), context())
+    player = FakePlayer(DuetMode(span_bars=1, idle_bars=8, hear_itself=True), context())
     player.play(67, 10, BEAT)
     player.run_until(5 * BAR)
     requests = player.requests()
@@ -97,7 +97,7 @@ def test_with_an_unchanged_context_spans_follow_each_other_without_gap_or_overla
 
 
 def test_a_new_note_replaces_the_tentative_part_from_the_next_beat() -> None:
-    player = FakePlayer(DuetMode(hear_itself=True), context())
+    player = FakePlayer(DuetMode(span_bars=1, hear_itself=True), context())
     player.play(67, 10, 200)
     player.run_until(BEAT + 1)
     [(_, first)] = player.requests()
@@ -148,6 +148,18 @@ def test_the_duet_rests_when_the_player_stops_and_comes_back_with_the_player() -
     assert len(player.requests()) == count + 1
 
 
+def test_once_the_player_stops_the_duet_plays_one_span_on_then_rests() -> None:
+    player = FakePlayer(DuetMode(idle_bars=1), context())
+    for i, pitch in enumerate([67, 69, 71, 72, 74, 72, 71, 69]):
+        player.play(pitch, 10 + i * BEAT, BEAT - 20)  # two bars of quarters, then silence
+    player.run_until(12 * BAR)
+    last_issued, last = player.requests()[-1]
+    assert last_issued < 2 * BAR + BEAT  # nothing asked once the player has stopped...
+    assert last.end_ticks - last.start_ticks == 4 * BAR  # ...the last span, one line of 4 bars, plays out
+    assert [n.pitch for n in last.phrase.notes][-8:] == [67, 69, 71, 72, 74, 72, 71, 69]  # the 4-bar window
+    assert not [c for c in player.cancels() if c[1].tag == last.tag]
+
+
 def test_a_long_held_note_keeps_the_duet_going() -> None:
     player = FakePlayer(DuetMode(idle_bars=1), context())
     player.play(60, 10, 4 * BAR)  # one note held for four bars
@@ -155,7 +167,7 @@ def test_a_long_held_note_keeps_the_duet_going() -> None:
 
 
 def test_by_default_the_duet_listens_to_the_player_only() -> None:
-    player = FakePlayer(DuetMode(idle_bars=8), context())
+    player = FakePlayer(DuetMode(span_bars=1, idle_bars=8), context())
     player.play(67, 10, BEAT)
     player.run_until(3 * BAR)
     assert len(player.requests()) >= 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from companion.core.engine import Engine, EngineSettings
+from companion.core.engine import Engine, EngineSettings, PanicIntent
 from companion.core.events import PPQ, Cancel, Command, Log, Note, RequestAnswer
 from companion.core.modes.base import ModeContext
 from companion.core.modes.generate import GenerateMode
@@ -84,6 +84,44 @@ def test_a_stop_ends_the_piece_until_regenerate() -> None:
     [*_, again] = mode.regenerate(10 * BAR, ctx, new_seed=True)
     assert isinstance(again, RequestAnswer) and again.start_ticks == 11 * BAR
     assert again.settings["continues"] == []  # a new piece
+
+
+def test_start_after_a_stop_plays_again_from_the_next_bar_line() -> None:
+    """The DAW stops (the piece ends, nothing comes back by itself), then starts again: bar 1 is now, and the
+    piece plays again from the bar line after a beat of lead."""
+    mode, ctx = GenerateMode(), context()
+    run(mode, ctx, 0, 4 * BAR)
+    mode.cancel(4 * BAR)
+    assert requests(run(mode, ctx, 4 * BAR, 6 * BAR)) == []
+    assert mode.transport_start(0, ctx) == []  # nothing was left to cancel
+    [(issued, request)] = requests(run(mode, ctx, 0, 10))
+    assert request.start_ticks == BAR and request.settings["continues"] == []
+    assert mode.snapshot(BAR)["generating"] is True
+
+
+def test_a_start_while_playing_moves_the_piece_to_the_new_position() -> None:
+    """A Link session's first start (or a DAW's Start) while the piece runs puts bar 1 near tick 0: what was
+    planned further on is cancelled, and the piece goes on from the new position (it used to wait, silent, as long
+    as it had played, for the playhead to reach its old plans)."""
+    mode, ctx = GenerateMode(), context()
+    log = run(mode, ctx, 0, 30 * BAR)
+    live = {r.tag for _, r in requests(log) if r.end_ticks > 30 * BAR}
+    cancels = mode.transport_start(30 * BAR, ctx)
+    assert {c.tag for c in cancels if isinstance(c, Cancel)} == live and live
+    after = requests(run(mode, ctx, 0, 8 * BAR))
+    assert after and after[0][1].start_ticks == BAR
+    assert len(after) >= 3 and all(r.start_ticks < 10 * BAR for _, r in after)  # a span ahead at most
+
+
+def test_the_engine_hands_start_to_the_mode() -> None:
+    from companion.core.events import ClockStart
+
+    engine = Engine(EngineSettings(mode="generate"))
+    for t in range(0, 20 * BAR, STEP):
+        engine.tick(t)
+    commands = engine.handle(ClockStart(), 20 * BAR)
+    assert any(isinstance(c, Cancel) for c in commands)
+    assert any(isinstance(c, RequestAnswer) and c.start_ticks == BAR for c in engine.tick(10))
 
 
 def test_a_settings_change_restarts_the_piece_with_the_new_settings() -> None:
@@ -229,3 +267,11 @@ def test_offline_piece_with_the_markov_fallback_is_a_valid_type_1_file(tmp_path:
     ons = [m for m in midi.tracks[1] if m.type == "note_on" and m.velocity > 0]
     offs = [m for m in midi.tracks[1] if m.type == "note_off" or (m.type == "note_on" and m.velocity == 0)]
     assert len(ons) == len(notes) == len(offs)
+
+
+def test_after_a_panic_generate_mode_says_which_key_starts_a_new_piece() -> None:
+    engine = Engine(EngineSettings(mode="generate"))
+    engine.tick(0)
+    assert any(isinstance(c, RequestAnswer) for c in engine.tick(2 * BAR))  # the piece plays
+    said = [c.text for c in engine.intent(PanicIntent()) if isinstance(c, Log)]
+    assert any("press n" in text and "new piece" in text for text in said), said

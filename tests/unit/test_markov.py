@@ -71,10 +71,41 @@ def test_an_answer_not_a_copy() -> None:
     prompt_pitches = [60, 67, 64, 72, 69, 62, 71, 65, 74, 57, 63, 70]
     prompt = melody(prompt_pitches)
     for seed in range(20):
-        answer = MarkovResponder().respond(prompt, 2 * 4 * PPQ, PPQ, None, seed=seed, temperature=1.0)
+        answer = MarkovResponder(max_copy=4).respond(prompt, 2 * 4 * PPQ, PPQ, None, seed=seed, temperature=1.0)
         pitches = [p for p, *_ in answer]
-        assert pitches[:4] != prompt_pitches[:4], "an answer must not restart the prompt"
+        # it may open as the prompt did (a tune's next phrase often does), but not go on reciting it
         assert longest_common_run(pitches, prompt_pitches) <= 4
+        assert pitches[:5] != prompt_pitches[:5]
+
+
+@pytest.mark.parametrize("share", [0.2, 0.45])
+def test_copied_runs_stay_within_their_share(share: float) -> None:
+    """The template pulls towards the tune's own notes; the copy guard keeps most 4-note runs the answer's own."""
+    tune = melody([67, 69, 71, 67, 64, 62, 60, 62, 64, 67, 69, 67, 64, 62, 64, 60] * 2)  # 4 bars of eighths
+    shares = []
+    for seed in range(10):
+        answer = MarkovResponder(copy_share=share).respond(tune, 4 * 4 * PPQ, PPQ, C_MAJOR, seed=seed)
+        pitches = [p for p, *_ in answer]
+        runs = [tuple(pitches[i : i + 4]) for i in range(len(pitches) - 3)]
+        known = {tuple(m[0] for m in tune[i : i + 4]) for i in range(len(tune) - 3)}
+        shares.append(sum(r in known for r in runs) / len(runs))
+    assert max(shares) <= share + 0.05
+    unguarded = MarkovResponder(copy_share=1.0, template_mix=1.0, max_copy=64)
+    answer = unguarded.respond(tune, 4 * 4 * PPQ, PPQ, C_MAJOR, seed=0)
+    assert [p for p, *_ in answer] == [m[0] for m in tune]  # without the guard, the template is the tune
+
+
+def test_each_bar_takes_the_rhythm_of_the_phrases_bar() -> None:
+    """A jig-like 6/8 call, bars of different rhythm: the answer's bars keep them, in order, the last bar its own."""
+    bar = 3 * PPQ
+    rhythms = [[0, 240, 480, 720, 960, 1200], [0, 480, 720, 1200], [0, 240, 480, 720, 960, 1200], [0, 720]]
+    call = [(60 + (i % 5), 80, b * bar + o, 200) for b, r in enumerate(rhythms) for i, o in enumerate(r)]
+    call[-1] = (call[-1][0], 80, call[-1][2], 700)  # the last bar's held note
+    answer = MarkovResponder().respond(call, 4 * bar, PPQ, None, seed=3, bar_ticks=bar)
+    onsets = sorted({o for _, _, o, _ in answer})
+    assert onsets == [b * bar + o for b, r in enumerate(rhythms) for o in r]
+    two_bars = MarkovResponder().respond(call, 2 * bar, PPQ, None, seed=3, bar_ticks=bar)
+    assert sorted({o for _, _, o, _ in two_bars}) == [0, 240, 480, 720, 960, 1200, bar, bar + 720]
 
 
 def test_rhythm_and_velocity_come_from_the_player() -> None:
@@ -173,3 +204,13 @@ def test_an_answer_in_three_four_fills_its_last_bar() -> None:
     for seed in range(6):
         answer = MarkovResponder().respond(waltz, 2 * 3 * PPQ, PPQ, C_MAJOR, seed=seed, bar_ticks=3 * PPQ)
         assert 3 * PPQ < max(o + d for _, _, o, d in answer) <= 6 * PPQ
+
+
+def test_the_answer_begins_on_its_start_even_when_the_call_came_late() -> None:
+    """A call heard a 16th and a bit after its bar line (a late player, a clock not yet locked): the rhythm keeps
+    the call's feel, but the answer's first note is on the answer's beat, as planned."""
+    late = [(p, v, o + 170, d) for p, v, o, d in FOLK]
+    for seed in range(4):
+        answer = MarkovResponder().respond(late, 2 * 4 * PPQ, PPQ, C_MAJOR, seed=seed)
+        onsets = sorted({o for _, _, o, _ in answer})
+        assert onsets[0] == 0 and onsets[1] == 240 + 170

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from companion.core.events import NoteOff
+from companion.core.events import ControlChange, NoteOff, PitchBend
 from companion.core.notes import NoteLedger
 
 
@@ -132,3 +132,15 @@ def test_notes_from_wire_pairs_ons_and_offs_and_reports_what_still_sounds() -> N
     assert [(n.channel, n.pitch, n.start_ticks, n.duration_ticks, n.velocity) for n in closed] == [
         (0, 60, 0, 40, 100), (0, 62, 60, 20, 80), (0, 62, 80, 20, 70)]
     assert [(n.channel, n.pitch, n.start_ticks) for n in sounding] == [(1, 60, 20), (0, 64, 120)]
+
+
+def test_held_controllers_are_remembered_until_they_rest_and_released_once() -> None:
+    ledger = NoteLedger()
+    ledger.controller(ControlChange(0, 64, 127))
+    ledger.controller(ControlChange(0, 7, 100))  # channel volume: a setting, not held sound
+    ledger.controller(PitchBend(3, 8191))
+    ledger.controller(ControlChange(5, 1, 40))
+    ledger.controller(ControlChange(5, 1, 0))  # the mod wheel back at rest: nothing to set back
+    assert ledger.held_controllers() == [(0, 64), (3, -1)]
+    assert ledger.release_controllers() == [ControlChange(0, 64, 0), PitchBend(3, 0)]
+    assert ledger.release_controllers() == []

@@ -66,7 +66,7 @@ def test_program_change_switches_at_the_next_bar_with_note_offs() -> None:
     assert Cancel(request.tag, at, "stop") in commands
     assert any(isinstance(c, Panic) for c in commands)
     assert session.name == "trading-fours" and engine.settings.response_bars == 4
-    assert session.extras["preset"] == "trading-fours" and session.extras["density"] == 8.0
+    assert session.extras["preset"] == "trading-fours" and session.extras["density"] is None
     # trading-fours sets no tempo: the running one stays (a switch never jumps to a default 120)
     assert session.take_clock_change() == ClockChange(None, 4, 4) and session.take_clock_change() is None
     assert session.tick(engine, at + BAR) == []  # once

@@ -238,7 +238,7 @@ def test_schema_is_documented() -> None:
 
 
 def test_save_preset_takes_the_uis_settings_dict(user_dir: Path) -> None:
-    from companion.presets import save_preset
+    from companion.preset_writer import save_settings_as_preset as save_preset
 
     live = {**dataclasses.asdict(EngineSettings(output_channel=2, temperature=0.6)),
             "extras": {"distance": 0.7, "preset": "duet"}, "density": 3.0}

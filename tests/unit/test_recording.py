@@ -183,3 +183,13 @@ def test_bad_sidecars_are_named(tmp_path: Path, content: str | None, needle: str
         path.write_text(content)
     with pytest.raises(InputFileError, match=needle):
         read_sidecar(path)
+
+
+def test_a_take_slower_than_a_midi_file_holds_is_written_at_its_slowest_tempo(tmp_path: Path,
+                                                                               clock: FakeClock) -> None:
+    rec = _recorder(tmp_path, clock)
+    rec.start(0, bpm=2.0)  # --bpm takes down to 1; a MIDI tempo event holds down to 3.58 BPM
+    rec.note("player", [0x90, 60, 90], 0)
+    rec.tempo(PPQ, 1.0)
+    midi_path, _ = rec.save(BAR)
+    assert [round(t.tempo, 2) for t in miditoolkit.MidiFile(str(midi_path)).tempo_changes] == [3.58]

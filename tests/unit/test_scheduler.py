@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from companion.core.events import PPQ, ControlChange, Note, NoteOff, NoteOn
+from companion.core.events import PPQ, ControlChange, Note, NoteOff, NoteOn, PitchBend
 from companion.core.timebase import Timebase
 from companion.scheduler import LATE_TOLERANCE_NS, Scheduler
 
@@ -179,9 +179,30 @@ def test_send_now_goes_through_the_ledger_and_panic_closes_everything() -> None:
     assert send.sent == [[0x90, 60, 100], [0x93, 40, 100], [0xB0, 1, 64]]
     scheduler.panic()
     scheduler.step(1)
-    assert send.sent[3:] == [[0x80, 60, 0], [0x83, 40, 0], [0xB0, 123, 0], [0xB3, 123, 0]]
+    # note-offs, the mod wheel passed on set back to rest, then All Notes Off on every channel used
+    assert send.sent[3:] == [[0x80, 60, 0], [0x83, 40, 0], [0xB0, 1, 0], [0xB0, 123, 0], [0xB3, 123, 0]]
     scheduler.step(10 * BEAT_NS)  # the pending answer was dropped by the panic
-    assert len(send.sent) == 7 and send.sounding() == set()
+    assert len(send.sent) == 8 and send.sounding() == set()
+
+
+@pytest.mark.parametrize("end", ["panic", "close"])
+def test_pedals_and_bends_passed_on_are_set_back_whenever_notes_are_ended(end: str) -> None:
+    scheduler, clock, send = make()
+    for message in (ControlChange(0, 64, 127), ControlChange(0, 66, 100), ControlChange(2, 67, 1),
+                    ControlChange(0, 1, 90), PitchBend(2, -4000), ControlChange(0, 7, 90),  # volume: not held
+                    ControlChange(1, 64, 127), ControlChange(1, 64, 0)):  # pedal down and up again: at rest
+        scheduler.send_now(message)
+    scheduler.send_now(NoteOn(0, 60, 100))
+    sent_before = len(send.sent)
+    scheduler.panic() if end == "panic" else scheduler.close()
+    scheduler.step(1)
+    resets = [data for data in send.sent[sent_before:] if data[0] & 0xF0 in (0xB0, 0xE0) and data[1] != 123]
+    assert resets == [[0xB0, 1, 0], [0xB0, 64, 0], [0xB0, 66, 0], [0xE2, 0, 64], [0xB2, 67, 0]]
+    assert send.sent[sent_before] == [0x80, 60, 0]  # the note-off before the pedal goes up
+    scheduler.panic()
+    scheduler.step(2)
+    assert not [d for d in send.sent[sent_before + 6:] if d[0] & 0xF0 == 0xE0 or d[1] in (1, 64, 66, 67)], \
+        "a second panic has nothing left to set back"
 
 
 def test_incoming_all_notes_off_forgets_that_channel() -> None:

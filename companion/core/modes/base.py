@@ -10,7 +10,7 @@ from companion.core.events import ChannelMessage, Command, Log, Phrase
 from companion.core.theory import Key
 
 if TYPE_CHECKING:
-    from companion.core.engine import EngineSettings
+    from companion.core.settings import EngineSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,15 @@ class Mode:
 
     def cancel(self, now_ticks: int, how: str = "stop") -> list[Command]:
         """Stop everything this mode has in flight (mode change, settings change, panic, transport stop)."""
+        return []
+
+    def transport_start(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
+        """The transport started (a DAW's Start, a Link session's start): bar 1 moved to now. Modes that answer the
+        player have nothing planned to move; a mode that plays on its own starts again from the new position."""
+        return []
+
+    def after_panic(self) -> list[Command]:
+        """What the player needs to know once a panic stopped this mode (a mode that waits for a key says so)."""
         return []
 
     def regenerate(self, now_ticks: int, ctx: ModeContext, new_seed: bool) -> list[Command]:

@@ -34,22 +34,30 @@ class _Span:
 
 
 class DuetMode(Mode):
-    """Plays along with the player, one short span at a time, each conditioned on the player's recent bars.
+    """Plays along with the player, one span (4 bars) at a time, each conditioned on the player's recent bars.
 
     On every beat line b the plan is brought up to date: notes before b + commit are committed; if the player
     played something new since the last request, the tentative rest of the plan (from b + commit on) is
     replaced by a new span conditioned on the new context; otherwise, when the plan runs out within the
     lookahead, the next span is requested, continuing the same context and the duet's own line. The duet
-    rests once the player has been silent for `idle_bars`, and starts again with the player's next note.
+    rests once the player has been silent for `idle_bars` (after the span then playing, which continues the
+    player's last phrase), and starts again with the player's next note.
     """
 
     name = "duet"
 
-    def __init__(self, *, span_beats: int | None = None, commit_beats: int = 1, context_bars: int = 2,
-                 idle_bars: int = 2, hear_itself: bool = False) -> None:
-        if commit_beats < 1 or context_bars < 1 or idle_bars < 1 or (span_beats is not None and span_beats < 1):
-            raise ValueError("span_beats, commit_beats, context_bars and idle_bars must be at least 1")
-        self.span_beats = span_beats  # None: one bar
+    def __init__(self, *, span_beats: int | None = None, span_bars: int = 4, commit_beats: int = 1,
+                 context_bars: int = 4, idle_bars: int = 2, hear_itself: bool = False) -> None:
+        if min(commit_beats, context_bars, idle_bars, span_bars) < 1 or (span_beats is not None and span_beats < 1):
+            raise ValueError("span_beats, span_bars, commit_beats, context_bars and idle_bars must be at least 1")
+        # A span is one continuous line of the model's. While the player plays, each beat's new notes replace
+        # the tentative rest of it, so its length matters only once the player stops: then the duet plays on for
+        # a span as one phrase (4 bars), not as one-bar pieces each decoded afresh (measured on held-out tunes:
+        # pieces drift from the tune, `companion eval continuation`), and rests after it.
+        self.span_beats = span_beats  # None: span_bars bars
+        self.span_bars = span_bars
+        # The window the model hears: 4 bars, a phrase of the player's (2 bars told the model too little of the
+        # tune: further from its real continuation, models/checkpoints/continuation.md).
         self.commit_beats = commit_beats
         self.context_bars = context_bars
         self.idle_bars = idle_bars
@@ -108,6 +116,10 @@ class DuetMode(Mode):
         notes.sort(key=lambda n: (n.start_ticks, n.pitch))
         return Phrase(tuple(notes), window_start, now_ticks, ctx.bar_ticks)
 
+    def span_ticks(self, beat_ticks: int, bar_ticks: int) -> int:
+        """How long one requested span lasts."""
+        return self.span_beats * beat_ticks if self.span_beats else self.span_bars * bar_ticks
+
     # --- time ------------------------------------------------------------------------------------------
 
     def tick(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
@@ -156,7 +168,7 @@ class DuetMode(Mode):
 
     def _request(self, start_ticks: int, now_ticks: int, ctx: ModeContext, seed: int | None = None) -> list[Command]:
         settings = ctx.settings
-        span_ticks = (self.span_beats or settings.beats_per_bar) * ctx.beat_ticks
+        span_ticks = self.span_ticks(ctx.beat_ticks, ctx.bar_ticks)
         end_ticks = start_ticks + span_ticks
         phrase = self._context(now_ticks, ctx)
         index = ctx.next_answer_index()

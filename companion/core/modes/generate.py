@@ -29,9 +29,9 @@ class GenerateMode(Mode):
     The piece starts on the bar line after a beat of lead. Span k + 1 is requested as soon as span k starts
     to play: the generator worker takes requests in order and streams each one only a lookahead ahead of the
     playhead, so the next span is decoded while the end of this one plays. A stop (panic, transport stop)
-    ends the piece; Regenerate starts a new one; a settings change restarts it from the next bar with the
-    new settings. `style` and `length_bars` come from the constructor, else `length_bars` from the engine
-    settings ([engine] length_bars of the preset); a style left unset is the preset's (the runtime adds it to
+    ends the piece; Regenerate or the transport's Start starts a new one; a settings change restarts it from the
+    next bar with the new settings. `style` and `length_bars` come from the constructor, else `length_bars` from
+    the engine settings ([engine] length_bars of the preset); a style left unset is the preset's (the runtime adds it to
     the request). A piece of a length ends on the bar line that many bars after its first: its last span is
     cut there (the generators clip their notes to a span's end, the scheduler closes them at their ends).
     """
@@ -57,6 +57,7 @@ class GenerateMode(Mode):
         self._settings: object | None = None  # the settings of the latest tick
         self._stopped_settings: object | None = None  # the settings in force when a stop ended the piece
         self._started_once = False
+        self._resume = False  # the transport started: play again from the next bar line of the new position
         self._span_index = 0  # spans of this piece so far (seeds follow it)
         self._bar_ticks = 1
         self._now_ticks = 0
@@ -70,7 +71,7 @@ class GenerateMode(Mode):
         self._settings = ctx.settings
         self._spans = [s for s in self._spans if s.end_ticks > now_ticks]
         if not self._running:
-            restart = self._stopped_settings is not None and ctx.settings != self._stopped_settings
+            restart = self._resume or (self._stopped_settings is not None and ctx.settings != self._stopped_settings)
             if self._started_once and not restart:
                 return []
             return self._start(now_ticks, ctx)
@@ -89,6 +90,7 @@ class GenerateMode(Mode):
 
     def _start(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
         self._started_once = True
+        self._resume = False
         self._running = True
         self._stopped_settings = None
         self.pieces += 1
@@ -140,6 +142,19 @@ class GenerateMode(Mode):
             # The engine cancels before it changes settings: a tick with other settings restarts the piece.
             self._stopped_settings = self._settings
         return commands
+
+    def transport_start(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
+        """Start in the DAW (or the Link session) plays the piece again, from the bar after a beat of lead at the
+        new position; what was planned on the old position is cancelled (it would wait there, silent, for the
+        playhead to come back). A piece stopped by the transport, a panic or its end starts anew the same way."""
+        commands = self.cancel(now_ticks) if self._started_once else []
+        self._resume = True
+        return commands
+
+    def after_panic(self) -> list[Command]:
+        if not self._started_once:
+            return []
+        return [Log("info", "generate: stopped by the panic; press n (regenerate) to start a new piece")]
 
     def regenerate(self, now_ticks: int, ctx: ModeContext, new_seed: bool) -> list[Command]:
         commands = self.cancel(now_ticks)

@@ -22,6 +22,7 @@ from companion.core.events import (
     StopHarmony,
 )
 from companion.core.modes.base import Mode, ModeContext
+from companion.core.settings import CLOCK_STYLES
 from companion.core.theory import Key
 
 HARMONY_TAG = "harmony"
@@ -32,6 +33,8 @@ CHORD_WINDOW_TICKS = PPQ // 8
 """Notes starting within a 32nd of the melody note form a chord with it: the top note is the melody."""
 MAX_ORNAMENT_STEPS = 4
 """Notes crowding this many steps ahead of the grid are ornaments; further ahead means the clock moved back."""
+MAX_PULSES_BEHIND = 4
+"""A clock style's pulses this far behind (a stalled engine, a relocation) are skipped, not played in a burst."""
 MAX_BEHIND_BARS = 2
 """If the engine falls this far behind the grid (a stalled machine), the piece restarts at the next note."""
 LATE_CHORD_TICKS = STEP_TICKS
@@ -49,6 +52,13 @@ class SteerHarmony(HarmonyStep):
     between pieces). It is a HarmonyStep only so that the runtime hands it to the harmony worker with the other
     harmony commands (`events.HarmonyCommand`); the worker takes it before any HarmonyStep.
     """
+
+
+@dataclass(frozen=True, slots=True)
+class HarmonyPulse(HarmonyStep):
+    """A 16th line of the clock passed while a clock style (comping, arpeggio) plays: the worker strikes what
+    the style plays there. Sent the engine tick the line passes, not when its quantization window closes; the
+    model does not advance (HarmonyStep does that). A HarmonyStep only so that the runtime hands it over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +87,7 @@ def change_ticks(ctx: ModeContext) -> int:
     The chord changes at most this often, with one exception: a melody note between lines that clashes with
     the held chord (a semitone rub, or a voice at or above the melody) has it re-voiced by the worker at once,
     a clash guard (HarmonyWorker._on_note)."""
-    every = ctx.settings.change_every
+    every = ctx.settings.change_every  # "melody": the model is asked on every beat and holds where it may
     if every == "bar":
         return ctx.bar_ticks
     if every == "half_bar":
@@ -102,6 +112,7 @@ class HarmonizeMode(Mode):
         self._next_step: int | None = None  # the next 16th step for the model; None: no piece in progress
         self._rest_steps = 0
         self._change_step: int | None = None  # the step of the last chord change (or chance of one)
+        self._pulse_step: int | None = None  # the next 16th line a clock style strikes on
         self._pedal = False
         self._chord: set[int] = set()  # pitches held on `chord_channel`
         self._key_cache: tuple[str, frozenset[int]] | None = None
@@ -154,6 +165,7 @@ class HarmonizeMode(Mode):
         new_piece = self._next_step is None
         if new_piece:
             step = quantized  # a new piece starts on this note's step
+            self._pulse_step = step + 1  # the note strikes its own step
             self.pieces += 1
         elif quantized >= self._next_step:
             step = quantized
@@ -185,7 +197,21 @@ class HarmonizeMode(Mode):
 
     def tick(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
         commands = self._catch_up(now_ticks, ctx)
-        return commands + self._steer(now_ticks, ctx)  # a new key estimate (the steps carry it too)
+        return commands + self._steer(now_ticks, ctx) + self._pulses(now_ticks, ctx)  # a new key estimate too
+
+    def _pulses(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
+        """Clock styles: a HarmonyPulse for each 16th line passed since the last (at most MAX_PULSES_BEHIND)."""
+        if self._pulse_step is None or ctx.settings.harmony_style not in CLOCK_STYLES:
+            return []
+        self._pulse_step = max(self._pulse_step, now_ticks // STEP_TICKS - MAX_PULSES_BEHIND)
+        commands: list[Command] = []
+        while self._pulse_step * STEP_TICKS <= now_ticks:
+            melody = self._melody
+            soprano = melody.pitch if melody is not None else (self._last_pitch or -1)
+            commands.append(HarmonyPulse(self._pulse_step, soprano, melody is not None, False, None, None,
+                                         ctx.settings))
+            self._pulse_step += 1
+        return commands
 
     def _catch_up(self, now_ticks: int, ctx: ModeContext) -> list[Command]:
         """Hand the model every step whose quantization window has closed with no note in it."""
@@ -223,6 +249,7 @@ class HarmonizeMode(Mode):
 
     def _end_piece(self, now_ticks: int, reason: str) -> list[Command]:
         self._next_step = None
+        self._pulse_step = None
         self._change_step = None
         self._last_pitch = None
         self._rest_steps = 0

@@ -1,0 +1,1 @@
+"""The lead-sheet chord model: melody -> chord symbols (data, vocabulary, network, training, evaluation)."""

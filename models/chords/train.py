@@ -1,0 +1,211 @@
+"""Training the chord model: `companion train harmony` (the TrainTask for models.trainer)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.checkpoint import save_checkpoint
+from models.chords import vocab
+from models.chords.data import (
+    CACHE_VERSION,
+    DATA_ROOT,
+    HELD_OUT_PERCENT,
+    SOURCES,
+    Song,
+    build_songs,
+    load_songs,
+    save_songs,
+)
+from models.chords.features import MODE_COLUMNS, NO_PREV, frame_of, slot_chords, song_arrays
+from models.chords.net import ChordConfig, ChordNet
+from models.trainer import TrainConfig, finish_run, train
+
+KIND = "chords"
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "chords.pt"
+DEFAULT_CACHE = Path.home() / ".cache" / "companion"
+VALID_PERCENT = 5  # of the training songs, for choosing the best step (the held-out songs are never seen)
+WINDOW_SLOTS = 64
+FRAME_SLIP = 0.15  # share of windows read in a frame a fifth off (a key estimate that missed by a fifth)
+BLIND = 1.0  # share of windows without the previous chords: every decoder reads the melody alone (decode.py)
+MODE_UNKNOWN = 0.3  # share of windows read without the key's mode (live, only the key's scale may be known)
+PC_BLOCKS = ((0, 12), (13, 25), (25, 37), (37, 49))  # feature columns holding pitch classes
+
+
+def songs_from(cache: Path, rebuild: bool = False) -> list[Song]:
+    """The chord-annotated songs, from the cache folder (each source read from ../shared/data the first time:
+    a few minutes for POP909's MIDI files)."""
+    songs: list[Song] = []
+    for source in SOURCES:
+        path = cache / f"chord-songs-{source}-v{CACHE_VERSION}.npz"
+        if path.is_file() and not rebuild:
+            songs.extend(load_songs(path))
+            continue
+        built, report = build_songs(source, DATA_ROOT)
+        save_songs(path, built)
+        print(json.dumps({"built": str(path), **report}), file=sys.stderr)
+        songs.extend(built)
+    return songs
+
+
+def is_valid(song_id: str) -> bool:
+    return int.from_bytes(hashlib.sha1(("valid:" + song_id).encode()).digest()[:8], "big") % 100 < VALID_PERCENT
+
+
+def rotate(x: np.ndarray, frame: int) -> np.ndarray:
+    """Features read in frame 0 -> the same read in `frame` (each pitch-class block rolled)."""
+    out = x.copy()
+    for a, b in PC_BLOCKS:
+        out[..., a:b] = np.roll(x[..., a:b], -frame, axis=-1)
+    return out
+
+
+def to_frame(chords: np.ndarray, frame: int) -> np.ndarray:
+    roots, qualities = chords // vocab.N_QUALITIES, chords % vocab.N_QUALITIES
+    return np.where(chords >= 0, ((roots - frame) % 12) * vocab.N_QUALITIES + qualities, chords)
+
+
+class _Prepared:
+    """One song's slot arrays in frame 0 (absolute): live and lookahead features, target chords."""
+
+    def __init__(self, song: Song) -> None:
+        self.song_id = song.song_id
+        n_slots = len(song.slot_pos)
+        mode = song.key[1]
+        self.live = song_arrays(song.melody, song.slot_pos, song.steps_per_slot, 0, lookahead=False, mode=mode)
+        self.look = song_arrays(song.melody, song.slot_pos, song.steps_per_slot, 0, lookahead=True, mode=mode)
+        self.target = slot_chords(song.chords, n_slots, song.steps_per_slot)
+        self.frame = frame_of(song.key)
+
+
+def _window(p: _Prepared, start: int, length: int, lookahead: bool, slip: int,
+            blind: bool = False, modeless: bool = False) -> tuple[np.ndarray, ...]:
+    """One training window; `blind`: the previous chords are not given (the model hears the melody only);
+    `modeless`: nor the key's mode."""
+    frame = (p.frame + slip) % 12
+    x = rotate((p.look if lookahead else p.live)[start:start + length], frame)
+    if modeless:
+        x[:, list(MODE_COLUMNS)] = 0.0
+    target = to_frame(p.target[start:start + length], frame)
+    prev = np.concatenate([[to_frame(p.target[start - 1:start], frame)[0] if start else -1], target[:-1]])
+    prev = np.where((prev >= 0) & (not blind), prev, NO_PREV)
+    return x, prev, np.where(target >= 0, target, -1)
+
+
+def _batch(rows: list[tuple[np.ndarray, ...]], length: int) -> tuple[torch.Tensor, ...]:
+    b = len(rows)
+    x = np.zeros((b, length, rows[0][0].shape[1]), dtype=np.float32)
+    prev = np.full((b, length), NO_PREV, dtype=np.int64)
+    tgt = np.full((b, length), -1, dtype=np.int64)
+    for i, (xi, pi, ti) in enumerate(rows):
+        n = len(xi)
+        x[i, :n], prev[i, :n], tgt[i, :n] = xi, pi, ti
+    return torch.from_numpy(x), torch.from_numpy(prev), torch.from_numpy(tgt)
+
+
+class ChordTask:
+    """Windows of WINDOW_SLOTS slots from the training songs; half read live (no lookahead), half offline."""
+
+    def __init__(self, songs: list[Song], config: ChordConfig, command: str, balance: bool = False) -> None:
+        train_songs = [s for s in songs if s.split == "train"]
+        self.train = [_Prepared(s) for s in train_songs if not is_valid(s.song_id)]
+        # `balance`: a window's source is drawn first (each as likely), then a song of it
+        by_source = [[i for i, s in enumerate(x for x in train_songs if not is_valid(x.song_id)) if s.source == src]
+                     for src in SOURCES]
+        self.pools = [pool for pool in by_source if pool] if balance else [list(range(len(self.train)))]
+        self.valid = [_Prepared(s) for s in train_songs if is_valid(s.song_id)]
+        self.config, self.command = config, command
+        self.counts = {src: sum(s.source == src and s.split == "train" for s in songs) for src in SOURCES}
+        self.held_out = sorted(s.song_id for s in songs if s.split != "train")
+
+    def build_model(self) -> nn.Module:
+        return ChordNet(self.config)
+
+    def train_batch(self, step: int, generator: torch.Generator, batch_size: int) -> tuple[torch.Tensor, ...]:
+        rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=generator)))
+        rows = []
+        for _ in range(batch_size):
+            pool = self.pools[int(rng.integers(len(self.pools)))] if len(self.pools) > 1 else self.pools[0]
+            p = self.train[pool[int(rng.integers(len(pool)))]]
+            extra = len(p.target) - WINDOW_SLOTS
+            start = int(rng.integers(extra + 1)) if extra > 0 else 0
+            slip = int(rng.choice((5, 7))) if rng.random() < FRAME_SLIP else 0
+            rows.append(_window(p, start, WINDOW_SLOTS, bool(rng.random() < 0.5), slip, bool(rng.random() < BLIND),
+                                bool(rng.random() < MODE_UNKNOWN)))
+        return _batch(rows, WINDOW_SLOTS)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x, prev, tgt = batch
+        logits = model(x, prev)
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-1)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        model.eval()
+        total, count, hits = 0.0, 0, 0
+        for lookahead, blind in ((False, True), (True, True)):  # as the live path and the offline path read
+            for p in self.valid:
+                window = _window(p, 0, len(p.target), lookahead, 0, blind, modeless=not lookahead)
+                x, prev, tgt = (t.to(device) for t in _batch([window], len(p.target)))
+                logits = model(x, prev)
+                mask = tgt >= 0
+                total += float(nn.functional.cross_entropy(logits[mask], tgt[mask], reduction="sum"))
+                count += int(mask.sum())
+                hits += int((logits.argmax(-1)[mask] == tgt[mask]).sum())
+        model.train()
+        return {"valid_loss": total / max(1, count), "valid_chord_acc_teacher_forced": hits / max(1, count)}
+
+    def save_best(self, path: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
+        data = {"sources": "POP909 (MIDI melody + automatic chord labels, songs whose labels fit their piano part); "
+                           "OpenEWLD lead sheets (MusicXML chord symbols)",
+                "train_songs": self.counts, "valid_songs": len(self.valid),
+                "held_out": f"{HELD_OUT_PERCENT}% of POP909 and of OpenEWLD by a hash of the song id, and every "
+                            "traditional song of OpenEWLD plus the music21 corpus's Nottingham tunes (the folk set)",
+                "held_out_songs": self.held_out,
+                "augmentation": f"the key frame a fifth off in {FRAME_SLIP:.0%} of windows, the mode left out in "
+                                f"{MODE_UNKNOWN:.0%}; transposition-free "
+                                "by construction (the melody is read relative to the key's major frame)"}
+        tok = {"qualities": [q for q, _ in vocab.QUALITIES], "n_chords": vocab.N_CHORDS, "slot": "beat"}
+        save_checkpoint(path, model, kind=KIND, model_config=self.config.to_dict(), tokenizer_config=tok, data=data,
+                        metrics=metrics, extra={"train_command": self.command}, half=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="companion train harmony", description="Train the lead-sheet chord model.")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="folder of the songs caches (built on first use)")
+    p.add_argument("--rebuild", action="store_true", help="read the sources again")
+    p.add_argument("--out", default="runs/chords", help="run folder (best.pt, last.pt, loss.png, log)")
+    p.add_argument("--checkpoint", default=None, help="copy the best checkpoint here at the end")
+    p.add_argument("--n-hidden", type=int, default=128)
+    p.add_argument("--n-embd", type=int, default=32)
+    p.add_argument("--max-steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--balance-sources", action="store_true",
+                   help="draw POP909 and OpenEWLD windows equally often (else in proportion to their songs)")
+    return p
+
+
+def train_main(argv: list[str]) -> int:
+    """`companion train harmony ...`: returns a process exit code."""
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(1)
+    songs = songs_from(Path(args.cache), args.rebuild)
+    config = ChordConfig(n_hidden=args.n_hidden, n_embd=args.n_embd)
+    task = ChordTask(songs, config, "companion train harmony " + shlex.join(argv), args.balance_sources)
+    tcfg = TrainConfig(out_dir=args.out, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                       min_lr=args.lr / 20, warmup_steps=100, weight_decay=0.01, eval_every=args.eval_every,
+                       log_every=100, seed=args.seed, device=args.device, amp=False)  # a small GRU: fp32
+    return finish_run(args.out, args.checkpoint, train(task, tcfg))

@@ -1,0 +1,1 @@
+"""The drum-bar GAN: Groove MIDI bars, the model, its training and its evaluation (issue 17)."""

@@ -1,0 +1,72 @@
+"""The chord model never trains on a held-out song: the split, the training task, the shipped checkpoint's
+list, and the lead sheets themselves (a held-out tune filed a second time under another name)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from models.checkpoint import load_checkpoint
+from models.chords import vocab
+from models.chords.data import DATA_ROOT, Song, build_songs
+from models.chords.net import ChordConfig
+from models.chords.train import SHIPPED_CHECKPOINT, ChordTask
+
+
+def _song(song_id: str, source: str, shift: int = 0) -> Song:
+    melody = (np.repeat([60, 62, 64, 65, 67, 65, 64, 62], 8) + shift).astype(np.int16)
+    chords = np.full(len(melody), vocab.chord_index(0, ""), dtype=np.int16)
+    pos = (np.arange(len(melody) // 4) % 4).astype(np.int8)
+    return Song(song_id, source, melody, np.r_[True, melody[1:] != melody[:-1]], chords, pos, 4, (0, "major"))
+
+
+def test_the_training_task_holds_out_the_test_and_folk_songs() -> None:
+    songs = [_song(f"pop909/{i:03d}", "pop909", i % 5) for i in range(1, 120)]
+    songs += [_song(f"openewld/X/song {i}", "openewld") for i in range(60)]
+    songs += [_song(f"openewld/[Traditional]/tune {i}", "folk") for i in range(5)]
+    held = {s.song_id for s in songs if s.split != "train"}
+    assert {s.split for s in songs} == {"train", "test", "folk"}  # the hash split holds some out of each source
+    task = ChordTask(songs, ChordConfig(n_hidden=8, n_embd=4), "test")
+    used = {p.song_id for p in task.train + task.valid}  # every song a training window or the step choice reads
+    assert used == {s.song_id for s in songs} - held
+    assert set(task.held_out) == held
+    assert all(s.split == "folk" for s in songs if s.source == "folk")
+    balanced = ChordTask(songs, ChordConfig(n_hidden=8, n_embd=4), "test", balance=True)
+    assert [{balanced.train[i].song_id.split("/")[0] for i in pool} for pool in balanced.pools] == \
+        [{"pop909"}, {"openewld"}]  # windows drawn per source, from the same training songs
+    assert {p.song_id for p in balanced.train} == {p.song_id for p in task.train}
+
+
+@pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="no shipped chord model")
+def test_the_shipped_model_lists_what_it_held_out() -> None:
+    _, meta = load_checkpoint(SHIPPED_CHECKPOINT, kind="chords")
+    held = meta["data"]["held_out_songs"]
+    folk = [h for h in held if "[Traditional]" in h or h.startswith("music21/")]
+    assert len(folk) >= 45 and len(held) - len(folk) >= 100
+    for song_id in held:  # each listed song is one the split keeps out of training
+        source = "folk" if song_id in folk else song_id.split("/")[0]
+        assert _song(song_id, source).split != "train", song_id
+
+
+def _title(song_id: str) -> str:
+    return re.sub(r"[^a-z]", "", song_id.split("/")[-1].split("#")[0].lower())
+
+
+def _intervals(song: Song, n: int = 24) -> bytes:
+    onsets = song.melody[np.nonzero(song.onset & (song.melody >= 0))[0]].astype(np.int64)
+    return np.diff(onsets[:n + 1]).astype(np.int8).tobytes()
+
+
+@pytest.mark.skipif(not (DATA_ROOT / "openewld").is_dir(), reason="the OpenEWLD lead sheets are not here")
+def test_no_held_out_lead_sheet_is_also_a_training_song() -> None:
+    songs, _ = build_songs("openewld", DATA_ROOT)  # OpenEWLD and the folk set (music21's chord-annotated tunes)
+    train = [s for s in songs if s.split == "train"]
+    held = [s for s in songs if s.split != "train"]
+    assert len(held) >= 80 and train
+    train_titles = {_title(s.song_id) for s in train}
+    train_tunes = {_intervals(s) for s in train}
+    for song in held:
+        assert _title(song.song_id) not in train_titles, song.song_id
+        assert _intervals(song) not in train_tunes, song.song_id

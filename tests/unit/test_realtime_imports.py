@@ -1,0 +1,19 @@
+"""The real-time process (ports, clock, engine, scheduler, session socket, the model worker's client) imports
+neither torch nor textual: the models live in their worker process, the UI in its own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CODE = """
+import sys
+import companion.app, companion.cli, companion.session, companion.session_server, companion.model_process
+heavy = sorted(name for name in ("torch", "textual") if name in sys.modules)
+print(",".join(heavy))
+"""
+
+
+def test_the_realtime_side_loads_neither_torch_nor_textual() -> None:
+    done = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "", f"the real-time process imported {done.stdout.strip()}"
