@@ -117,6 +117,11 @@ def test_program_change_switches_preset_at_the_next_bar_with_no_stuck_notes(jack
         assert poll(lambda: note_ons(client.messages()), timeout_s=10), "no answer to switch away from"
         program = next(p for p, n in start.bank.programs.items() if n == "trading-fours")
         timebase = runtime.clock.timebase()
+        # Sent in the bar's first half: the message reaches Companion up to a JACK period after it is sent (and
+        # the answer note that told us to send it was heard up to half a period early), so one sent just before a
+        # bar line is switched on the bar after the one computed here.
+        poll(lambda: timebase.next_bar(timebase.ticks_at(time.monotonic_ns())) - timebase.ticks_at(
+            time.monotonic_ns()) > timebase.bar_ticks // 2, timeout_s=5)
         sent_ns = client.send([0xC0 | start.bank.channel, program])
         bar_ns = timebase.ns_at(timebase.next_bar(timebase.ticks_at(sent_ns)))
         assert poll(lambda: runtime.presets.name == "trading-fours", timeout_s=5), "preset did not switch"
