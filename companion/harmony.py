@@ -25,7 +25,7 @@ from companion.core.modes.harmonize import HARMONY_TAG, RevoiceNote, SteerHarmon
 from companion.core.theory import pitch_name
 from companion.harmony_pool import PRIMED_POSITIONS, HarmonizerLike, ModelPool
 from companion.harmony_voicing import NoteKey, Voices, clashes, voice_notes
-from companion.midi.realtime import HARMONY_PRIORITY, normal_priority, try_realtime
+from companion.midi.realtime import HARMONY_PRIORITY, loading_models, normal_priority, try_realtime
 
 log = logging.getLogger("companion")
 
@@ -170,7 +170,8 @@ class HarmonyWorker:
     def load(self) -> None:
         """Load, warm and prime the models (on the worker's thread); a failure is logged, harmony stays off."""
         try:
-            self._load_and_warm()
+            with loading_models():  # no collector pause on the other threads while it loads
+                self._load_and_warm()
         except Exception as err:  # noqa: BLE001 - any load failure turns harmony off with a message, never a crash
             self.failed = f"the {self.MODEL_NAME} could not be loaded, harmony is off: {err}"
             self._log_line("error", self.failed)

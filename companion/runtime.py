@@ -35,7 +35,7 @@ from companion.generators import Generator, answering_model
 from companion.harmony import HarmonyWorker, Loader, load_harmonizers
 from companion.midi.codec import DecodeStats, decode
 from companion.midi.ports import OutputPort
-from companion.midi.realtime import ENGINE_PRIORITY, HARMONY_PRIORITY, try_realtime
+from companion.midi.realtime import ENGINE_PRIORITY, HARMONY_PRIORITY, thaw_models, try_realtime
 from companion.preset_session import PresetLoader, PresetSession
 from companion.presets import Preset
 from companion.recording import TakeRecorder
@@ -173,6 +173,7 @@ class Runtime:
         self.takes.write_pending()
         self._ports.close()
         self.clock.close()
+        thaw_models()
 
     def __enter__(self) -> Runtime:
         return self.start()

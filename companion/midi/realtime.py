@@ -10,6 +10,7 @@ them, and where JACK runs without real-time scheduling at all, ours stay at norm
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import threading
 import time
@@ -115,3 +116,39 @@ def lowest_realtime() -> Iterator[None]:
     finally:
         if boosted:
             normal_priority()
+
+
+_loading_lock = threading.Lock()
+_loading = 0  # model loads under way in this process (threads may load side by side)
+
+
+@contextlib.contextmanager
+def loading_models() -> Iterator[None]:
+    """Around loading a model in the real-time process: no automatic garbage collection meanwhile, and what the
+    load made frozen after it (kept out of the collector's full passes for as long as it lives).
+
+    A load makes hundreds of thousands of objects (importing torch, building a network); the collector's full
+    passes over them took 100-230 ms each (five in a chorale-model load), holding the interpreter lock, so the
+    scheduler's thread stood still that long: notes 0.2 s late when a harmony preset came in mid-song. Freezing
+    keeps objects alive no longer than their references do; only cyclic garbage made before the freeze stays
+    until `thaw_models()` (a runtime's close)."""
+    global _loading
+    with _loading_lock:
+        _loading += 1
+        if _loading == 1:
+            gc.disable()
+    try:
+        yield
+    finally:
+        with _loading_lock:
+            _loading -= 1
+            if _loading == 0:
+                gc.freeze()
+                gc.enable()
+
+
+def thaw_models() -> None:
+    """What `loading_models` froze goes back to the collector (a session closing in a process that goes on)."""
+    with _loading_lock:
+        if _loading == 0:
+            gc.unfreeze()

@@ -12,6 +12,8 @@ scores, kept unless another beats it by a margin.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from models.chords import vocab
@@ -24,7 +26,9 @@ from models.chords.features import (
     slot_vector,
     song_arrays,
 )
-from models.chords.net import ChordStepper
+
+if TYPE_CHECKING:  # the live path needs numpy only: torch is imported where the model is read
+    from models.chords.net import ChordStepper
 
 CHANGE_EVERY = ("beat", "half_bar", "bar", "melody")
 # log-probability a chord change costs where it falls (offline); "melody" adds MELODY_CHANGE_COST on top
