@@ -286,14 +286,28 @@ def _resolve(target: str) -> Callable[[float], Row | list[Row]]:
     return getattr(importlib.import_module(module), name)
 
 
-def _machine() -> str:
-    """This machine, and how busy it was before the run (others' work: the 'quiet' rows are only as quiet as that)."""
-    busy = f", load average {os.getloadavg()[0]:.2f} at start" if hasattr(os, "getloadavg") else ""
+def _cpu_times() -> list[int] | None:
+    """The machine's CPU time so far by kind (Linux: /proc/stat's first line), or None elsewhere."""
+    try:
+        with open("/proc/stat") as stat:
+            return [int(field) for field in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+
+
+def _machine(before: list[int] | None = None) -> str:
+    """This machine, and how busy it was (others' work: the 'quiet' rows are only as quiet as that). On a virtual
+    machine the host may take CPU time from it ("steal", since `before`): timing tails move with it."""
+    busy = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
+    after = _cpu_times()
+    if before is not None and after is not None and sum(after) > sum(before):
+        spent = [b - a for a, b in zip(before, after, strict=True)]
+        busy += f", CPU time taken by the host (steal) during the run {100 * spent[7] / sum(spent):.1f} %"
     return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}{busy}"
 
 
-def _format(rows: list[Row]) -> str:
-    lines = [f"machine: {_machine()}", "",
+def _format(rows: list[Row], before: list[int] | None = None) -> str:
+    lines = [f"machine: {_machine(before)}", "",
              f"{'measure':72} {'load':>7} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  target"]
     for row in rows:
         head = f"{row['measure']:72} {row.get('load', ''):>7}"
@@ -329,13 +343,14 @@ def bench_command(what: list[str], *, as_json: bool, seconds: float, load: int =
     check_range("--seconds", seconds, MIN_SECONDS, MAX_SECONDS, " (how long each timing run lasts)")
     check_range("--load", load, 0, MAX_LOAD, " (CPU-bound processes started beside the loaded run)")
     rows: list[Row] = []
+    before = _cpu_times()
     for name in names:
         for level in (0, load) if load else (0,):
             with busy_processes(level):
                 for target in SECTIONS[name]:
                     rows.extend({**row, "load": load_label(level), "ok": verdict(row)}
                                 for row in _run_one(target, seconds))
-    print(json.dumps({"machine": _machine(), "results": rows}, indent=2) if as_json else _format(rows))
+    print(json.dumps({"machine": _machine(before), "results": rows}, indent=2) if as_json else _format(rows, before))
     return 0
 
 

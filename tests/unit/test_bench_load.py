@@ -64,6 +64,19 @@ def test_load_runs_each_section_quiet_then_loaded_and_marks_every_row(monkeypatc
     assert children == [0] * runs + [2] * runs
     assert out.count("quiet") == runs and out.count("2 busy") == runs
     assert out.count("✓") == runs and out.count("✗") == runs and f"{runs} target(s) missed" in out
+    assert "(steal) during the run" in out.splitlines()[0]  # how much of the run a virtual machine's host took
+
+
+def test_the_machine_line_says_the_share_of_cpu_time_the_host_took() -> None:
+    from companion.bench import _machine
+
+    before = [100, 0, 0, 100, 0, 0, 0, 0]
+    line = _machine(before)
+    with open("/proc/stat") as stat:
+        now = [int(f) for f in stat.readline().split()[1:9]]
+    spent = [b - a for a, b in zip(before, now, strict=True)]
+    said = float(line.split("(steal) during the run ")[1].split(" %")[0])
+    assert abs(said - 100 * spent[7] / sum(spent)) <= 0.1
 
 
 def _is_busy_child(pid: int) -> bool:
