@@ -51,6 +51,12 @@ class Rotary(nn.Module):
 
     def __init__(self, head_size: int, max_positions: int, base: float) -> None:
         super().__init__()
+        if torch.empty(0).is_meta:  # built for its shapes only (checkpoint.build_model): tables of the right size
+            # and no values (the first meta computation imports torch's meta kernels: 3 s of a cold load)
+            half = head_size // 2
+            for name, shape in (("inv_freq", (half,)), ("cos", (max_positions, half)), ("sin", (max_positions, half))):
+                self.register_buffer(name, torch.empty(shape), persistent=False)
+            return
         inv_freq = 1.0 / (base ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self._build(max_positions)

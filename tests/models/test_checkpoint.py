@@ -84,3 +84,26 @@ def test_non_plain_metadata_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="plain types"):
         save_checkpoint(tmp_path / "m.pt", _model(), kind="x", model_config={"p": Path("x")},
                         tokenizer_config={}, data={}, metrics={})
+
+
+def test_the_shapes_check_computes_nothing_on_the_meta_device() -> None:
+    """`build_model` builds the model on the meta device first (a crafted config is refused before memory is
+    taken); weight initialisation and the rotary tables are skipped there: the first meta computation of a
+    process cost about 2 s of a 2.5 s cold load."""
+    from torch.overrides import TorchFunctionMode
+
+    from models.checkpoint import _NoInitOnMeta
+    from models.transformer import GPT, GPTConfig
+
+    called: list[str] = []
+
+    class Spy(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            called.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    with torch.device("meta"), Spy(), _NoInitOnMeta():
+        model = GPT(GPTConfig(vocab_size=50, block_size=64, n_layer=2, n_head=2, n_embd=32))
+    computed = {"normal_", "uniform_", "zero_", "fill_", "arange", "outer", "cos", "sin", "pow", "__rpow__"}
+    assert not computed & set(called), sorted(computed & set(called))
+    assert model.rotary.cos.shape == (64, 8) and model.rotary.cos.is_meta
