@@ -29,7 +29,6 @@ from companion.core.events import (
     ScheduleNotes,
     SendNow,
 )
-from companion.errors import ClockError
 from companion.generation import GenerationWorker, describe_answer
 from companion.generators import Generator, answering_model
 from companion.harmony import HarmonyWorker, Loader, load_harmonizers
@@ -39,7 +38,8 @@ from companion.midi.realtime import ENGINE_PRIORITY, HARMONY_PRIORITY, thaw_mode
 from companion.preset_session import PresetLoader, PresetSession
 from companion.presets import Preset
 from companion.recording import TakeRecorder
-from companion.runtime_clock import ClockOut, LiveClock, Source, make_clock
+from companion.runtime_clock import ClockControl, ClockOut, LiveClock, Source
+from companion.runtime_log import RuntimeLog
 from companion.runtime_ports import InputFactory, LivePorts, PortCheck, PortChooser
 from companion.runtime_snapshot import Snapshots
 from companion.scheduler import Scheduler
@@ -107,8 +107,7 @@ class Runtime:
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.planned_answers: deque[tuple[str, int, int]] = deque(maxlen=64)  # (tag, start_ticks, end_ticks)
         self.sent_note_ons: deque[tuple[int, int, int]] = deque(maxlen=256)  # (channel, pitch, the tick planned)
-        self._log_lines: deque[tuple[str, str]] = deque(maxlen=200)
-        self._listeners: list[Callable[[str, str], None]] = []
+        self._log = RuntimeLog()
         self._snapshots = Snapshots()  # what the UI's picture is built from
         self.presets = PresetSession(preset, PresetLoader(threaded=True))  # presets load on their own thread
         self.recorder = recorder
@@ -127,6 +126,8 @@ class Runtime:
         self.generation = GenerationWorker(generator, self.scheduler, clock, log=self.log, closed=self._closed)
         # As clock master, F8 pulses go out from their own deadline thread through the same thread-safe ports.
         self._clock_out = ClockOut(self._send_bytes, clock, wanted=send_clock)
+        self._clock_control = ClockControl(clock, self._clock_out, self.engine, self.presets, recorder, self.log,
+                                           self._apply)
         self._ports = LivePorts(inputs, outputs, on_midi=self._on_midi, scheduler=self.scheduler, closed=self._closed,
                                 log=self.log, names=port_names, chooser=port_chooser, on_port_check=on_port_check)
         self._threads = [
@@ -174,6 +175,7 @@ class Runtime:
         self._ports.close()
         self.clock.close()
         thaw_models()
+        self._log.write_pending()
 
     def __enter__(self) -> Runtime:
         return self.start()
@@ -221,18 +223,16 @@ class Runtime:
         self._inbox.put((list(data), time.monotonic_ns()))
 
     def add_log_listener(self, listener: Callable[[str, str], None]) -> None:
-        self._listeners.append(listener)
+        self._log.add_listener(listener)
 
     def log(self, level: str, text: str) -> None:
-        self._log_lines.append((level, text))
-        getattr(log, level if level in ("info", "warning", "error", "debug") else "info")(text)
-        for listener in self._listeners:
-            listener(level, text)
+        """Any thread: kept, told to listeners now, written to the terminal by the supervisor (runtime_log.py)."""
+        self._log(level, text)
 
     def snapshot(self) -> dict[str, Any]:
         """A compact picture for the UI, built on the caller's thread from thread-safe reads (the engine thread
         only publishes its own small part): the piano roll's pairing never delays a note."""
-        return self._snapshots.build(self, self._ports.snapshot(), self._log_lines)
+        return self._snapshots.build(self, self._ports.snapshot(), self._log.lines)
 
     # --- threads -----------------------------------------------------------------------------------------
 
@@ -276,8 +276,7 @@ class Runtime:
                 ticks = timebase.ticks_at(now_ns)
                 self._apply(self.engine.tick(ticks))
                 self._apply(self.presets.tick(self.engine, ticks))
-                self._apply_clock_change()
-                self._follow_link_transport()
+                self._clock_control.follow()
                 self.takes.follow_clock(ticks, timebase.bpm, self.clock_source != "internal")
                 next_tick_ns = now_ns + ENGINE_TICK_NS
             if now_ns >= next_snapshot_ns:
@@ -366,7 +365,7 @@ class Runtime:
             self._ports.request(intent)
             return []
         if type(intent).__name__ == "SetClock":
-            return self._switch_clock(str(getattr(intent, "source", "")))
+            return self._clock_control.switch(str(getattr(intent, "source", "")))
         if type(intent).__name__ == "SetRecording":
             if getattr(intent, "on", False):
                 self._start_take()
@@ -376,41 +375,6 @@ class Runtime:
         ticks = self.clock.timebase().ticks_at(time.monotonic_ns())
         commands = self.presets.intent(self.engine, intent, ticks)
         return self.engine.intent(intent) if commands is None else commands
-
-    def _apply_clock_change(self) -> None:
-        change = self.presets.take_clock_change()
-        if change is None:
-            return
-        self.clock.set_tempo_and_meter(change.bpm, change.beats_per_bar, change.beat_unit)  # Link: to every peer
-        if self.recorder is not None:
-            ticks = self.clock.timebase().ticks_at(time.monotonic_ns())
-            self.recorder.settings_changed(ticks, dataclasses.asdict(self.engine.settings), self.presets.extras,
-                                           self.presets.preset)
-
-    def _follow_link_transport(self) -> None:
-        """The Link session stopped or started: the engine takes it as a DAW's MIDI Stop or Start (a start moved
-        bar 1; the clock's epoch voided the old plans)."""
-        for change in self.clock.take_transport():
-            self.log("info", f"Link session {'started' if isinstance(change, ClockStart) else 'stopped'}")
-            self._apply(self.engine.handle(change, self.clock.timebase().ticks_at(time.monotonic_ns())))
-
-    def _switch_clock(self, name: str) -> list[Command]:
-        """The UI's clock chooser: what plays stops (as on a DAW's Stop), then the new source leads; the internal
-        clock goes on from where the old one was."""
-        if name == self.clock.name:
-            return []
-        settings = self.engine.settings
-        try:
-            source = self.clock.internal_here(settings.beats_per_bar, settings.beat_unit) if name == "internal" \
-                else make_clock(name, self.clock.bpm, settings.beats_per_bar, settings.beat_unit,
-                                start_stop=self.presets.clock_options().start_stop)
-        except (ClockError, ValueError) as err:
-            return [Log("warning", f"clock not changed: {err}")]
-        commands = self.engine.handle(ClockStop(), self.clock.timebase().ticks_at(time.monotonic_ns()))
-        self._clock_out.stop()  # FC: a synth following us stops too, and starts again with the new source
-        self.clock.switch(source)
-        self._clock_out.start()
-        return [*commands, Log("info", f"clock: {name}")]
 
     def _start_take(self) -> None:
         timebase = self.clock.timebase()
@@ -430,11 +394,15 @@ class Runtime:
         # Our lowest real-time rank: a normal-priority thread preempted holding the interpreter lock delays the
         # scheduler (companion bench inversion); this one wakes four times a second.
         try_realtime(HARMONY_PRIORITY)
+        self._log.write_pending()  # the start's lines, before a lost take is looked for
         self.takes.recover()  # a take the last session lost in a crash, from its journal
         if self.scheduler.realtime_problem and not self._closed.wait(0.5):
             self.log("warning", f"scheduler: {self.scheduler.realtime_problem}")
         rounds = 0
-        while not self._closed.wait(SUPERVISE_S):
+        while True:
+            self._log.write_pending()
+            if self._closed.wait(SUPERVISE_S):
+                return
             rounds += 1
             self._ports.apply_choices()
             self._ports.report_send_failures()

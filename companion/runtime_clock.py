@@ -3,12 +3,14 @@ clock, an Ableton Link session) can change under it, from the command line at st
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from companion.core.events import ClockStart, ClockStop, Message
+from companion.core.events import ClockStart, ClockStop, Command, Log, Message
 from companion.core.timebase import Timebase
+from companion.errors import ClockError
 from companion.midi.clock import ClockSender, InternalClock, MidiClockFollower
 from companion.midi.link import LinkClock
 
@@ -127,3 +129,46 @@ class ClockOut:
         if self._sender is not None:
             self._sender.stop()
             self._sender = None
+
+
+class ClockControl:
+    """The engine thread's side of the clock: a preset's tempo and meter applied (Link: to every peer), a Link
+    session's start and stop taken as a DAW's Start and Stop, and the UI's chooser switching the source."""
+
+    def __init__(self, clock: LiveClock, clock_out: ClockOut, engine: Any, presets: Any, recorder: Any,
+                 log: Callable[[str, str], None], apply: Callable[[list[Command]], None]) -> None:
+        self._clock, self._clock_out, self._engine, self._presets = clock, clock_out, engine, presets
+        self._recorder, self._log, self._apply = recorder, log, apply
+
+    def follow(self) -> None:
+        """Every engine tick: a tempo or meter change the preset session has ready, and Link's transport."""
+        change = self._presets.take_clock_change()
+        if change is not None:
+            self._clock.set_tempo_and_meter(change.bpm, change.beats_per_bar, change.beat_unit)
+            if self._recorder is not None:
+                self._recorder.settings_changed(self._ticks_now(), dataclasses.asdict(self._engine.settings),
+                                                self._presets.extras, self._presets.preset)
+        for transport in self._clock.take_transport():  # a start moved bar 1; the clock's epoch voided old plans
+            self._log("info", f"Link session {'started' if isinstance(transport, ClockStart) else 'stopped'}")
+            self._apply(self._engine.handle(transport, self._ticks_now()))
+
+    def switch(self, name: str) -> list[Command]:
+        """The UI's clock chooser: what plays stops (as on a DAW's Stop), then the new source leads; the internal
+        clock goes on from where the old one was."""
+        if name == self._clock.name:
+            return []
+        settings = self._engine.settings
+        try:
+            source = self._clock.internal_here(settings.beats_per_bar, settings.beat_unit) if name == "internal" \
+                else make_clock(name, self._clock.bpm, settings.beats_per_bar, settings.beat_unit,
+                                start_stop=self._presets.clock_options().start_stop)
+        except (ClockError, ValueError) as err:
+            return [Log("warning", f"clock not changed: {err}")]
+        commands = self._engine.handle(ClockStop(), self._ticks_now())
+        self._clock_out.stop()  # FC: a synth following us stops too, and starts again with the new source
+        self._clock.switch(source)
+        self._clock_out.start()
+        return [*commands, Log("info", f"clock: {name}")]
+
+    def _ticks_now(self) -> int:
+        return self._clock.timebase().ticks_at(time.monotonic_ns())
