@@ -39,7 +39,6 @@ from companion.preset_session import PresetLoader, PresetSession
 from companion.presets import Preset
 from companion.recording import TakeRecorder
 from companion.runtime_clock import ClockControl, ClockOut, LiveClock, Source
-from companion.runtime_log import RuntimeLog
 from companion.runtime_ports import InputFactory, LivePorts, PortCheck, PortChooser
 from companion.runtime_snapshot import Snapshots
 from companion.scheduler import Scheduler
@@ -107,7 +106,8 @@ class Runtime:
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.planned_answers: deque[tuple[str, int, int]] = deque(maxlen=64)  # (tag, start_ticks, end_ticks)
         self.sent_note_ons: deque[tuple[int, int, int]] = deque(maxlen=256)  # (channel, pitch, the tick planned)
-        self._log = RuntimeLog()
+        self._log_lines: deque[tuple[str, str]] = deque(maxlen=200)
+        self._listeners: list[Callable[[str, str], None]] = []
         self._snapshots = Snapshots()  # what the UI's picture is built from
         self.presets = PresetSession(preset, PresetLoader(threaded=True))  # presets load on their own thread
         self.recorder = recorder
@@ -175,7 +175,6 @@ class Runtime:
         self._ports.close()
         self.clock.close()
         thaw_models()
-        self._log.write_pending()
 
     def __enter__(self) -> Runtime:
         return self.start()
@@ -223,16 +222,18 @@ class Runtime:
         self._inbox.put((list(data), time.monotonic_ns()))
 
     def add_log_listener(self, listener: Callable[[str, str], None]) -> None:
-        self._log.add_listener(listener)
+        self._listeners.append(listener)
 
     def log(self, level: str, text: str) -> None:
-        """Any thread: kept, told to listeners now, written to the terminal by the supervisor (runtime_log.py)."""
-        self._log(level, text)
+        self._log_lines.append((level, text))
+        getattr(log, level if level in ("info", "warning", "error", "debug") else "info")(text)
+        for listener in self._listeners:
+            listener(level, text)
 
     def snapshot(self) -> dict[str, Any]:
         """A compact picture for the UI, built on the caller's thread from thread-safe reads (the engine thread
         only publishes its own small part): the piano roll's pairing never delays a note."""
-        return self._snapshots.build(self, self._ports.snapshot(), self._log.lines)
+        return self._snapshots.build(self, self._ports.snapshot(), self._log_lines)
 
     # --- threads -----------------------------------------------------------------------------------------
 
@@ -394,15 +395,11 @@ class Runtime:
         # Our lowest real-time rank: a normal-priority thread preempted holding the interpreter lock delays the
         # scheduler (companion bench inversion); this one wakes four times a second.
         try_realtime(HARMONY_PRIORITY)
-        self._log.write_pending()  # the start's lines, before a lost take is looked for
         self.takes.recover()  # a take the last session lost in a crash, from its journal
         if self.scheduler.realtime_problem and not self._closed.wait(0.5):
             self.log("warning", f"scheduler: {self.scheduler.realtime_problem}")
         rounds = 0
-        while True:
-            self._log.write_pending()
-            if self._closed.wait(SUPERVISE_S):
-                return
+        while not self._closed.wait(SUPERVISE_S):
             rounds += 1
             self._ports.apply_choices()
             self._ports.report_send_failures()
