@@ -1,4 +1,9 @@
-"""The one compiled part: companion/midi/_jackmidi.c, a JACK client in C (optional: rtmidi's JACK is the fallback)."""
+"""The compiled parts, both optional (without a C compiler Companion runs on the pure-Python fallbacks):
+
+- companion/midi/_jackmidi.c: a JACK client in C (Linux; rtmidi's JACK is the fallback);
+- models/_decode.c: the continuation Transformer's decoding step with int8 weights (models/fast_decode.py says
+  why; torch's int8 kernels are the fallback).
+"""
 
 import sys
 
@@ -13,4 +18,12 @@ JACK_SHIM = Extension(
     optional=True,  # no compiler, or a system without POSIX semaphores: Companion uses rtmidi's JACK instead
 )
 
-setup(ext_modules=[JACK_SHIM] if sys.platform.startswith("linux") else [])
+DECODER = Extension(
+    "models._decode",
+    sources=["models/_decode.c"],
+    extra_compile_args=["/O2"] if sys.platform == "win32" else ["-O3", "-std=c11", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"],
+    libraries=[] if sys.platform == "win32" else ["m"],
+    optional=True,  # no compiler: torch's int8 kernels decode instead (slower)
+)
+
+setup(ext_modules=([JACK_SHIM] if sys.platform.startswith("linux") else []) + [DECODER])

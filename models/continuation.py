@@ -8,9 +8,7 @@ evaluation in ``evaluate`` (`companion eval transformer` runs it directly).
 
 from __future__ import annotations
 
-import copy
 import random
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 from models.checkpoint import CheckpointFileError, build_model, from_config, load_checkpoint
 from models.continuation_copies import DEFAULT_COPY_SHARE, HOLD_BACK, CopyGuard
 from models.data.pieces import estimate_key
+from models.fast_decode import stepper
 from models.prompt_style import DEFAULT_MIX, PromptStyle, dense, mix_block
 from models.sampling import (
     MAX_CHORD_NOTES,
@@ -37,35 +36,21 @@ from models.sampling import (
     sample_values,
 )
 from models.tokenizer import DEFAULT_VELOCITY, Prompt, StreamDecoder, Tokenizer, TokenizerConfig
-from models.transformer import GPT, FastStep, GPTConfig
+from models.transformer import GPT, GPTConfig
 
 KIND = "continuation"
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "continuation.pt"
 NoteTuple = tuple[int, int, int, int]  # (pitch, velocity, start_ticks, duration_ticks)
 
 
-def quantized_for_cpu(model: GPT) -> torch.nn.Module:
-    """An int8 dynamic-quantized copy of the Linear layers (about twice as fast per token on a laptop CPU).
-
-    Falls back to the fp32 model where this torch build has no quantized engine.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear},
-                                                          dtype=torch.qint8)
-    except (AttributeError, RuntimeError, NotImplementedError):
-        return model
-
-
 class ContinuationModel:
     """A trained continuation model and its tokenizer, ready to answer phrases."""
 
     def __init__(self, model: GPT, tokenizer: Tokenizer, meta: dict[str, Any] | None = None,
-                 runner: torch.nn.Module | None = None) -> None:
+                 quantize: bool = False) -> None:
         self.model = model.eval()
-        self.runner = runner if runner is not None else self.model  # what stream() runs (maybe int8)
-        self.fast = FastStep(self.runner)  # the runner's single-token decoding without module overhead
+        # the prompt's prefill and the per-token step of live decoding (int8: the C step, or torch's kernels)
+        self.runner, self.fast = stepper(self.model, quantize)
         self.tokenizer = tokenizer
         self.meta = meta or {}
         self.tables = MaskTables(tokenizer.vocab)
@@ -88,7 +73,7 @@ class ContinuationModel:
             raise CheckpointFileError(f"checkpoint {path}: its tokenizer_config makes {len(tokenizer.vocab)} tokens, "
                                       f"its model {model.config.vocab_size}: re-train it or give another checkpoint")
         model.eval()
-        return cls(model, tokenizer, meta, quantized_for_cpu(model) if quantize else None)
+        return cls(model, tokenizer, meta, quantize)
 
     @property
     def styles(self) -> tuple[str, ...]:

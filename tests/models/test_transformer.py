@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.continuation import quantized_for_cpu
+from models.fast_decode import int8_torch_copy
 from models.transformer import FULL_PRECISION_LAYERS, GPT, FastStep, GPTConfig
 
 
@@ -105,7 +105,7 @@ def test_tiny_model_overfits_a_few_sequences() -> None:
 def test_fast_step_gives_the_logits_and_cache_of_gpt_step(quantize: bool, full_precision: tuple[str, ...]) -> None:
     """The same maths as GPT.step; on an int8 model, layers run in fp32 (same weights) differ by rounding only."""
     model = _tiny(block_size=32, n_extra=(3,))
-    runner = quantized_for_cpu(model) if quantize else model
+    runner = int8_torch_copy(model) if quantize else model
     fast = FastStep(runner, full_precision)
     torch.manual_seed(1)
     tokens = torch.randint(0, 17, (1, 40))
