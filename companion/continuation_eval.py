@@ -180,18 +180,30 @@ def answerers(names: list[str], checkpoint: Path | None, overrides: dict[str, An
     return {n: out[n] for n in names}
 
 
+DRAW_STRIDE = 100_003  # draw d of tune i is answered with seed + i + d * DRAW_STRIDE (draw 0: seed + i)
+
+
+def _mean_figures(draws: list[dict[str, float]]) -> dict[str, float]:
+    return {k: sum(d[k] for d in draws) / len(draws) for k in draws[0]}
+
+
 def evaluate(tunes: list[Tune], sources: dict[str, Answerer], seed: int = 0,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Figures of every answer source over the tunes, and each one's paired gain over the prompt Markov chain."""
+             progress: Callable[[str], None] | None = None, draws: int = 1) -> dict[str, Any]:
+    """Figures of every answer source over the tunes, and each one's paired gain over the prompt Markov chain.
+
+    ``draws``: answers per tune, each with its own seed; a tune's figures are their mean (every source that
+    samples, baselines included, is a random draw: more draws measure the system rather than one draw's luck).
+    """
     tonal = [sum(1 for n in t.prompt if n[0] % 12 in _scale(t)) >= 0.9 * len(t.prompt) for t in tunes]
     rows: dict[str, list[dict[str, float]]] = {}
     seconds: dict[str, float] = {}
     for name, answer in sources.items():
         t0 = time.perf_counter()
-        rows[name] = [tune_figures(answer(t, seed + i), t, PPQ) for i, t in enumerate(tunes)]
+        rows[name] = [_mean_figures([tune_figures(answer(t, seed + i + d * DRAW_STRIDE), t, PPQ)
+                                     for d in range(draws)]) for i, t in enumerate(tunes)]
         seconds[name] = round(time.perf_counter() - t0, 1)
         if progress:
-            progress(f"{name}: {len(tunes)} tunes in {seconds[name]} s")
+            progress(f"{name}: {len(tunes)} tunes x {draws} draw(s) in {seconds[name]} s")
     truth = [tune_figures(list(t.truth), t, PPQ) for t in tunes]
     result: dict[str, Any] = {"answers": {n: summarise(r, tonal) for n, r in rows.items()},
                               "truth": {k: v for k, v in summarise(truth, tonal).items()
@@ -221,6 +233,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma list of answer sources: " + ", ".join(BASELINES + MARKOV_MODES + TRANSFORMER_MODES))
     p.add_argument("--checkpoint", type=Path, help="the Transformer (default: the shipped continuation.pt)")
     p.add_argument("--seed", type=int, default=0, help="tune i is answered with seed + i")
+    p.add_argument("--draws", type=int, default=1,
+                   help="answers per tune (draw d: seed + i + d * 100003); a tune's figures are their mean")
     p.add_argument("--style-mix", type=float, help="override the Transformer's style mix (0: the model alone)")
     p.add_argument("--temperature", type=float, help="override every mode's temperature")
     p.add_argument("--copy-share", type=float, help="override the Transformer's copy guard (1: no guard)")
@@ -239,8 +253,9 @@ def eval_main(argv: list[str] | None = None) -> int:
         print(f"companion eval continuation: --answers: unknown {', '.join(unknown) or '(none given)'}; "
               f"choose from {', '.join(known)}", file=sys.stderr)
         return 2
-    if args.tunes < 1 or args.skip < 0:
-        print("companion eval continuation: --tunes must be at least 1 and --skip not negative", file=sys.stderr)
+    if args.tunes < 1 or args.skip < 0 or args.draws < 1:
+        print("companion eval continuation: --tunes and --draws must be at least 1 and --skip not negative",
+              file=sys.stderr)
         return 2
     try:
         tunes, source = held_out_tunes(args.pieces, args.tunes, args.workers, args.skip)
@@ -251,8 +266,9 @@ def eval_main(argv: list[str] | None = None) -> int:
         print(f"companion eval continuation: {err}", file=sys.stderr)
         return 2
     result = {"held_out": source, "prompt_bars": PROMPT_BARS, "answer_bars": ANSWER_BARS,
-              "checkpoint": str(args.checkpoint or "shipped"), "seed": args.seed, "overrides": overrides,
-              **evaluate(tunes, sources, args.seed, lambda s: print(s, file=sys.stderr, flush=True))}
+              "checkpoint": str(args.checkpoint or "shipped"), "seed": args.seed, "draws": args.draws,
+              "overrides": overrides,
+              **evaluate(tunes, sources, args.seed, lambda s: print(s, file=sys.stderr, flush=True), args.draws)}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out is not None:

@@ -168,6 +168,26 @@ def test_evaluate_computes_baselines_with_intervals() -> None:
     assert bootstrap_interval([1.0, 1.0]) == (1.0, 1.0)
 
 
+def test_draws_average_answers_with_their_own_seeds() -> None:
+    """Draw 0 is the single-draw answer; a tune's figures over several draws are the mean of each draw's."""
+    tunes = [_tune(), _tune([(p + 2, v, s, d) for p, v, s, d in _jig_notes(4)])]
+    seeds: list[int] = []
+
+    def chain(t: Tune, seed: int) -> list[tuple[int, int, int, int]]:
+        seeds.append(seed)
+        return prompt_markov_answer(t.prompt, t.answer_start_ticks, 4 * t.bar_ticks, seed)
+
+    one = evaluate(tunes, {"prompt_markov": chain}, seed=5)["answers"]["prompt_markov"]
+    assert seeds == [5, 6]
+    seeds.clear()
+    three = evaluate(tunes, {"prompt_markov": chain}, seed=5, draws=3)["answers"]["prompt_markov"]
+    assert sorted(seeds) == sorted([5, 6, 5 + 100_003, 6 + 100_003, 5 + 200_006, 6 + 200_006])
+    per_draw = [[tune_figures(chain(t, 5 + i + d * 100_003), t, PPQ)["interval_overlap"] for d in range(3)]
+                for i, t in enumerate(tunes)]
+    assert three["interval_overlap"]["mean"] == pytest.approx(np.mean([np.mean(r) for r in per_draw]), abs=1e-4)
+    assert one["interval_overlap"]["mean"] == pytest.approx(np.mean([r[0] for r in per_draw]), abs=1e-4)
+
+
 # --- the player's style mixed into the model -----------------------------------------------------------------
 
 
