@@ -238,6 +238,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--style-mix", type=float, help="override the Transformer's style mix (0: the model alone)")
     p.add_argument("--temperature", type=float, help="override every mode's temperature")
     p.add_argument("--copy-share", type=float, help="override the Transformer's copy guard (1: no guard)")
+    p.add_argument("--template-mix", type=float,
+                   help="override the Transformer's bar templates (the phrase's bars as the answer's shape; 0: off)")
     p.add_argument("--workers", type=int, default=2, help="parsing processes (without --pieces)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     return p
@@ -260,7 +262,8 @@ def eval_main(argv: list[str] | None = None) -> int:
     try:
         tunes, source = held_out_tunes(args.pieces, args.tunes, args.workers, args.skip)
         overrides = {k: v for k, v in (("style_mix", args.style_mix), ("temperature", args.temperature),
-                                       ("copy_share", args.copy_share)) if v is not None}
+                                       ("copy_share", args.copy_share), ("template_mix", args.template_mix))
+                     if v is not None}
         sources = answerers(names, args.checkpoint, overrides)
     except ValueError as err:
         print(f"companion eval continuation: {err}", file=sys.stderr)

@@ -203,7 +203,7 @@ class TransformerGenerator:
             density=s.get("density") or _call_density(request),
             pitch_range=s.get("pitch_range"),
             meter=f"{s.get('beats_per_bar', 4)}/{s.get('beat_unit', 4)}",
-            **{k: float(s[k]) for k in ("style_mix", "copy_share") if s.get(k) is not None},
+            **{k: float(s[k]) for k in ("style_mix", "copy_share", "template_mix") if s.get(k) is not None},
         )
         if prompt:
             notes = self._model.stream(prompt, answer_start_ticks=request.start_ticks - request.phrase.start_ticks,

@@ -21,7 +21,7 @@ from models.checkpoint import CheckpointFileError, build_model, from_config, loa
 from models.continuation_copies import DEFAULT_COPY_SHARE, HOLD_BACK, CopyGuard
 from models.data.pieces import estimate_key
 from models.fast_decode import stepper
-from models.prompt_style import DEFAULT_MIX, PromptStyle, dense, mix_block
+from models.prompt_style import DEFAULT_MIX, DEFAULT_TEMPLATE_MIX, BarTemplates, PromptStyle, dense, mix_block
 from models.sampling import (
     MAX_CHORD_NOTES,
     MaskTables,
@@ -85,7 +85,8 @@ class ContinuationModel:
                pitch_range: tuple[int, int] | None = None, meter: str = "4/4",
                answer_start_ticks: int | None = None, bars: int | None = None,
                follow_velocity: bool = True, first_on_start: bool = False,
-               style_mix: float = DEFAULT_MIX, copy_share: float = DEFAULT_COPY_SHARE) -> Iterator[NoteTuple]:
+               style_mix: float = DEFAULT_MIX, copy_share: float = DEFAULT_COPY_SHARE,
+               template_mix: float = DEFAULT_TEMPLATE_MIX) -> Iterator[NoteTuple]:
         """Answer a phrase. Yields notes in onset order, each as soon as it is decoded.
 
         ``prompt_notes``: (pitch, velocity, start_ticks, duration_ticks) with tick 0 on the phrase's bar
@@ -96,6 +97,8 @@ class ContinuationModel:
         velocities by the phrase's mean loudness; ``first_on_start`` puts the first note exactly on the
         answer's start (a call-and-response answer begins on its beat). ``style_mix`` blends the phrase's own
         pitch, onset and duration habits into the model's choices (``models.prompt_style``; 0: the model alone);
+        ``template_mix`` blends in the phrase's bar that answer bar follows (``BarTemplates``: its next onset,
+        and the pitch and duration it had at that place; 0: none);
         ``copy_share`` bounds the share of the answer's 4-note runs that repeat the phrase's
         (``models.continuation_copies``; 1: no bound). ValueError for a bad argument.
         """
@@ -118,7 +121,8 @@ class ContinuationModel:
             shift = round(sum(n[1] for n in notes) / len(notes)) - DEFAULT_VELOCITY
         masks = pitch_mask(self.tables, key_pcs, pitch_range)
         return self._run(prompt, length_steps, ppq, masks, temperature, top_p, seed, density, shift, first_on_start,
-                         max(0.0, min(1.0, style_mix)), max(0.0, min(1.0, copy_share)))
+                         max(0.0, min(1.0, style_mix)), max(0.0, min(1.0, copy_share)),
+                         max(0.0, min(1.0, template_mix)))
 
     def generate(self, *, ppq: int = 480, length_ticks: int, style: str = "folk", meter: str = "4/4",
                  key: tuple[int, str] | None = None, seed: int = 0, **kw: Any) -> Iterator[NoteTuple]:
@@ -182,7 +186,8 @@ class ContinuationModel:
     @torch.inference_mode()
     def _run(self, prompt: Prompt, length_steps: int, ppq: int, masks: torch.Tensor, temperature: float,
              top_p: float, seed: int, density: float | None, velocity_shift: int,
-             first_on_start: bool = False, style_mix: float = 0.0, copy_share: float = 1.0) -> Iterator[NoteTuple]:
+             first_on_start: bool = False, style_mix: float = 0.0, copy_share: float = 1.0,
+             template_mix: float = 0.0) -> Iterator[NoteTuple]:
         tok, v, runner = self.tokenizer, self.tokenizer.vocab, self.runner
         gen = torch.Generator().manual_seed(seed)
         dec = StreamDecoder(tok, prompt.meter, start_bar=prompt.start_bar - 1)
@@ -190,9 +195,10 @@ class ContinuationModel:
         bar_len = prompt.bar_positions
         onsets = sorted({n.onset for n in heard})
         per_bar = density or (len(onsets) / max(1.0, (onsets[-1] - onsets[0]) / bar_len) if onsets else 0.0)
-        mixer = _StyleMixer(self.tables, tok.config.durations, PromptStyle(bar_len).fit(heard), heard,
-                            style_mix, copy_share, round(per_bar * length_steps / bar_len))
         start, end = prompt.answer_start, prompt.answer_start + length_steps
+        templates = BarTemplates(heard, bar_len, start // bar_len, -(-length_steps // bar_len))
+        mixer = _StyleMixer(self.tables, tok.config.durations, PromptStyle(bar_len).fit(heard), heard,
+                            style_mix, copy_share, round(per_bar * length_steps / bar_len), templates, template_mix)
         answer_bar, last_bar = start // bar_len, (end - 1) // bar_len
         last_note_bar = answer_bar - 1  # the bar of the latest note yielded: the answer fills to its last bar
         if length_steps <= 0:
@@ -237,7 +243,8 @@ class _StyleMixer:
     the copy guard (``CopyGuard``) holding back melody pitches that would recite the phrase."""
 
     def __init__(self, tables: MaskTables, durations: Sequence[int], style: PromptStyle, heard: list[Any],
-                 weight: float, copy_share: float = 1.0, expected_notes: int | None = None) -> None:
+                 weight: float, copy_share: float = 1.0, expected_notes: int | None = None,
+                 templates: BarTemplates | None = None, template_weight: float = 0.0) -> None:
         v = tables.vocab
         self.on = weight > 0 and not style.empty
         self.style, self.weight = style, weight
@@ -250,6 +257,8 @@ class _StyleMixer:
         self.answer_from = len(self.line)  # where the answer's own top voice starts in ``line``
         self.guard = CopyGuard([self.line], copy_share, expected_notes) if copy_share < 1.0 else None
         self.hold_back = float(np.log(HOLD_BACK))
+        self.templates = templates if template_weight > 0 else None
+        self.template_weight = template_weight
 
     def heard(self, note: Any) -> None:
         if note.onset == self.last_onset and self.line:
@@ -263,6 +272,8 @@ class _StyleMixer:
         melody = "pitch" in expected and dec.last_kind != "dur"  # a melody note, not a chord tone above one
         if self.on:
             z = self._mix_style(z, allowed, dec, expected, melody)
+        if self.templates is not None:
+            z = self._mix_template(z, allowed, dec, expected, melody, self.templates.bar(dec.bar))
         if self.guard is not None and melody:  # last: the style's own odds would undo it
             z = self._hold_back_copies(z, allowed)
         return z
@@ -281,6 +292,24 @@ class _StyleMixer:
             z = mix_block(z, allowed, blocks["dur"], dense(dur, self.dur_index, len(blocks["dur"])), self.weight)
         return z
 
+    def _mix_template(self, z: np.ndarray, allowed: np.ndarray, dec: StreamDecoder, expected: Any, melody: bool,
+                      bar: dict[int, tuple[int, int]]) -> np.ndarray:
+        """The template bar's next onset after the current one, and at an onset it has, its pitch (for the melody
+        note) and duration, each a one-hot blended into its block."""
+        if not bar:
+            return z
+        blocks, w = self.blocks, self.template_weight
+        if "pos" in expected:
+            later = [p for p in bar if p > dec.pos]
+            if later:
+                z = mix_block(z, allowed, blocks["pos"], _one_hot(min(later), len(blocks["pos"])), w)
+        here = bar.get(dec.pos)
+        if here is not None and melody:
+            z = mix_block(z, allowed, blocks["pitch"], _one_hot(here[0], 128), w)
+        if here is not None and "dur" in expected and here[1] in self.dur_index:
+            z = mix_block(z, allowed, blocks["dur"], _one_hot(self.dur_index[here[1]], len(blocks["dur"])), w)
+        return z
+
     def _hold_back_copies(self, z: np.ndarray, allowed: np.ndarray) -> np.ndarray:
         held = self.guard.held_back(self.line[self.answer_from :]) if self.guard is not None else ()
         if not held:
@@ -294,6 +323,12 @@ class _StyleMixer:
         z = z.astype(np.float64)  # a copy: the caller's logits stay as they were
         z[ids] += self.hold_back
         return z
+
+
+def _one_hot(index: int, size: int) -> np.ndarray:
+    out = np.zeros(size)
+    out[index] = 1.0
+    return out
 
 
 def _mask_key(dec: StreamDecoder, min_pos: int, anchored: bool) -> tuple[Any, ...]:

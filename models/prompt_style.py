@@ -114,3 +114,31 @@ def mix_block(logits: np.ndarray, allowed: np.ndarray, block: range, style: np.n
         return np.log(np.maximum(p, 1e-30))
     p[lo:hi] = (1 - weight) * p[lo:hi] + weight * mass * s / s.sum()
     return np.log(np.maximum(p, 1e-30))
+
+
+DEFAULT_TEMPLATE_MIX = 0.3  # weight of the phrase's matching bar inside a block; 0 turns the templates off
+
+
+class BarTemplates:
+    """The phrase's bars as the shape of the answer's, as the Markov responder's rhythm plan takes them
+    (``models.markov_rhythm``): answer bar k follows the phrase's k-th whole bar (cycling), its last bar the
+    phrase's last. For each answer bar: onset place in the bar -> (top-voice pitch, duration), in grid steps."""
+
+    def __init__(self, notes: Sequence[GridNote], bar_positions: int, answer_bar: int, bars: int) -> None:
+        from models.markov_rhythm import full_bars
+
+        top: dict[int, GridNote] = {}
+        for n in notes:
+            if n.onset not in top or n.pitch > top[n.onset].pitch:
+                top[n.onset] = n
+        line = [(n.pitch, n.velocity, n.onset, n.duration) for n in top.values()]
+        sources = full_bars(line, bar_positions)
+        self.by_bar: dict[int, dict[int, tuple[int, int]]] = {}
+        for k in range(bars if sources else 0):
+            src = sources[-1] if k == bars - 1 and bars > 1 else sources[k % len(sources)]
+            self.by_bar[answer_bar + k] = {o - src * bar_positions: (p, d) for p, _, o, d in line
+                                           if o // bar_positions == src}
+
+    def bar(self, index: int) -> dict[int, tuple[int, int]]:
+        """The template of the answer's bar ``index`` (the decoder's bar count): {} where there is none."""
+        return self.by_bar.get(index, {})
