@@ -14,15 +14,15 @@ from pathlib import Path
 
 from companion.core.engine import EngineSettings
 from companion.errors import CheckpointError
-from companion.generators import model_choice
+from companion.live.clock import make_clock
+from companion.live.runtime import Runtime, RuntimeConfig
+from companion.live.scheduler import HAND_AHEAD_NS
 from companion.midi.backends import find_loopback, list_backends
 from companion.midi.ports import PortWatcher, jack_period_ns, open_input, open_output, pick_backend
-from companion.model_process import ModelProcess
-from companion.presets import DEFAULT_PRESET, ClockOptions, Preset, load_preset
-from companion.recording import TakeRecorder, default_takes_dir
-from companion.runtime import Runtime, RuntimeConfig
-from companion.runtime_clock import make_clock
-from companion.scheduler import HAND_AHEAD_NS
+from companion.presets.preset import DEFAULT_PRESET, ClockOptions, Preset, load_preset
+from companion.takes.recording import TakeRecorder, default_takes_dir
+from companion.worker.generators import model_choice
+from companion.worker.process import ModelProcess
 
 log = logging.getLogger("companion")
 HARMONY_FIRST_S = 60.0  # harmonize mode: the model worker waits at most this long for the harmony model
@@ -197,8 +197,8 @@ def _start_models(runtime: Runtime, models: ModelProcess, harmonize_first: bool)
     (loaded in this process) comes first: two torch imports at once would delay the one the mode plays with.
     The harmony worker's module (numpy) is imported off the start path, but before a switch to harmonize needs it
     on the engine thread."""
-    threading.Thread(target=importlib.import_module, args=("companion.chord_worker",), name="companion-warm-import",
-                     daemon=True).start()
+    threading.Thread(target=importlib.import_module, args=("companion.harmony.chord_worker",),
+                     name="companion-warm-import", daemon=True).start()
     if not harmonize_first:
         models.start()
         return
@@ -219,7 +219,7 @@ def prepare_app(args: argparse.Namespace) -> Callable[[threading.Event], int]:
     """`companion run`: the session's ports open (its models loading); what runs it, headless or with its UI, until
     the event is set (SIGINT, SIGTERM, SIGHUP: a dropped ssh session, or another ending signal; `StopOnSignal`)
     or the UI it started quits; then all notes off. A UI may attach to a headless session (`companion attach`)."""
-    from companion.session import run_session
+    from companion.live.session import run_session
 
     preset = load_preset(args.preset or DEFAULT_PRESET)
     config = config_from_args(args, preset)

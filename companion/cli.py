@@ -28,7 +28,7 @@ EVAL_ENTRY_POINTS = {
     "harmony": "models.chords.cli",
     "vae": "models.vae_eval",
     "drums": "models.drums.cli",
-    "continuation": "companion.continuation_eval",  # eval only: how answers compare with baselines
+    "continuation": "companion.offline.continuation_eval",  # eval only: how answers compare with baselines
 }
 GENERATE_MODES = ("continue", "harmonize", "vary", "interpolate", "generate", "drums")
 
@@ -152,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     command = args.command or "run"
     if command == "run":
+        from companion.live.stop_signals import StopOnSignal
         from companion.midi.realtime import lowest_realtime
-        from companion.stop_signals import StopOnSignal
 
         with StopOnSignal() as stopping:  # from before the ports open: a signal then still ends the session cleanly
             with lowest_realtime():  # imports and ports at real-time priority: both ports soon beside busy programs
@@ -162,7 +162,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 run = prepare_app(args)
             return run(stopping.event)
     if command == "attach":
-        from companion.session import attach_command
+        from companion.live.session import attach_command
 
         return attach_command(args.control)
     if command == "ports":
@@ -173,15 +173,15 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"Ableton Link (--clock link): {link_status(join=args.link)}")
         return EXIT_OK
     if command == "presets":
-        from companion.presets import presets_command
+        from companion.presets.preset import presets_command
 
         if args.check == []:
             raise UsageError("presets --check: give the preset files (or names) to check, e.g. "
                              "`companion presets --check my-set.toml`; `companion presets` lists them")
         return presets_command(args.check)
     if command == "generate":
-        from companion.midifile import check_output
-        from companion.offline import generate_command
+        from companion.files.midifile import check_output
+        from companion.offline.generate import generate_command
 
         check_output(args.output, [*args.inputs, *([args.replay] if args.replay else [])])
         return generate_command(args)
@@ -192,12 +192,12 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         entry = getattr(module, f"{command}_main")
         return int(entry(list(args.args)))
     if command == "bench":
-        from companion.bench import bench_command
+        from companion.bench.suite import bench_command
 
         return bench_command(args.what, as_json=args.json, seconds=args.seconds, load=args.load)
     if command == "demo":
         from companion.demo import demo_command
-        from companion.midifile import check_output
+        from companion.files.midifile import check_output
 
         check_output(args.output)  # before the phrase plays, not after
         return demo_command(args)

@@ -13,11 +13,11 @@ from companion.core.engine import EngineSettings
 from companion.core.events import PPQ, Note
 from companion.core.notes import notes_from_wire
 from companion.core.timebase import Timebase
-from companion.generators import Generator, answering_model, make_generator
+from companion.files.midifile import write_take
+from companion.live.runtime import Runtime
 from companion.midi.clock import InternalClock
 from companion.midi.loopback import LoopbackPorts
-from companion.midifile import write_take
-from companion.runtime import Runtime
+from companion.worker.generators import Generator, answering_model, make_generator
 
 HARMONY_LOAD_S = 60.0
 _E, _Q, _DQ, _H = PPQ // 2, PPQ, PPQ * 3 // 2, PPQ * 2

@@ -80,7 +80,7 @@ class EngineSettings:
     """Meter denominator (4: the beat is a quarter note, 8: an eighth)."""
     morph_steps: int = 4
     """Morph mode: phrases played from the older of the last two phrases to the newer, both ends included."""
-    # --- harmonize mode (companion/core/modes/harmonize.py, companion/harmony.py) ---
+    # --- harmonize mode (companion/core/modes/harmonize.py, companion/harmony/worker.py) ---
     harmony_style: str = "chorale"
     """Harmonize: "chorale" (the chorale model's alto, tenor, bass) or a lead-sheet style voicing the chord
     model's symbols: "pad", "block" (close under the melody), "bass", "comping" or "arpeggio" (on the clock)."""

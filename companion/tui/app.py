@@ -17,8 +17,8 @@ from textual.message import Message
 from textual.widgets import Static
 
 from companion.core.engine import ChangeSettings, PanicIntent, Regenerate, SetMode, StorePhrase, available_modes
-from companion.runtime_clock import CLOCK_SOURCES
-from companion.stop_signals import stop_signals
+from companion.live.clock import CLOCK_SOURCES
+from companion.live.stop_signals import stop_signals
 from companion.tui.controls import CONTROLS, CONTROLS_BY_KEY, ControlsPanel, ControlSpec, setting_value
 from companion.tui.help_screen import HelpScreen, help_rows
 from companion.tui.intents import ChoosePorts, Learn, LoadPreset, SetClock, SetRecording

@@ -21,10 +21,10 @@ UI_SIZE = (160, 50)
 
 
 def _runtime() -> Any:
-    from companion.generators import MarkovGenerator
+    from companion.live.runtime import Runtime
     from companion.midi.clock import InternalClock
     from companion.midi.loopback import LoopbackPorts
-    from companion.runtime import Runtime
+    from companion.worker.generators import MarkovGenerator
 
     settings = EngineSettings(silence_beats=1.0, response_bars=2)
     cable = LoopbackPorts("Companion Out")
@@ -101,7 +101,7 @@ def measure(seconds: float, ui: str) -> dict[str, Any]:
 
 def _attached(runtime: Any, driver: threading.Thread, seconds: float) -> int:
     """The app in a child process attached to the session socket, redrawing while the load plays; its frames."""
-    from companion.session_server import SessionServer
+    from companion.live.session_server import SessionServer
 
     runtime.start()
     with tempfile.TemporaryDirectory(prefix="companion-bench-") as tmp:
@@ -120,7 +120,7 @@ def _attached(runtime: Any, driver: threading.Thread, seconds: float) -> int:
 
 def _run_attached(path: str, seconds: float) -> int:
     """The child's side: the app attached to `path`, redrawing for `seconds`; prints the frames it drew."""
-    from companion.session_client import RemoteRuntime
+    from companion.live.session_client import RemoteRuntime
     from companion.tui.app import build_app
 
     remote = RemoteRuntime(Path(path))

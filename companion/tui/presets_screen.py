@@ -16,10 +16,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from companion import presets
 from companion.core.control import CCMapping
 from companion.errors import CompanionError
-from companion.preset_writer import save_settings_as_preset
+from companion.presets import preset
+from companion.presets.writer import save_settings_as_preset
 from companion.tui.intents import LoadPreset
 
 
@@ -34,7 +34,7 @@ class PresetEntry:
 def list_preset_entries() -> tuple[list[PresetEntry], str | None]:
     """The shipped and user presets, or none and why."""
     try:
-        found = presets.list_presets()
+        found = preset.list_presets()
     except OSError as err:  # an unreadable preset folder is a message in the browser, not a crash
         return [], f"could not list presets: {err}"
     return [PresetEntry(info.id, info.name, info.description, info.error) for info in found], None

@@ -13,7 +13,7 @@ from hypothesis import given
 
 from companion.cli import main
 from companion.core.events import Note
-from companion.midifile import write_take
+from companion.files.midifile import write_take
 from models.checkpoint import CheckpointFileError, save_checkpoint
 from models.continuation import KIND, ContinuationModel
 from models.tokenizer import Tokenizer, TokenizerConfig

@@ -14,13 +14,13 @@ from hostile import fuzz, mutations, preset_document, toml_text
 from hypothesis import given
 from hypothesis import strategies as st
 
-from companion import preset_problems
 from companion.cli import main
 from companion.core.engine import Engine
 from companion.core.events import PPQ, Log, ProgramChange
 from companion.errors import PresetError
-from companion.preset_session import PresetLoader, PresetSession
-from companion.presets import ENV_CONFIG_DIR, load_preset, parse_preset
+from companion.presets import problems
+from companion.presets.preset import ENV_CONFIG_DIR, load_preset, parse_preset
+from companion.presets.session import PresetLoader, PresetSession
 
 BAR = 4 * PPQ
 NESTED = "x = " + "[" * 400 + "]" * 400 + "\n"  # under 1 KB
@@ -65,8 +65,8 @@ def test_a_device_a_fifo_and_a_huge_file_are_not_read(tmp_path: Path, capsys: py
 
 def test_ten_thousand_unknown_keys_are_indexed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[int] = []
-    real = preset_problems.line_index
-    monkeypatch.setattr(preset_problems, "line_index", lambda lines: built.append(len(lines)) or real(lines))
+    real = problems.line_index
+    monkeypatch.setattr(problems, "line_index", lambda lines: built.append(len(lines)) or real(lines))
     text = "[engine]\n" + "".join(f"unknown_{i} = {i}\n" for i in range(10_000))
     with pytest.raises(PresetError) as refused:
         parse_preset(text, source="many.toml")

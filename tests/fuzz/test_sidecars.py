@@ -14,7 +14,7 @@ from hypothesis import given
 
 from companion.cli import main
 from companion.core.events import Note
-from companion.midifile import write_take
+from companion.files.midifile import write_take
 
 ANSWER = ("answers", 0)
 

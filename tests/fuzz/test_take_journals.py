@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from companion.core.engine import EngineSettings
 from companion.core.events import PPQ, Note, Phrase, RequestAnswer
-from companion.recording import TakeRecorder
-from companion.take_journal import encode, header_record, recover_journals
+from companion.takes.journal import encode, header_record, recover_journals
+from companion.takes.recording import TakeRecorder
 
 
 def _journal_records() -> list[list]:

@@ -156,7 +156,7 @@ def main() -> int:
         return 2
     from companion.app import build_runtime
     from companion.core.engine import EngineSettings
-    from companion.runtime import RuntimeConfig
+    from companion.live.runtime import RuntimeConfig
     from companion.tui.intents import LoadPreset
 
     config_dir = Path(tempfile.mkdtemp(prefix="companion-link-"))

@@ -13,7 +13,7 @@ import pytest
 
 from companion.cli import main
 from companion.midi.backends import _WHY_NO_ALSA_SEQ, _WHY_NO_JACK
-from companion.presets import ENV_CONFIG_DIR
+from companion.presets.preset import ENV_CONFIG_DIR
 
 
 def companion(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from companion.core.events import TICKS_PER_CLOCK_PULSE
+from companion.live.scheduler import sleep_until_ns
 from companion.midi.clock import MidiClockFollower
 from companion.midi.codec import DecodeStats, decode
 from companion.midi.ports import open_input
-from companion.scheduler import sleep_until_ns
 
 pytestmark = pytest.mark.jack
 

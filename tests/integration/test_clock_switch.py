@@ -11,11 +11,11 @@ from typing import Any
 from midi_wire import play_at
 
 from companion.core.engine import EngineSettings
-from companion.generators import MarkovGenerator
+from companion.live.runtime import Runtime
 from companion.midi.clock import InternalClock
 from companion.midi.loopback import LoopbackPorts
-from companion.runtime import Runtime
 from companion.tui.intents import SetClock
+from companion.worker.generators import MarkovGenerator
 
 DAW_BPM = 100.0
 PULSE_NS = round(60e9 / (DAW_BPM * 24))

@@ -20,8 +20,8 @@ from midi_wire import (
 
 from companion.app import build_runtime
 from companion.core.events import PPQ
-from companion.presets import parse_preset
-from companion.runtime import RuntimeConfig
+from companion.live.runtime import RuntimeConfig
+from companion.presets.preset import parse_preset
 
 pytestmark = pytest.mark.jack
 

@@ -12,7 +12,7 @@ from midi_wire import ON_TIME_BOUND_MS, repeated_cycles, unexplained_double_stri
 from companion.app import build_runtime
 from companion.core.engine import EngineSettings, PanicIntent, SetMode
 from companion.core.events import PPQ
-from companion.runtime import Runtime, RuntimeConfig
+from companion.live.runtime import Runtime, RuntimeConfig
 from models.harmonizer import SHIPPED_CHECKPOINT
 
 pytestmark = [pytest.mark.jack,

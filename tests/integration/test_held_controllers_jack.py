@@ -13,8 +13,8 @@ from midi_wire import left_sounding, start_headless
 
 from companion.app import build_runtime
 from companion.core.engine import PanicIntent
-from companion.presets import ENV_CONFIG_DIR, load_preset
-from companion.runtime import RuntimeConfig
+from companion.live.runtime import RuntimeConfig
+from companion.presets.preset import ENV_CONFIG_DIR, load_preset
 
 pytestmark = pytest.mark.jack
 

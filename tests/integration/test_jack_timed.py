@@ -109,7 +109,7 @@ def test_a_session_with_timed_output_answers_on_time_and_closes_every_note(jack_
     from companion.app import build_runtime
     from companion.core.engine import EngineSettings
     from companion.core.events import PPQ
-    from companion.runtime import RuntimeConfig
+    from companion.live.runtime import RuntimeConfig
 
     tag = uuid.uuid4().hex[:8]
     repeated_before = jack.missed_cycles()[1]

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from companion.core.events import Note, Phrase, RequestAnswer
-from companion.generators import MarkovGenerator
-from companion.model_process import ModelProcess
+from companion.worker.generators import MarkovGenerator
+from companion.worker.process import ModelProcess
 
 READY_S = 60.0  # a worker's start on a busy CI box
 

@@ -21,9 +21,9 @@ from midi_wire import (
 )
 
 from companion.app import build_runtime
-from companion.bench_load import busy_processes
+from companion.bench.load import busy_processes
 from companion.core.engine import EngineSettings
-from companion.runtime import RuntimeConfig
+from companion.live.runtime import RuntimeConfig
 
 pytestmark = pytest.mark.jack
 

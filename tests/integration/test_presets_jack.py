@@ -19,8 +19,8 @@ from midi_wire import (
 
 from companion.app import build_runtime
 from companion.core.events import PPQ
-from companion.presets import ENV_CONFIG_DIR, load_preset, shipped_presets_dir
-from companion.runtime import RuntimeConfig
+from companion.live.runtime import RuntimeConfig
+from companion.presets.preset import ENV_CONFIG_DIR, load_preset, shipped_presets_dir
 
 pytestmark = pytest.mark.jack
 

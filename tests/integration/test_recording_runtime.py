@@ -10,12 +10,12 @@ from typing import Any
 import miditoolkit
 
 from companion.core.engine import EngineSettings
-from companion.generators import MarkovGenerator
+from companion.live.runtime import Runtime
 from companion.midi.clock import InternalClock
 from companion.midi.loopback import LoopbackPorts
-from companion.recording import TakeRecorder
-from companion.runtime import Runtime
+from companion.takes.recording import TakeRecorder
 from companion.tui.intents import SetRecording
+from companion.worker.generators import MarkovGenerator
 
 Poller = Callable[..., Any]  # the `poll` fixture (tests/integration/conftest.py)
 

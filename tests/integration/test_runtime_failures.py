@@ -7,11 +7,11 @@ import threading
 import time
 
 from companion.core.engine import EngineSettings
-from companion.generators import MarkovGenerator
+from companion.live.runtime import Runtime
 from companion.midi.clock import InternalClock
 from companion.midi.loopback import LoopbackPorts
 from companion.midi.ports import OutputPort, PortError
-from companion.runtime import Runtime
+from companion.worker.generators import MarkovGenerator
 
 
 def _poll(predicate, timeout_s: float = 5.0) -> bool:  # noqa: ANN001

@@ -10,9 +10,9 @@ import pytest
 from midi_wire import ON_TIME_BOUND_MS
 
 from companion.core.events import PPQ, Note
+from companion.live.scheduler import Scheduler
 from companion.midi.clock import InternalClock
 from companion.midi.ports import open_output
-from companion.scheduler import Scheduler
 
 pytestmark = pytest.mark.jack
 

@@ -13,9 +13,9 @@ import pytest
 
 from companion.core.engine import EngineSettings, PanicIntent
 from companion.core.events import PPQ, Note, RequestAnswer
+from companion.live.runtime import Runtime
 from companion.midi.clock import InternalClock
 from companion.midi.loopback import LoopbackPorts
-from companion.runtime import Runtime
 
 BPM = 300.0  # fast, so a few bars take little time
 TIMEOUT_S = 15.0
@@ -232,7 +232,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_transformer_plays_generate_mode_through_the_runtime(tiny_checkpoint: Path) -> None:
-    from companion.generators import TransformerGenerator
+    from companion.worker.generators import TransformerGenerator
 
     settings = EngineSettings(mode="generate", seed=3)
     with Rig(settings, lambda clock: TransformerGenerator(tiny_checkpoint)) as rig:
@@ -249,8 +249,8 @@ def test_the_transformer_plays_generate_mode_through_the_runtime(tiny_checkpoint
 def test_offline_generate_with_the_transformer_writes_a_valid_file(tiny_checkpoint: Path, tmp_path: Path) -> None:
     import mido
 
-    from companion.generate_offline import generate_file, write_generated
-    from companion.generators import TransformerGenerator
+    from companion.offline.piece import generate_file, write_generated
+    from companion.worker.generators import TransformerGenerator
 
     notes = generate_file(bars=4, seed=5, style="folk", generator=TransformerGenerator(tiny_checkpoint))
     again = generate_file(bars=4, seed=5, style="folk", generator=TransformerGenerator(tiny_checkpoint))

@@ -14,7 +14,7 @@ from pathlib import Path
 import miditoolkit
 import pytest
 
-from companion.take_journal import parse
+from companion.takes.journal import parse
 
 pytestmark = pytest.mark.jack
 PITCHES = [60, 62, 64, 65, 67]

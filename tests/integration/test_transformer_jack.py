@@ -21,7 +21,7 @@ from midi_wire import (
 from companion.app import build_runtime
 from companion.core.engine import EngineSettings
 from companion.core.events import PPQ, Note, RequestAnswer
-from companion.runtime import RuntimeConfig
+from companion.live.runtime import RuntimeConfig
 
 pytestmark = pytest.mark.jack
 

@@ -24,8 +24,8 @@ from midi_wire import ON_TIME_BOUND_MS, left_sounding, server_period_frames, sta
 
 from companion.app import build_runtime
 from companion.core.engine import EngineSettings
+from companion.live.runtime import Runtime, RuntimeConfig
 from companion.midi import jack
-from companion.runtime import Runtime, RuntimeConfig
 
 pytestmark = pytest.mark.jack
 

@@ -15,7 +15,7 @@ from midi_wire import left_sounding, play_at
 from companion.app import build_runtime
 from companion.core.engine import EngineSettings
 from companion.core.events import PPQ
-from companion.runtime import RuntimeConfig
+from companion.live.runtime import RuntimeConfig
 from companion.tui.app import build_app
 from companion.tui.piano_roll import COMPANION_STYLE, PLAYER_STYLE
 

@@ -132,17 +132,17 @@ def test_bad_or_empty_files_exit_2_naming_the_file(tmp_path: Path, capsys: pytes
 def test_interpolate_leaves_both_inputs_as_read_and_hands_b_to_the_writer(tmp_path: Path) -> None:
     import argparse
 
-    from companion import offline_modes
-    from companion.midifile import read_midi
+    from companion.files.midifile import read_midi
+    from companion.offline import modes
 
     a = _write(tmp_path / "a.mid", _melody(2, base=62))
     b = _write(tmp_path / "b.mid", _melody(2, base=69))
     source = read_midi(a)
     tracks = [list(t) for t in source.source.tracks]
     args = argparse.Namespace(mode="interpolate", inputs=[str(a), str(b)], steps=4, seed=0)
-    notes, then, _ = offline_modes.run(args, source, {})
+    notes, then, _ = modes.run(args, source, {})
     assert notes and [list(t) for t in source.source.tracks] == tracks, "A's tracks in memory are not changed"
     [(other, start)] = then
     assert other.path == b and start == 6 * source.bar_ticks  # B after A (2 bars) and two 2-bar steps
-    assert offline_modes.run(argparse.Namespace(mode="vary", inputs=[str(a)], distance=0.0, count=1, seed=0),
+    assert modes.run(argparse.Namespace(mode="vary", inputs=[str(a)], distance=0.0, count=1, seed=0),
                              source, {})[1] == []

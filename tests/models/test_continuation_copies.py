@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from companion.continuation_eval import _duet
 from companion.core.events import Note, RequestAnswer
 from companion.core.modes.duet import DuetMode
+from companion.offline.continuation_eval import _duet
 from models.continuation_copies import CopyGuard
 from models.continuation_metrics import Tune
 from models.evaluate import copied_ngram_fraction

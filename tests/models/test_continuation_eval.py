@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from companion.cli import main as cli_main
-from companion.continuation_eval import evaluate
+from companion.offline.continuation_eval import evaluate
 from models.continuation_baselines import prompt_markov_answer, random_in_key_answer, repeat_answer
 from models.continuation_metrics import (
     Tune,
@@ -245,7 +245,7 @@ def test_eval_continuation_command(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_each_held_out_tune_counts_once(tmp_path: Path) -> None:
-    from companion.continuation_eval import held_out_tunes
+    from companion.offline.continuation_eval import held_out_tunes
 
     pieces = [_piece(f"music21:{HELD_OUT_COLLECTION}/h{i}.abc#0", [60 + (i + k) % 8 for k in range(48)])
               for i in range(3)]

@@ -202,7 +202,7 @@ def _request(settings: dict, phrase_notes: list[tuple[int, int, int, int]], star
 
 
 def test_vae_generator_varies_into_the_answer_window(tiny_checkpoint: Path) -> None:
-    from companion.generators import VaeGenerator
+    from companion.worker.generators import VaeGenerator
 
     bar = 4 * Q
     generator = VaeGenerator(tiny_checkpoint)
@@ -214,7 +214,7 @@ def test_vae_generator_varies_into_the_answer_window(tiny_checkpoint: Path) -> N
 
 
 def test_vae_generator_morphs_step_after_step(tiny_checkpoint: Path) -> None:
-    from companion.generators import VaeGenerator
+    from companion.worker.generators import VaeGenerator
 
     bar = 4 * Q
     settings = {"vae": {"op": "morph", "other": [list(n) for n in PHRASES[3]], "steps": 3, "bars": 2}}

@@ -47,7 +47,7 @@ def scripted_snapshot() -> dict[str, Any]:
 
 
 class FakeRuntime:
-    """Stands in for companion.runtime.Runtime: the four calls the UI may make, recorded."""
+    """Stands in for companion.live.runtime.Runtime: the four calls the UI may make, recorded."""
 
     def __init__(self, snap: dict[str, Any] | None = None) -> None:
         self.snap = snap if snap is not None else scripted_snapshot()

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from companion.core.engine import EngineSettings
-from companion.generators import MarkovGenerator
+from companion.live.runtime import Runtime
+from companion.live.session_client import RemoteRuntime
+from companion.live.session_server import SessionServer
 from companion.midi.clock import InternalClock
 from companion.midi.loopback import LoopbackPorts
-from companion.runtime import Runtime
-from companion.session_client import RemoteRuntime
-from companion.session_server import SessionServer
 from companion.tui.app import build_app
+from companion.worker.generators import MarkovGenerator
 
 from .conftest import SIZE
 

@@ -12,7 +12,7 @@ import pytest
 
 from companion.core.control import CCMapping
 from companion.core.engine import ChangeSettings
-from companion.presets import ENV_CONFIG_DIR, load_preset, shipped_presets_dir
+from companion.presets.preset import ENV_CONFIG_DIR, load_preset, shipped_presets_dir
 from companion.tui import presets_screen
 from companion.tui.app import CompanionApp
 from companion.tui.intents import ChoosePorts, Learn, LoadPreset

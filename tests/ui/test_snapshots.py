@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from companion import presets
-from companion.presets import PresetInfo
+from companion.presets import preset
+from companion.presets.preset import PresetInfo
 from companion.tui.app import CompanionApp
 
 from .conftest import SIZE, SMALL, FakeRuntime, scripted_snapshot
@@ -51,7 +51,7 @@ def test_preset_browser(snap_compare: Callable[..., bool], make_app: Callable[..
                         monkeypatch: pytest.MonkeyPatch) -> None:
     infos = [PresetInfo("trading-fours", "trading-fours", "Four bars each.", "shipped", Path("trading-fours.toml")),
              PresetInfo("chorale", "chorale", "Four-part harmony under your melody.", "user", Path("chorale.toml"))]
-    monkeypatch.setattr(presets, "list_presets", lambda: infos)
+    monkeypatch.setattr(preset, "list_presets", lambda: infos)
     assert snap_compare(make_app(), terminal_size=SIZE, press=["b"])
 
 

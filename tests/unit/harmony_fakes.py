@@ -8,7 +8,7 @@ from pathlib import Path
 
 from companion.core.engine import Engine, EngineSettings
 from companion.core.events import PPQ, ChannelMessage, HarmonizeNote, HarmonyCommand, NoteOff, NoteOn
-from companion.harmony import HarmonyWorker, load_harmonizers
+from companion.harmony.worker import HarmonyWorker, load_harmonizers
 
 RANGES = [(60, 81), (52, 74), (46, 69), (36, 66)]
 Voices = tuple[int | None, int | None, int | None]

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from companion.bench import bench_command
-from companion.bench_load import busy_processes, verdict
+from companion.bench.load import busy_processes, verdict
+from companion.bench.suite import bench_command
 
 
 @pytest.mark.parametrize("row, ok", [
@@ -47,7 +47,7 @@ def test_busy_processes_use_cpu_at_normal_priority_and_end_with_the_block() -> N
 
 def test_load_runs_each_section_quiet_then_loaded_and_marks_every_row(monkeypatch: pytest.MonkeyPatch,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    import companion.bench
+    import companion.bench.suite
 
     children: list[int] = []
 
@@ -57,10 +57,10 @@ def test_load_runs_each_section_quiet_then_loaded_and_marks_every_row(monkeypatc
         return {"measure": "fake figure", "target": "p99 <= 1 ms", "n": 1, "p50_ms": 0.1,
                 "p99_ms": 0.5 if not busy else 2.0, "max_ms": 2.0}
 
-    monkeypatch.setattr(companion.bench, "_resolve", lambda target: section)
+    monkeypatch.setattr(companion.bench.suite, "_resolve", lambda target: section)
     assert bench_command(["latency"], as_json=False, seconds=1.0, load=2) == 0
     out = capsys.readouterr().out
-    runs = len(companion.bench.SECTIONS["latency"])
+    runs = len(companion.bench.suite.SECTIONS["latency"])
     assert children == [0] * runs + [2] * runs
     assert out.count("quiet") == runs and out.count("2 busy") == runs
     assert out.count("✓") == runs and out.count("✗") == runs and f"{runs} target(s) missed" in out
@@ -68,7 +68,7 @@ def test_load_runs_each_section_quiet_then_loaded_and_marks_every_row(monkeypatc
 
 
 def test_the_machine_line_says_the_share_of_cpu_time_the_host_took() -> None:
-    from companion.bench import _machine
+    from companion.bench.suite import _machine
 
     before = [100, 0, 0, 100, 0, 0, 0, 0]
     line = _machine(before)

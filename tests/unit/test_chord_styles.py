@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from companion.chord_styles import BASS_HIGH, BASS_LOW, COMP_LOW, chord_notes, slot_steps, strike
 from companion.core.engine import EngineSettings
+from companion.harmony.chord_styles import BASS_HIGH, BASS_LOW, COMP_LOW, chord_notes, slot_steps, strike
 from models.chords import vocab
 
 C, G7, AM = vocab.chord_index(0, ""), vocab.chord_index(7, "7"), vocab.chord_index(9, "m")

@@ -8,10 +8,10 @@ import pytest
 import torch
 from harmony_fakes import MELODY, RecordingSend, perform, run
 
-from companion.chord_worker import ChordWorker, key_allowed, match_chord
 from companion.core.engine import EngineSettings
 from companion.core.events import PPQ, HarmonizeNote, StopHarmony
 from companion.core.modes.harmonize import HarmonyPulse
+from companion.harmony.chord_worker import ChordWorker, key_allowed, match_chord
 from models.chords import vocab
 from models.chords.net import ChordConfig, ChordNet, ChordStepper
 
@@ -113,7 +113,7 @@ def test_clock_styles_strike_on_the_grid_and_stop_with_the_piece(stepper: ChordS
 
 
 def test_shipped_chord_model_loads_and_harmonizes_a_scale() -> None:
-    from companion.chord_worker import load_chord_model
+    from companion.harmony.chord_worker import load_chord_model
 
     send, names = RecordingSend(), []
     worker = _worker(send, load_chord_model(), names)

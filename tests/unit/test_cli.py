@@ -120,10 +120,10 @@ def test_python_dash_m_companion_works() -> None:
 def test_bench_arguments_are_checked_before_anything_runs(monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str], argv: list[str],
                                                           says: str) -> None:
-    import companion.bench
+    import companion.bench.suite
 
     ran: list[str] = []
-    monkeypatch.setattr(companion.bench, "_resolve", lambda target: lambda seconds: ran.append(target) or [])
+    monkeypatch.setattr(companion.bench.suite, "_resolve", lambda target: lambda seconds: ran.append(target) or [])
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("companion: Usage error: ") and says in err and "Traceback" not in err

@@ -8,7 +8,7 @@ import pytest
 
 from companion.core.engine import Engine, EngineSettings
 from companion.core.events import Cancel, ClockStop, ControlChange, Note, NoteOff, NoteOn, RequestAnswer
-from companion.drum_voice import DrumAsk, DrumGenerator
+from companion.worker.drum_voice import DrumAsk, DrumGenerator
 
 BAR = 1920
 

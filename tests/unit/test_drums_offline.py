@@ -10,7 +10,7 @@ from melody_file import write_melody
 
 from companion.cli import main
 from companion.core.drums import PIECE_NOTES
-from companion.drum_voice import DrumAsk
+from companion.worker.drum_voice import DrumAsk
 
 
 def _drum_track(path: Path) -> mido.MidiTrack:
@@ -78,7 +78,7 @@ def test_the_bar_before_the_melody_comes_back_after_a_pause_is_a_fill(tmp_path: 
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Bars 0-1 melody, 2-4 rests, 5-6 melody again: a break on bar 2 (the melody stopped), the section's fill on
     bar 4 (the last bar of the pause), the file's end on bar 6; the phrases count again from bar 5."""
-    import companion.drums_offline as offline
+    import companion.offline.drums as offline
 
     monkeypatch.setattr(offline, "DrumGenerator", RecordingDrummer)
     mid = mido.MidiFile(type=0, ticks_per_beat=96)

@@ -12,7 +12,7 @@ from melody_file import write_melody
 
 from companion.cli import main
 from companion.errors import OutputFileError
-from companion.file_output import regular_target, write_atomically
+from companion.files.writing import regular_target, write_atomically
 
 
 def test_a_symlink_given_as_output_writes_its_target_and_stays_a_link(tmp_path: Path) -> None:

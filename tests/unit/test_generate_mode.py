@@ -16,7 +16,7 @@ from companion.core.modes.base import ModeContext
 from companion.core.modes.generate import GenerateMode
 from companion.core.theory import Key
 from companion.errors import InputFileError, UsageError
-from companion.generate_offline import generate_file, write_generated
+from companion.offline.piece import generate_file, write_generated
 
 BEAT = PPQ
 BAR = 4 * PPQ
@@ -192,8 +192,8 @@ class _TickClock:
 
 def test_a_piece_of_length_bars_stops_cleanly_through_generator_and_scheduler() -> None:
     """Engine -> Markov generator -> scheduler: every note of a 3-bar piece sounds and ends inside it."""
-    from companion.generators import MarkovGenerator
-    from companion.scheduler import Scheduler
+    from companion.live.scheduler import Scheduler
+    from companion.worker.generators import MarkovGenerator
 
     sent: list[tuple[int, list[int]]] = []
     now = [0]
@@ -217,7 +217,7 @@ def test_a_piece_of_length_bars_stops_cleanly_through_generator_and_scheduler() 
 
 
 def test_the_ambient_preset_plays_until_stopped() -> None:
-    from companion.presets import load_preset
+    from companion.presets.preset import load_preset
 
     settings = load_preset("ambient-generator").engine_settings()
     assert settings.mode == "generate" and settings.length_bars == 0

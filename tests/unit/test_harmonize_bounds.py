@@ -12,8 +12,8 @@ from harmony_fakes import FakeHarmonizer, chorale
 from companion.cli import main
 from companion.core.engine import Engine
 from companion.core.events import PPQ, Note
-from companion.harmony_offline import harmonize_file
-from companion.midifile import read_midi, write_take
+from companion.files.midifile import read_midi, write_take
+from companion.offline.harmonize import harmonize_file
 
 HOUR_AT_120_BPM_TICKS = 120 * 60 * PPQ
 

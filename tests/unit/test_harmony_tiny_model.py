@@ -11,7 +11,7 @@ from harmony_fakes import MELODY, RANGES, RecordingSend, perform, run, tiny, wor
 
 from companion.core.engine import EngineSettings
 from companion.core.events import PPQ, HarmonizeNote
-from companion.harmony import HarmonyWorker
+from companion.harmony.worker import HarmonyWorker
 
 
 def test_voices_stay_in_their_ranges_on_their_channels(tiny_checkpoint: Path) -> None:
@@ -83,10 +83,10 @@ def test_threaded_worker_voices_notes_and_closes_everything(tiny_checkpoint: Pat
 def test_the_runtime_starts_the_worker_and_routes_harmony_through_the_scheduler(tiny_checkpoint: Path) -> None:
     import threading
 
-    from companion.generators import MarkovGenerator
+    from companion.live.runtime import Runtime
     from companion.midi.clock import InternalClock
     from companion.midi.loopback import LoopbackPorts
-    from companion.runtime import Runtime
+    from companion.worker.generators import MarkovGenerator
 
     to_engine, from_engine = LoopbackPorts("in"), LoopbackPorts("out")
     received: list[list[int]] = []

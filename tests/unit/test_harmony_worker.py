@@ -12,7 +12,7 @@ from harmony_fakes import MELODY, FakeHarmonizer, RecordingSend, Voices, chorale
 from companion.core.engine import EngineSettings
 from companion.core.events import PPQ, HarmonizeNote, ReleaseHarmony, StopHarmony
 from companion.core.modes.harmonize import HARMONY_TAG
-from companion.harmony_voicing import clashes, voice_notes
+from companion.harmony.voicing import clashes, voice_notes
 
 
 def test_the_model_hears_the_melody_on_its_16th_steps_held_and_through_rests() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import mido
 
 from companion.core.events import PPQ
-from companion.midifile import append_input, read_midi, write_with_answer
+from companion.files.midifile import append_input, read_midi, write_with_answer
 
 
 def _file(path: Path, ppq: int, file_type: int, name: str | None) -> Path:

@@ -8,7 +8,7 @@ import pytest
 from melody_file import write_melody
 
 from companion.errors import InputFileError
-from companion.midifile import read_midi
+from companion.files.midifile import read_midi
 
 
 def _melody_bytes(path: Path) -> bytes:

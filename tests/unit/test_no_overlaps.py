@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from companion.core.events import PPQ, Note
 from companion.core.notes import without_overlaps
 from companion.core.timebase import Timebase
-from companion.midifile import write_take
-from companion.recording import TakeRecorder
-from companion.scheduler import Scheduler
+from companion.files.midifile import write_take
+from companion.live.scheduler import Scheduler
+from companion.takes.recording import TakeRecorder
 
 
 class FakeClock:

@@ -15,7 +15,7 @@ from melody_file import write_melody
 
 from companion.cli import main
 from companion.errors import OutputFileError
-from companion.midifile import save_atomically
+from companion.files.midifile import save_atomically
 
 
 def _melody(path: Path) -> Path:

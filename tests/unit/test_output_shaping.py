@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from companion.core.events import PPQ, Note, Phrase, RequestAnswer
-from companion.generators import _to_absolute
+from companion.worker.generators import _to_absolute
 
 BAR = 4 * PPQ
 PHRASE = Phrase((Note(60, 80, 0, PPQ),), 0, BAR)

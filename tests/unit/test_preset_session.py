@@ -10,8 +10,8 @@ import pytest
 from companion.core.engine import ChangeSettings, Engine
 from companion.core.events import PPQ, Cancel, ControlChange, Log, NoteOff, NoteOn, Panic, ProgramChange, RequestAnswer
 from companion.errors import PresetError
-from companion.preset_session import ClockChange, PresetSession
-from companion.presets import ENV_CONFIG_DIR, Preset, load_preset, parse_preset
+from companion.presets.preset import ENV_CONFIG_DIR, Preset, load_preset, parse_preset
+from companion.presets.session import ClockChange, PresetSession
 
 BAR = 4 * PPQ
 

@@ -10,9 +10,7 @@ import pytest
 from companion.core.control import CONTROLS
 from companion.core.engine import EngineSettings, available_modes
 from companion.errors import PresetError
-from companion.preset_schema import SCHEMA
-from companion.preset_writer import dump_preset, preset_from_settings, save_user_preset
-from companion.presets import (
+from companion.presets.preset import (
     DEFAULT_PRESET,
     ENV_CONFIG_DIR,
     list_presets,
@@ -22,6 +20,8 @@ from companion.presets import (
     presets_command,
     shipped_presets_dir,
 )
+from companion.presets.schema import SCHEMA
+from companion.presets.writer import dump_preset, preset_from_settings, save_user_preset
 
 SHIPPED = sorted(shipped_presets_dir().glob("*.toml"))
 
@@ -238,7 +238,7 @@ def test_schema_is_documented() -> None:
 
 
 def test_save_preset_takes_the_uis_settings_dict(user_dir: Path) -> None:
-    from companion.preset_writer import save_settings_as_preset as save_preset
+    from companion.presets.writer import save_settings_as_preset as save_preset
 
     live = {**dataclasses.asdict(EngineSettings(output_channel=2, temperature=0.6)),
             "extras": {"distance": 0.7, "preset": "duet"}, "density": 3.0}

@@ -8,7 +8,7 @@ import sys
 
 CODE = """
 import sys
-import companion.app, companion.cli, companion.session, companion.session_server, companion.model_process
+import companion.app, companion.cli, companion.live.session, companion.live.session_server, companion.worker.process
 heavy = sorted(name for name in ("torch", "textual") if name in sys.modules)
 print(",".join(heavy))
 """
@@ -23,6 +23,6 @@ def test_starting_lead_sheet_harmony_imports_no_torch_on_the_engine_thread() -> 
     """The engine thread imports the chord worker when harmonize mode starts; torch (read only to load the model,
     on the harmony worker's thread) must not come with it: importing torch there stalled the engine, and the
     collector's full passes during the import stalled the scheduler (100 ms and more)."""
-    code = "import sys, companion.chord_worker; print('torch' in sys.modules)"
+    code = "import sys, companion.harmony.chord_worker; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "False"

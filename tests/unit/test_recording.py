@@ -14,9 +14,9 @@ import pytest
 from companion.core.engine import EngineSettings
 from companion.core.events import PPQ, Note, Phrase, RequestAnswer
 from companion.errors import InputFileError
-from companion.presets import load_preset
-from companion.recording import SIDECAR_FORMAT, RecordingError, TakeRecorder
-from companion.replay import read_sidecar, replay_overrides
+from companion.presets.preset import load_preset
+from companion.takes.recording import SIDECAR_FORMAT, RecordingError, TakeRecorder
+from companion.takes.replay import read_sidecar, replay_overrides
 
 BAR = 4 * PPQ
 STAMP = datetime(2026, 5, 9, 21, 30, 5)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from companion.core.events import PPQ, ControlChange, Note, NoteOff, NoteOn, PitchBend
 from companion.core.timebase import Timebase
-from companion.scheduler import LATE_TOLERANCE_NS, Scheduler
+from companion.live.scheduler import LATE_TOLERANCE_NS, Scheduler
 
 BEAT_NS = 500_000_000  # 120 BPM
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from companion.core.events import PPQ, Note, NoteOn
 from companion.core.timebase import Timebase
-from companion.scheduler import Scheduler
+from companion.live.scheduler import Scheduler
 
 MS = 1_000_000
 AHEAD = 25 * MS  # 500 ms per beat at 120 BPM: tick PPQ is due at 500 ms

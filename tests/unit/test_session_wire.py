@@ -9,14 +9,14 @@ import pytest
 
 from companion.core.engine import ChangeSettings, EngineSettings, PanicIntent, Regenerate, SetMode, StorePhrase
 from companion.errors import CompanionError
-from companion.generators import MarkovGenerator
+from companion.live.runtime import Runtime
+from companion.live.session_client import RemoteRuntime, SessionError
+from companion.live.session_server import SessionServer, intent_fields, intent_from
 from companion.midi.clock import InternalClock
 from companion.midi.loopback import LoopbackPorts
-from companion.runtime import Runtime
-from companion.session_client import RemoteRuntime, SessionError
-from companion.session_server import SessionServer, intent_fields, intent_from
 from companion.tui.intents import ChoosePorts, Learn, LoadPreset, SetRecording
 from companion.wire import WireError, decode, encode
+from companion.worker.generators import MarkovGenerator
 
 INTENTS = [SetMode("duet"), ChangeSettings({"temperature": 0.8, "harmony_channels": (1, 2, 3)}), PanicIntent(),
            Regenerate(new_seed=True), StorePhrase(), ChoosePorts("Keys", None, "jack"),

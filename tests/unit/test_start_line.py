@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from companion.app import config_from_args, start_line
 from companion.cli import build_parser
-from companion.presets import parse_preset
+from companion.presets.preset import parse_preset
 
 NAMES = {"in": "Companion In", "out": "Companion Out", "backend": "jack"}
 RUNTIME = SimpleNamespace(engine=SimpleNamespace(settings=SimpleNamespace(mode="call_response")),

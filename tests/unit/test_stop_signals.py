@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import signal
 
-from companion.session import run_session
-from companion.stop_signals import StopOnSignal, stop_signals
+from companion.live.session import run_session
+from companion.live.stop_signals import StopOnSignal, stop_signals
 
 
 def test_ending_signals_are_caught_and_the_previous_handlers_come_back() -> None:

@@ -14,12 +14,12 @@ from pathlib import Path
 import miditoolkit
 import pytest
 
-from companion import file_output
 from companion.core.engine import EngineSettings
 from companion.core.events import PPQ, Note, Phrase, RequestAnswer
-from companion.recording import TakeRecorder, build_take
-from companion.take_journal import JournalFile, encode, header_record, parse, recover_journals
-from companion.take_keeper import TakeKeeper
+from companion.files import writing
+from companion.takes.journal import JournalFile, encode, header_record, parse, recover_journals
+from companion.takes.keeper import TakeKeeper
+from companion.takes.recording import TakeRecorder, build_take
 
 BAR = 4 * PPQ
 
@@ -181,7 +181,7 @@ def test_a_take_that_cannot_be_saved_stays_whole_in_its_journal_for_the_next_sta
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(file_output.tempfile, "mkstemp", full_disk)
+    monkeypatch.setattr(writing.tempfile, "mkstemp", full_disk)
     keeper.write_pending()
     assert keeper.failed_saves == 1 and not list(folder.glob("take-*"))
     assert any("kept in its journal" in text for _, text in logs), logs
@@ -257,7 +257,7 @@ def test_a_journal_that_failed_mid_take_still_ends_with_every_record_once(tmp_pa
     monkeypatch.undo()
     keeper.recorder.note("player", [0x90, 62, 90], PPQ)
     keeper.stop(BAR, {})
-    monkeypatch.setattr(file_output.tempfile, "mkstemp", full)
+    monkeypatch.setattr(writing.tempfile, "mkstemp", full)
     keeper.write_pending()  # the save fails: the journal gets the rest
     monkeypatch.undo()
     (journal,) = _journals(folder)

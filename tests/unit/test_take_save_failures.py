@@ -1,5 +1,5 @@
 """A take that cannot be saved (a full disk) leaves no half-written temporary file and is counted as failed:
-the session's exit code says so (companion.session)."""
+the session's exit code says so (companion.live.session)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from companion import file_output
 from companion.core.events import PPQ
-from companion.recording import TakeRecorder
-from companion.take_keeper import TakeKeeper
+from companion.files import writing
+from companion.takes.keeper import TakeKeeper
+from companion.takes.recording import TakeRecorder
 
 
 def _finished_take(keeper: TakeKeeper) -> None:
@@ -33,7 +33,7 @@ def test_a_full_disk_leaves_no_temporary_file_and_counts_a_failed_save(tmp_path:
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr(file_output.os, "fsync", disk_full_on_the_sidecar)
+    monkeypatch.setattr(writing.os, "fsync", disk_full_on_the_sidecar)
     logs: list[tuple[str, str]] = []
     keeper = TakeKeeper(TakeRecorder(tmp_path / "takes"), lambda level, text: logs.append((level, text)))
     _finished_take(keeper)

@@ -2,7 +2,7 @@
 
 Bar k is requested when bar k - 1 starts (a bar ahead: the drum GAN runs on the generator worker, off every
 timing thread), with the player's last complete bar and the one before it as its conditions. The drum voice
-(`companion/drum_voice.py`) turns them into the bar: the player's taps and loudness, a fill on the last bar of
+(`companion/worker/drum_voice.py`) turns them into the bar: the player's taps and loudness, a fill on the last bar of
 each phrase ([engine] max_bars bars, at the preset's fill rate), a break on the first bar after the player
 stops, and a fill into a new section when the player cues one with the trigger ([engine] trigger_cc >= 64, a foot
 switch, or trigger_note): the next bar that can still be changed (one starting a beat or more after the cue,

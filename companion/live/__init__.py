@@ -1,0 +1,1 @@
+"""The real-time process: runtime threads, scheduler, live clock and ports, UI pictures, the session socket."""

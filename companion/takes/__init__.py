@@ -1,0 +1,1 @@
+"""Recorded takes: the recorder, crash-safe journals, the runtime's keeper, and replaying a take's answers."""

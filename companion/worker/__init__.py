@@ -1,0 +1,1 @@
+"""The models' side: the bridge to models/ and the model worker process, with the real-time side's handle."""
