@@ -9,7 +9,8 @@ BAR = 48  # grid steps in a 4/4 bar (12 a quarter)
 
 
 def _bars(pitches_per_bar: list[list[int]], step: int = 12) -> list[GridNote]:
-    return [GridNote(b * BAR + i * step, step, p, 90) for b, bar in enumerate(pitches_per_bar) for i, p in enumerate(bar)]
+    return [GridNote(b * BAR + i * step, step, p, 90)
+            for b, bar in enumerate(pitches_per_bar) for i, p in enumerate(bar)]
 
 
 def test_answer_bars_follow_the_phrase_bars_in_order_and_the_last_takes_the_last() -> None:
