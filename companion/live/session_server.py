@@ -160,8 +160,15 @@ class _Client:
         threading.Thread(target=self._write, name="companion-session-writer", daemon=True).start()
 
     def lines(self) -> Iterator[bytes]:
+        """What the UI sends, a line at a time, until it hangs up or the session closes the connection."""
         with self._conn.makefile("rb") as stream:
-            while line := stream.readline(MAX_LINE_BYTES + 1):
+            while True:
+                try:
+                    line = stream.readline(MAX_LINE_BYTES + 1)
+                except OSError:  # closed under the reader (the session is closing): the UI is gone
+                    return
+                if not line:
+                    return
                 yield line
 
     def send(self, kind: str, **fields: Any) -> None:

@@ -63,3 +63,23 @@ def test_the_session_refuses_bad_messages_and_serves_on(tmp_path: Path) -> None:
         runtime.close()
     with pytest.raises(SessionError, match="no Companion session at"):
         RemoteRuntime(server.path)
+
+
+def test_a_connection_closed_under_its_reader_ends_the_lines_without_an_error() -> None:
+    """The session closes a UI's socket between two reads of its serving thread: the lines end quietly (the
+    thread used to die with 'Bad file descriptor' on the terminal)."""
+    import os
+    import socket
+
+    from companion.live.session_server import _Client
+
+    ours, theirs = socket.socketpair()
+    client = _Client(ours)
+    lines = client.lines()
+    theirs.sendall(b'{"type": "snapshot"}\n')
+    assert next(lines) == b'{"type": "snapshot"}\n'
+    os.close(ours.fileno())  # the descriptor gone under the reader, as when the session's close wins the race
+    assert list(lines) == []
+    ours.detach()  # the socket object forgets the closed descriptor (never closes a reused number later)
+    client.close()  # ends its writer thread
+    theirs.close()
