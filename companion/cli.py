@@ -162,7 +162,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 run = prepare_app(args)
             return run(stopping.event)
     if command == "attach":
-        from companion.live.session import attach_command
+        from companion.tui.attach import attach_command
 
         return attach_command(args.control)
     if command == "ports":

@@ -59,20 +59,6 @@ def run_session(runtime: Any, stop: threading.Event, *, control: Path | None = N
     return 0 if runtime.error is None and not runtime.takes.failed_saves else 1  # a lost take is a failure
 
 
-def attach_command(control: str | None) -> int:
-    """`companion attach`: the terminal UI for a running session; quitting it detaches (the session plays on)."""
-    from companion.live.session_client import RemoteRuntime
-    from companion.tui.app import build_app
-
-    remote = RemoteRuntime(Path(control) if control else None)
-    app = build_app(remote)
-    app.run()
-    remote.close()
-    if remote.lost:
-        print(f"companion: {remote.lost}", file=sys.stderr)
-    return 0
-
-
 class _TerminalLog:
     """While the UI child draws on the terminal, this process's log stays off it (the UI's log pane has it)."""
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from companion.core.engine import ChangeSettings, PanicIntent, Regenerate, SetMode, StorePhrase
 from companion.errors import CompanionError
+from companion.live.intents import ChoosePorts, Learn, LoadPreset, SetRecording
 from companion.midi.realtime import HARMONY_PRIORITY, try_realtime
-from companion.tui.intents import ChoosePorts, Learn, LoadPreset, SetRecording
 from companion.wire import MAX_LINE_BYTES, WireError, decode, encode, jsonable
 
 log = logging.getLogger("companion")

@@ -114,7 +114,7 @@ class PresetSession:
 
     def intent(self, engine: Engine, intent: object, now_ticks: int) -> list[Command] | None:
         """Preset intents (LoadPreset, Learn, ChangeSettings of extras); None when the engine should take it."""
-        kind = type(intent).__name__  # the UI's intents (companion/tui/intents.py), matched without importing the UI
+        kind = type(intent).__name__  # the UI's intents (companion/live/intents.py), matched without importing the UI
         if kind == "LoadPreset":
             return self.request_switch(str(getattr(intent, "name", "")), now_ticks, engine.settings.bar_ticks)
         if kind == "Learn":

@@ -18,10 +18,10 @@ from textual.widgets import Static
 
 from companion.core.engine import ChangeSettings, PanicIntent, Regenerate, SetMode, StorePhrase, available_modes
 from companion.live.clock import CLOCK_SOURCES
+from companion.live.intents import ChoosePorts, Learn, LoadPreset, SetClock, SetRecording
 from companion.live.stop_signals import stop_signals
 from companion.tui.controls import CONTROLS, CONTROLS_BY_KEY, ControlsPanel, ControlSpec, setting_value
 from companion.tui.help_screen import HelpScreen, help_rows
-from companion.tui.intents import ChoosePorts, Learn, LoadPreset, SetClock, SetRecording
 from companion.tui.keyboard import KeyboardPiano, KeyboardPianoView
 from companion.tui.log_pane import LogPane
 from companion.tui.meters import Meters, TransportBar

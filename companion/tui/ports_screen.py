@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from companion.tui.intents import ChoosePorts
+from companion.live.intents import ChoosePorts
 
 VIRTUAL_CHOICE = "(virtual port)"
 OWN_PORT_MARKERS = ("companion in", "companion out", "companion-probe")

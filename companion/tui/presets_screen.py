@@ -18,9 +18,9 @@ from textual.widgets.option_list import Option
 
 from companion.core.control import CCMapping
 from companion.errors import CompanionError
+from companion.live.intents import LoadPreset
 from companion.presets import preset
 from companion.presets.writer import save_settings_as_preset
-from companion.tui.intents import LoadPreset
 
 
 @dataclass(frozen=True)

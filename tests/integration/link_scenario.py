@@ -156,8 +156,8 @@ def main() -> int:
         return 2
     from companion.app import build_runtime
     from companion.core.engine import EngineSettings
+    from companion.live.intents import LoadPreset
     from companion.live.runtime import RuntimeConfig
-    from companion.tui.intents import LoadPreset
 
     config_dir = Path(tempfile.mkdtemp(prefix="companion-link-"))
     (config_dir / "presets").mkdir()
@@ -222,7 +222,7 @@ def main() -> int:
 
 
 def chooser(runtime: Any, peer: PeerProcess) -> dict:
-    from companion.tui.intents import SetClock
+    from companion.live.intents import SetClock
 
     out: dict[str, Any] = {}
     runtime.post_intent(SetClock("internal"))

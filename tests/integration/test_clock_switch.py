@@ -11,10 +11,10 @@ from typing import Any
 from midi_wire import play_at
 
 from companion.core.engine import EngineSettings
+from companion.live.intents import SetClock
 from companion.live.runtime import Runtime
 from companion.midi.clock import InternalClock
 from companion.midi.loopback import LoopbackPorts
-from companion.tui.intents import SetClock
 from companion.worker.generators import MarkovGenerator
 
 DAW_BPM = 100.0

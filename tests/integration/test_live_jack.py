@@ -186,7 +186,7 @@ def test_clock_master_sends_start_and_pulses_at_the_tempo(jack_client) -> None:
 
 def test_choosing_named_ports_moves_the_session_and_closes_notes_on_the_old_ones(jack_client, poll) -> None:
     """The UI's port chooser: a keyboard's and a synth's named ports replace the virtual ones, live."""
-    from companion.tui.intents import ChoosePorts
+    from companion.live.intents import ChoosePorts
 
     tag = uuid.uuid4().hex[:8]
     name_in, name_out = _names()

@@ -14,11 +14,11 @@ import pytest
 
 from companion.cli import main
 from companion.core.engine import EngineSettings
+from companion.live.intents import SetRecording
 from companion.live.runtime import Runtime
 from companion.midi.clock import InternalClock
 from companion.midi.loopback import LoopbackPorts
 from companion.takes.recording import TakeRecorder
-from companion.tui.intents import SetRecording
 from companion.tui.meters import meters_text, transport_text
 from companion.worker.generators import MarkovGenerator, answering_model
 from companion.worker.process import ModelProcess

@@ -10,11 +10,11 @@ from typing import Any
 import miditoolkit
 
 from companion.core.engine import EngineSettings
+from companion.live.intents import SetRecording
 from companion.live.runtime import Runtime
 from companion.midi.clock import InternalClock
 from companion.midi.loopback import LoopbackPorts
 from companion.takes.recording import TakeRecorder
-from companion.tui.intents import SetRecording
 from companion.worker.generators import MarkovGenerator
 
 Poller = Callable[..., Any]  # the `poll` fixture (tests/integration/conftest.py)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from companion.core.engine import ChangeSettings, PanicIntent, Regenerate, SetMode, StorePhrase, available_modes
+from companion.live.intents import Learn, SetClock, SetRecording
 from companion.tui.app import TERMINATION_SIGNALS, CompanionApp
 from companion.tui.help_screen import HelpScreen, help_rows
-from companion.tui.intents import Learn, SetClock, SetRecording
 from companion.tui.keyboard import DEFAULT_OCTAVE
 from companion.tui.ports_screen import PortsScreen
 from companion.tui.presets_screen import PresetsScreen

@@ -12,10 +12,10 @@ import pytest
 
 from companion.core.control import CCMapping
 from companion.core.engine import ChangeSettings
+from companion.live.intents import ChoosePorts, Learn, LoadPreset
 from companion.presets.preset import ENV_CONFIG_DIR, load_preset, shipped_presets_dir
 from companion.tui import presets_screen
 from companion.tui.app import CompanionApp
-from companion.tui.intents import ChoosePorts, Learn, LoadPreset
 from companion.tui.keyboard import DEFAULT_GATE_NS
 from companion.tui.ports_screen import PortsScreen
 from companion.tui.presets_screen import PresetsScreen

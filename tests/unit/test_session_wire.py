@@ -9,12 +9,12 @@ import pytest
 
 from companion.core.engine import ChangeSettings, EngineSettings, PanicIntent, Regenerate, SetMode, StorePhrase
 from companion.errors import CompanionError
+from companion.live.intents import ChoosePorts, Learn, LoadPreset, SetRecording
 from companion.live.runtime import Runtime
 from companion.live.session_client import RemoteRuntime, SessionError
 from companion.live.session_server import SessionServer, intent_fields, intent_from
 from companion.midi.clock import InternalClock
 from companion.midi.loopback import LoopbackPorts
-from companion.tui.intents import ChoosePorts, Learn, LoadPreset, SetRecording
 from companion.wire import WireError, decode, encode
 from companion.worker.generators import MarkovGenerator
 

@@ -1,4 +1,4 @@
-"""Intents the terminal UI posts that the engine's own intents do not cover; the runtime wires them."""
+"""Intents a UI posts (over the session socket) that the engine's own intents do not cover; the runtime wires them."""
 
 from __future__ import annotations
 
