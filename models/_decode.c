@@ -112,6 +112,38 @@ __attribute__((target("avx2,fma"))) static void block_avx2(const int8_t *w, cons
 
 typedef void (*BlockKernel)(const int8_t *, const float *, int, float *);
 static BlockKernel block_kernel = block_generic; /* the best the CPU has, set when the module loads */
+static const char *kernel_name = "generic";
+
+/* The kernels this CPU can run, best first (the tests run each). */
+static int kernel_supported(const char *name)
+{
+    if (strcmp(name, "generic") == 0)
+        return 1;
+#if X86_KERNELS
+    __builtin_cpu_init();
+    if (strcmp(name, "avx512") == 0)
+        return __builtin_cpu_supports("avx512f");
+    if (strcmp(name, "avx2") == 0)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return 0;
+}
+
+static int use_kernel(const char *name)
+{
+    if (!kernel_supported(name))
+        return -1;
+#if X86_KERNELS
+    if (strcmp(name, "avx512") == 0)
+        block_kernel = block_avx512;
+    else if (strcmp(name, "avx2") == 0)
+        block_kernel = block_avx2;
+    else
+#endif
+        block_kernel = block_generic;
+    kernel_name = strcmp(name, "avx512") == 0 ? "avx512" : strcmp(name, "avx2") == 0 ? "avx2" : "generic";
+    return 0;
+}
 
 /* y = x @ W * scale (+ bias), or y += that when accumulate. */
 static void linear(const Linear *l, const float *x, float *y, int accumulate)
@@ -416,19 +448,34 @@ static PyTypeObject DecoderType = {
     .tp_methods = Decoder_methods,
 };
 
+/* kernel() -> the name of the kernel in use; kernel(name) -> switch to it (ValueError if this CPU lacks it). */
+static PyObject *module_kernel(PyObject *self, PyObject *args)
+{
+    const char *name = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "|s", &name))
+        return NULL;
+    if (name && use_kernel(name) < 0) {
+        PyErr_Format(PyExc_ValueError, "decoder: no %s kernel on this CPU (avx512, avx2, generic)", name);
+        return NULL;
+    }
+    return PyUnicode_FromString(kernel_name);
+}
+
+static PyMethodDef module_methods[] = {
+    {"kernel", module_kernel, METH_VARARGS, "kernel([name]): the multiply-add kernel in use, or switch to name."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "models._decode", "One decoding step of the continuation Transformer, in C.", -1, NULL,
+    PyModuleDef_HEAD_INIT, "models._decode", "One decoding step of the continuation Transformer, in C.", -1,
+    module_methods,
 };
 
 PyMODINIT_FUNC PyInit__decode(void)
 {
-#if X86_KERNELS
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f"))
-        block_kernel = block_avx512;
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        block_kernel = block_avx2;
-#endif
+    if (use_kernel("avx512") < 0 && use_kernel("avx2") < 0)
+        use_kernel("generic");
     if (PyType_Ready(&DecoderType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);

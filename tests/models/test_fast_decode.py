@@ -42,9 +42,38 @@ def test_blocked_layout_pads_outputs_with_zeros() -> None:
     assert not b[1, :, 70 - BLOCK :].any()
 
 
+def _kernels() -> list[str]:
+    """The multiply-add kernels this CPU runs (AVX-512, AVX2 + FMA, plain C): each is checked."""
+    if not fast_decode.c_step_available():
+        return ["generic"]
+    from models import _decode
+
+    chosen = _decode.kernel()
+    names = []
+    for name in ("avx512", "avx2", "generic"):
+        try:
+            _decode.kernel(name)
+            names.append(name)
+        except ValueError:
+            pass
+    _decode.kernel(chosen)
+    return names
+
+
+@pytest.fixture(params=_kernels())
+def kernel(request: pytest.FixtureRequest) -> str:
+    from models import _decode
+
+    chosen = _decode.kernel()
+    yield _decode.kernel(request.param)
+    _decode.kernel(chosen)
+
+
 @pytest.mark.parametrize(("bias", "vocab", "n_embd"), [(False, 70, 32), (True, 200, 64)])
-def test_c_step_computes_what_torch_computes_with_the_same_int8_weights(bias: bool, vocab: int, n_embd: int) -> None:
-    """Logits and the KV cache as GPT.step on a copy holding the dequantized weights, from a prefill by torch."""
+def test_c_step_computes_what_torch_computes_with_the_same_int8_weights(bias: bool, vocab: int, n_embd: int,
+                                                                       kernel: str) -> None:
+    """Logits and the KV cache as GPT.step on a copy holding the dequantized weights, from a prefill by torch,
+    with every kernel this CPU has."""
     model = _model(vocab=vocab, n_embd=n_embd, bias=bias)
     twin = dequantized(model)
     fast = CStep(model)
@@ -112,6 +141,15 @@ def test_c_step_checks_its_arguments() -> None:
         fast.decoder.step(1, 0, kv, np.empty(69, dtype=np.float32))
     with pytest.raises(ValueError, match="kv"):
         fast.decoder.step(1, 0, np.zeros(kv.size + 3, np.float32), logits)
+
+
+def test_the_kernel_in_use_is_the_best_this_cpu_has_and_a_missing_one_is_refused() -> None:
+    from models import _decode
+
+    assert _decode.kernel() == _kernels()[0]
+    with pytest.raises(ValueError, match="no neon9 kernel"):
+        _decode.kernel("neon9")
+    assert _decode.kernel() == _kernels()[0]
 
 
 def test_the_decoder_refuses_weights_of_the_wrong_size() -> None:
