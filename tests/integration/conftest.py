@@ -100,6 +100,13 @@ def _xruns() -> int:
     return _monitor.count if _monitor is not None else 0
 
 
+@pytest.fixture
+def xrun_count(jack_server: None) -> Callable[[], int]:
+    """The JACK server's xruns so far, from the session's monitor: a test whose run JACK disturbed may play it
+    again inside itself (conftest's own replay, below, covers a whole test that failed)."""
+    return _xruns
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """A JACK test that fails while the server reports xruns (see xruns.py) is played again, up to STALL_RERUNS

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from daw import RATE, Daw, double_strikes
 from midi_wire import early_bound_ms, server_period_frames
-from xruns import XrunCounter
 
 from companion.midi import jack
 from companion.midi.ports import open_input, open_output
@@ -36,7 +36,7 @@ def _session(daw_binary: Path, send: object, end_s: float = 2.0) -> tuple[Daw, l
     return daw, heard
 
 
-def test_timed_messages_leave_on_their_frame(daw_binary: Path) -> None:
+def test_timed_messages_leave_on_their_frame(daw_binary: Path, xrun_count: Callable[[], int]) -> None:
     # about 11 ms and a half-period more than whole periods (8.5 periods of 64, 2.5 of 256): sent at period
     # boundaries instead of their frames, the gaps would alternate half a period either side of it
     period = server_period_frames()
@@ -51,16 +51,12 @@ def test_timed_messages_leave_on_their_frame(daw_binary: Path) -> None:
             output.send_at([0x90, 60 + k % 12, 100], due)
             output.send_at([0x80, 60 + k % 12, 0], due + due_step_ns // 2)
 
-    xruns = XrunCounter()
-    try:
-        for _ in range(TRIES):
-            before = xruns.count
-            daw, heard = _session(daw_binary, send)
-            time.sleep(0.1)  # JACK tells its clients of an xrun from a non-real-time thread, a moment later
-            if daw.late == 0 and xruns.count == before:
-                break
-    finally:
-        xruns.close()
+    for _ in range(TRIES):
+        before = xrun_count()
+        daw, heard = _session(daw_binary, send)
+        time.sleep(0.1)  # JACK tells its clients of an xrun from a non-real-time thread, a moment later
+        if daw.late == 0 and xrun_count() == before:
+            break
     ons = [frame for frame, data in heard if data[0] == 0x90]
     assert len(ons) == 40, heard
     # JACK's frames run at its driver's pace, which on a busy machine (the dummy driver) drifts against the
