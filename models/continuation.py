@@ -196,7 +196,8 @@ class ContinuationModel:
         onsets = sorted({n.onset for n in heard})
         per_bar = density or (len(onsets) / max(1.0, (onsets[-1] - onsets[0]) / bar_len) if onsets else 0.0)
         start, end = prompt.answer_start, prompt.answer_start + length_steps
-        templates = BarTemplates(heard, bar_len, start // bar_len, -(-length_steps // bar_len))
+        answer_bars = -(-length_steps // bar_len)
+        templates = BarTemplates(heard, bar_len, start // bar_len, answer_bars) if template_mix > 0 else None
         mixer = _StyleMixer(self.tables, tok.config.durations, PromptStyle(bar_len).fit(heard), heard,
                             style_mix, copy_share, round(per_bar * length_steps / bar_len), templates, template_mix)
         answer_bar, last_bar = start // bar_len, (end - 1) // bar_len
@@ -257,7 +258,7 @@ class _StyleMixer:
         self.answer_from = len(self.line)  # where the answer's own top voice starts in ``line``
         self.guard = CopyGuard([self.line], copy_share, expected_notes) if copy_share < 1.0 else None
         self.hold_back = float(np.log(HOLD_BACK))
-        self.templates = templates if template_weight > 0 else None
+        self.templates = templates  # None: no templates mixed in
         self.template_weight = template_weight
 
     def heard(self, note: Any) -> None:

@@ -49,6 +49,12 @@ def full_bars(line: Line, bar_ticks: int) -> list[int]:
     return out
 
 
+def template_bar(bars: list[int], k: int, count: int) -> int:
+    """Which of the phrase's ``bars`` the answer's bar k (of ``count``) follows: in order, cycling; the answer's
+    last bar the phrase's last, so the cadence lands where the tune's does."""
+    return bars[-1] if k == count - 1 and count > 1 else bars[k % len(bars)]
+
+
 def template_plan(line: Line, bars: list[int], length_ticks: int, bar_ticks: int, too_short: int) -> list[Slot]:
     """The answer's onsets bar by bar from the phrase's ``bars`` (answer bar k: bars[k % n], its last: bars[-1]);
     a bar that opens with a rest still has the answer's first note on the answer's start (a late player, a clock
@@ -60,7 +66,7 @@ def template_plan(line: Line, bars: list[int], length_ticks: int, bar_ticks: int
     count = -(-length_ticks // bar_ticks)
     slots: list[Slot] = []
     for k in range(count):
-        source = bars[-1] if k == count - 1 and count > 1 else bars[k % len(bars)]
+        source = template_bar(bars, k, count)
         for pitch, velocity, onset, duration in sorted(by_bar[source], key=lambda n: n[2]):
             place = onset - source * bar_ticks
             at = k * bar_ticks + place

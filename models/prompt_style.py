@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from models.markov_rhythm import full_bars, template_bar
 from models.tokenizer import GridNote
 
 DEFAULT_MIX = 0.5  # weight of the player's style inside a block; 0 turns it off
@@ -26,6 +27,15 @@ def _wb(counts: Counter[int] | None, lower: dict[int, float]) -> dict[int, float
     seen, distinct = sum(counts.values()), len(counts)
     keys = set(lower) | set(counts)
     return {k: (counts.get(k, 0) + distinct * lower.get(k, 0.0)) / (seen + distinct) for k in keys}
+
+
+def top_voice(notes: Sequence[GridNote]) -> list[GridNote]:
+    """The highest note at each onset, in onset order."""
+    top: dict[int, GridNote] = {}
+    for n in notes:
+        if n.onset not in top or n.pitch > top[n.onset].pitch:
+            top[n.onset] = n
+    return [top[o] for o in sorted(top)]
 
 
 class PromptStyle:
@@ -41,11 +51,7 @@ class PromptStyle:
 
     def fit(self, notes: Sequence[GridNote], weight: int = 1) -> PromptStyle:
         """Learn a phrase (grid notes, onsets from its first bar line); a chord counts by its top note."""
-        top: dict[int, GridNote] = {}
-        for n in notes:
-            if n.onset not in top or n.pitch > top[n.onset].pitch:
-                top[n.onset] = n
-        line = [top[o] for o in sorted(top)]
+        line = top_voice(notes)
         bp = self.bar_positions
         pitches = [n.pitch for n in line]
         for j, n in enumerate(line):
@@ -125,17 +131,11 @@ class BarTemplates:
     phrase's last. For each answer bar: onset place in the bar -> (top-voice pitch, duration), in grid steps."""
 
     def __init__(self, notes: Sequence[GridNote], bar_positions: int, answer_bar: int, bars: int) -> None:
-        from models.markov_rhythm import full_bars
-
-        top: dict[int, GridNote] = {}
-        for n in notes:
-            if n.onset not in top or n.pitch > top[n.onset].pitch:
-                top[n.onset] = n
-        line = [(n.pitch, n.velocity, n.onset, n.duration) for n in top.values()]
+        line = [(n.pitch, n.velocity, n.onset, n.duration) for n in top_voice(notes)]
         sources = full_bars(line, bar_positions)
         self.by_bar: dict[int, dict[int, tuple[int, int]]] = {}
         for k in range(bars if sources else 0):
-            src = sources[-1] if k == bars - 1 and bars > 1 else sources[k % len(sources)]
+            src = template_bar(sources, k, bars)
             self.by_bar[answer_bar + k] = {o - src * bar_positions: (p, d) for p, _, o, d in line
                                            if o // bar_positions == src}
 
