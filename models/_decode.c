@@ -31,7 +31,7 @@
 #define VECTOR_CLONES
 #endif
 
-#define BLOCK 64 /* outputs per weight block (models/fast_decode.py lays the weights out so) */
+#define BLOCK 64 /* outputs per weight block; exported as models._decode.BLOCK for the layout */
 
 typedef struct {
     int8_t *w;     /* (out / BLOCK rounded up, in, BLOCK) */
@@ -481,6 +481,10 @@ PyMODINIT_FUNC PyInit__decode(void)
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
+    if (PyModule_AddIntConstant(m, "BLOCK", BLOCK) < 0) { /* the weight layout models/fast_decode.py builds */
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&DecoderType);
     if (PyModule_AddObject(m, "Decoder", (PyObject *)&DecoderType) < 0) {
         Py_DECREF(&DecoderType);

@@ -21,16 +21,13 @@ import torch
 from models.transformer import GPT, FastStep, KVCache
 
 try:
-    from models._decode import Decoder
+    from models._decode import BLOCK, Decoder  # BLOCK: outputs per weight block of the C step's layout
 except ImportError:  # built by `pip install -e .` where a C compiler exists (setup.py)
-    Decoder = None
+    BLOCK, Decoder = 0, None  # no C step: no weights are laid out for it
 
 
 def c_step_available() -> bool:
     return Decoder is not None
-
-
-BLOCK = 64  # outputs per weight block: BLOCK in models/_decode.c
 
 
 def quantize_rows(weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

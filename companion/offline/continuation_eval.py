@@ -234,7 +234,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="the Transformer (default: the shipped continuation.pt)")
     p.add_argument("--seed", type=int, default=0, help="tune i is answered with seed + i")
     p.add_argument("--draws", type=int, default=1,
-                   help="answers per tune (draw d: seed + i + d * 100003); a tune's figures are their mean")
+                   help=f"answers per tune (draw d: seed + i + d * {DRAW_STRIDE}); a tune's figures are their mean")
     p.add_argument("--style-mix", type=float, help="override the Transformer's style mix (0: the model alone)")
     p.add_argument("--temperature", type=float, help="override every mode's temperature")
     p.add_argument("--copy-share", type=float, help="override the Transformer's copy guard (1: no guard)")
