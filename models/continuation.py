@@ -17,11 +17,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.articulation import gate, grid_offset, notated, played
 from models.checkpoint import CheckpointFileError, build_model, from_config, load_checkpoint
 from models.continuation_copies import DEFAULT_COPY_SHARE, HOLD_BACK, CopyGuard
 from models.data.pieces import estimate_key
 from models.fast_decode import stepper
-from models.prompt_style import DEFAULT_MIX, DEFAULT_TEMPLATE_MIX, BarTemplates, PromptStyle, dense, mix_block
+from models.prompt_style import (
+    DEFAULT_MIX,
+    DEFAULT_TEMPLATE_MIX,
+    BarTemplates,
+    PromptStyle,
+    dense,
+    mix_block,
+    single_line,
+)
 from models.sampling import (
     MAX_CHORD_NOTES,
     MaskTables,
@@ -109,6 +118,9 @@ class ContinuationModel:
             raise ValueError(f"unknown style {style!r}; this model knows {', '.join(self.styles)}")
         if pitch_range is not None and not 0 <= pitch_range[0] <= pitch_range[1] <= 127:
             raise ValueError(f"pitch_range must be (low, high) within 0..127, got {pitch_range!r}")
+        touch = gate(notes, ppq)  # the player's articulation: read as written, played back with it
+        offset = grid_offset(notes, ppq)  # a player off the clock's grid by a steady offset: read on it
+        notes = [(p, v, max(0, t + offset), d) for p, v, t, d in notated(notes, touch)]
         meter = self.supported_meter(meter)
         if key is None and notes:
             key = estimate_key([n[0] for n in notes], [max(1, n[3]) for n in notes])
@@ -122,7 +134,7 @@ class ContinuationModel:
         masks = pitch_mask(self.tables, key_pcs, pitch_range)
         return self._run(prompt, length_steps, ppq, masks, temperature, top_p, seed, density, shift, first_on_start,
                          max(0.0, min(1.0, style_mix)), max(0.0, min(1.0, copy_share)),
-                         max(0.0, min(1.0, template_mix)))
+                         max(0.0, min(1.0, template_mix)), touch)
 
     def generate(self, *, ppq: int = 480, length_ticks: int, style: str = "folk", meter: str = "4/4",
                  key: tuple[int, str] | None = None, seed: int = 0, **kw: Any) -> Iterator[NoteTuple]:
@@ -164,12 +176,14 @@ class ContinuationModel:
             max_bars = bars_now - 1
 
     def _allowed(self, dec: StreamDecoder, min_pos: int, anchored: bool, masks: torch.Tensor, start: int,
-                 end: int, fill: tuple[bool, bool] = (False, False)) -> np.ndarray | None:
+                 end: int, fill: tuple[bool, bool] = (False, False),
+                 max_chord: int = MAX_CHORD_NOTES) -> np.ndarray | None:
         """The token ids that may follow what ``dec`` has read, ascending (None: nothing may).
 
-        ``fill`` (``fill_rules``) keeps the answer going where it may not end yet, unless nothing else fits.
+        ``fill`` (``fill_rules``) keeps the answer going where it may not end yet, unless nothing else fits;
+        ``max_chord`` bounds the notes at one onset (1: a single line).
         """
-        grammar = grammar_mask(self.tables, dec, min_pos, masks)
+        grammar = grammar_mask(self.tables, dec, min_pos, masks, max_chord)
         grammar &= onset_limit_mask(self.tables, dec, end)
         if anchored:
             grammar &= anchor_mask(self.tables, dec, start)
@@ -187,7 +201,7 @@ class ContinuationModel:
     def _run(self, prompt: Prompt, length_steps: int, ppq: int, masks: torch.Tensor, temperature: float,
              top_p: float, seed: int, density: float | None, velocity_shift: int,
              first_on_start: bool = False, style_mix: float = 0.0, copy_share: float = 1.0,
-             template_mix: float = 0.0) -> Iterator[NoteTuple]:
+             template_mix: float = 0.0, touch: float = 1.0) -> Iterator[NoteTuple]:
         tok, v, runner = self.tokenizer, self.tokenizer.vocab, self.runner
         gen = torch.Generator().manual_seed(seed)
         dec = StreamDecoder(tok, prompt.meter, start_bar=prompt.start_bar - 1)
@@ -200,6 +214,7 @@ class ContinuationModel:
         templates = BarTemplates(heard, bar_len, start // bar_len, answer_bars) if template_mix > 0 else None
         mixer = _StyleMixer(self.tables, tok.config.durations, PromptStyle(bar_len).fit(heard), heard,
                             style_mix, copy_share, round(per_bar * length_steps / bar_len), templates, template_mix)
+        max_chord = 1 if single_line(heard) else MAX_CHORD_NOTES  # a line is answered by a line
         answer_bar, last_bar = start // bar_len, (end - 1) // bar_len
         last_note_bar = answer_bar - 1  # the bar of the latest note yielded: the answer fills to its last bar
         if length_steps <= 0:
@@ -212,11 +227,12 @@ class ContinuationModel:
             min_pos = prompt.min_pos if dec.bar == answer_bar else 0
             anchored = first_on_start and notes_out == 0
             fill = fill_rules(dec.bar, answer_bar, last_bar, last_note_bar)
-            key = (*_mask_key(dec, min_pos, anchored), fill)
+            key = (*_mask_key(dec, min_pos, anchored, max_chord), fill)
             if key in allowed_memo:
                 allowed = allowed_memo[key]
             else:
-                allowed = allowed_memo[key] = self._allowed(dec, min_pos, anchored, masks, start, end, fill)
+                allowed = allowed_memo[key] = self._allowed(dec, min_pos, anchored, masks, start, end, fill,
+                                                            max_chord)
             if allowed is None:
                 return
             if density is not None and density > 0:
@@ -235,7 +251,7 @@ class ContinuationModel:
                 rel = note.onset - start
                 dur = min(note.duration, end - note.onset)
                 vel = max(1, min(127, note.velocity + velocity_shift))
-                yield (note.pitch, vel, tok.steps_to_ticks(rel, ppq), max(1, tok.steps_to_ticks(dur, ppq)))
+                yield (note.pitch, vel, tok.steps_to_ticks(rel, ppq), played(tok.steps_to_ticks(dur, ppq), touch))
             logits = self.fast.step(t, cache)
 
 
@@ -332,11 +348,11 @@ def _one_hot(index: int, size: int) -> np.ndarray:
     return out
 
 
-def _mask_key(dec: StreamDecoder, min_pos: int, anchored: bool) -> tuple[Any, ...]:
+def _mask_key(dec: StreamDecoder, min_pos: int, anchored: bool, max_chord: int) -> tuple[Any, ...]:
     """Everything of the decoder's state that ``ContinuationModel._allowed`` reads (within one answer)."""
     expected = dec.expected()
     onsets = "pos" in expected
-    return (expected, dec.last_kind == "dur" and dec.chord_size >= MAX_CHORD_NOTES, dec.pitch, dec.bar_positions,
+    return (expected, dec.last_kind == "dur" and dec.chord_size >= max_chord, dec.pitch, dec.bar_positions,
             (dec.pos, min_pos) if onsets else None, dec.bar if onsets or anchored else None, anchored)
 
 

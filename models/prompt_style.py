@@ -38,6 +38,16 @@ def top_voice(notes: Sequence[GridNote]) -> list[GridNote]:
     return [top[o] for o in sorted(top)]
 
 
+SINGLE_LINE_CHORDS = 0.1  # a phrase with chords at no more than this share of its onsets is a single line
+
+
+def single_line(notes: Sequence[GridNote]) -> bool:
+    """Whether the phrase is a melody line (a stray double note, a grace note landing on its main note's grid
+    place, allowed): its answer is a line too. An empty phrase is not one (nothing to follow)."""
+    onsets = Counter(n.onset for n in notes)
+    return bool(onsets) and sum(c > 1 for c in onsets.values()) <= SINGLE_LINE_CHORDS * len(onsets)
+
+
 class PromptStyle:
     """Counts of the player's pitches, onsets in the bar and durations; ``fit`` then query per step."""
 
@@ -60,7 +70,8 @@ class PromptStyle:
             pos = n.onset % bp
             prev = line[j - 1].onset if j else None
             before = prev % bp if prev is not None and prev // bp == n.onset // bp else -1
-            self.next_pos.setdefault(before, Counter())[pos] += weight
+            if j:  # where the phrase's first note falls in its bar is where the player began, not a habit
+                self.next_pos.setdefault(before, Counter())[pos] += weight
             self.pos_any[pos] += weight
             self.dur_at.setdefault(pos, Counter())[n.duration] += weight
             self.dur_any[n.duration] += weight

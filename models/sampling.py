@@ -62,11 +62,12 @@ MAX_CHORD_NOTES = 8
 
 
 def grammar_mask(tables: MaskTables, state: StreamDecoder, min_pos: int = 0,
-                 pitch_ok: torch.Tensor | None = None) -> torch.Tensor:
+                 pitch_ok: torch.Tensor | None = None, max_chord: int = MAX_CHORD_NOTES) -> torch.Tensor:
     """Tokens that keep the sequence well formed after what ``state`` has read.
 
     Positions only move forward within a bar (and not before ``min_pos``), chord tones rise in pitch (at
-    most ``MAX_CHORD_NOTES`` at one onset), a velocity is only allowed where a pitch can still follow it.
+    most ``max_chord`` notes at one onset: 1 keeps a single line), a velocity is only allowed where a pitch can
+    still follow it.
     ``pitch_ok`` (a ``pitch_mask``) is taken into account for that last rule.
     """
     expected = state.expected()
@@ -78,7 +79,7 @@ def grammar_mask(tables: MaskTables, state: StreamDecoder, min_pos: int = 0,
         mask[pos.start : first] = False
         mask[pos.start + state.bar_positions : pos.stop] = False
     pitch, vel = v.block("pitch"), v.block("vel")
-    if state.last_kind == "dur" and state.chord_size >= MAX_CHORD_NOTES:
+    if state.last_kind == "dur" and state.chord_size >= max_chord:
         mask[pitch.start : pitch.stop] = False
         mask[vel.start : vel.stop] = False
     if "pitch" in expected and state.pitch >= 0:

@@ -69,7 +69,8 @@ def test_killing_the_ui_mid_answer_leaves_the_music_going(jack_client, poll, tmp
         client.wait_for(lambda m: time.monotonic_ns() > killed_ns + 2_000_000_000, timeout_s=5)
         assert process.poll() is None, "the session stopped with its UI"
         after = [t for _, t in note_ons(client.messages()) if t > killed_ns + 50_000_000]
-        assert after, "the answer stopped when the UI died"
+        heard = [(m, round((t - killed_ns) / 1e6, 1)) for m, t in client.messages()]
+        assert after, f"the answer stopped when the UI died; heard (message, ms after the kill): {heard}"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
         assert left_sounding(client.messages()) == 0, "a note was left sounding"

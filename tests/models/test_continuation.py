@@ -267,3 +267,25 @@ def test_data_alone_fine_tunes_the_shipped_model_on_the_folder_and_says_so(
     _, shipped = load_checkpoint(DEFAULT_CHECKPOINT, kind=KIND)
     assert meta["model_config"] == shipped["model_config"]
     assert meta["data"]["fine_tuned_from"] == str(DEFAULT_CHECKPOINT)
+
+
+def test_a_played_phrase_is_answered_by_a_line_with_the_players_touch(shipped: ContinuationModel) -> None:
+    """Detached eighths (200 of 240 ticks), a little loose, at any place against the clock's bars (as a player
+    who is not with the click plays them): the answer is a line (never a chord), as busy as the phrase's lilt
+    asks, its notes as detached as the player's. Read as they came, such lengths drew chords and near-empty bars."""
+    rng = np.random.default_rng(5)
+    melody = [62, 66, 69, 71, 69, 66]
+    onsets_per_bar = []
+    for offset in range(0, BAR, 160):
+        played = [(p, 90, offset + i * 240 + int(rng.integers(-15, 16)), 200 + int(rng.integers(-25, 26)))
+                  for i, p in enumerate(melody)]
+        start = (offset + 6 * 240 + PPQ) // BAR * BAR + BAR
+        for seed in (2, 3):
+            answer = list(shipped.stream(played, ppq=PPQ, length_ticks=2 * BAR, answer_start_ticks=start,
+                                         temperature=0.7, seed=seed, first_on_start=True))
+            onsets = [n[2] for n in answer]
+            assert len(set(onsets)) == len(onsets), f"a chord in the answer to a line: {answer}"
+            lengths = [n[3] for n in answer[:-1]]
+            assert lengths and np.median(lengths) < 240, f"the answer's notes are not detached: {answer}"
+            onsets_per_bar.append(len(onsets) / 2)
+    assert np.median(onsets_per_bar) >= 4, sorted(onsets_per_bar)
