@@ -8,6 +8,8 @@ before (all notes off); a UI that crashes or is killed only detaches: the log sa
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import queue
 import subprocess
 import sys
 import threading
@@ -55,24 +57,40 @@ def run_session(runtime: Any, stop: threading.Event, *, control: Path | None = N
         if server is not None:
             server.close()
         runtime.close()
+        quiet.close()
     log.info("stopped; all notes off")
     return 0 if runtime.error is None and not runtime.takes.failed_saves else 1  # a lost take is a failure
 
 
 class _TerminalLog:
-    """While the UI child draws on the terminal, this process's log stays off it (the UI's log pane has it)."""
+    """The log's terminal output, written by a thread of its own for the session: a timing thread that logs (an
+    answer begins, a note came late) only queues the line, and never waits on a slow terminal (a remote shell, a
+    scrolled-back window). While the UI child draws on the terminal the lines are held back (its log pane has them).
+    """
 
     def __init__(self) -> None:
-        self._held: list[tuple[logging.Handler, int]] = []
+        root = logging.getLogger()
+        self._handlers = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
+                          and getattr(h, "stream", None) in (sys.stderr, sys.stdout)]
+        self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self._door = logging.handlers.QueueHandler(self._queue)
+        for handler in self._handlers:
+            root.removeHandler(handler)
+        root.addHandler(self._door)
+        self._writer = logging.handlers.QueueListener(self._queue, *self._handlers, respect_handler_level=True)
+        self._writer.start()
 
     def hold(self) -> None:
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) in (sys.stderr,
-                                                                                                   sys.stdout):
-                self._held.append((handler, handler.level))
-                handler.setLevel(logging.CRITICAL + 1)
+        self._door.setLevel(logging.CRITICAL + 1)  # decided as a line is logged, not as it is written
 
     def release(self) -> None:
-        for handler, level in self._held:
-            handler.setLevel(level)
-        self._held = []
+        self._door.setLevel(logging.NOTSET)
+
+    def close(self) -> None:
+        """Write what is queued, then log straight to the terminal again."""
+        self.release()
+        self._writer.stop()
+        root = logging.getLogger()
+        root.removeHandler(self._door)
+        for handler in self._handlers:
+            root.addHandler(handler)

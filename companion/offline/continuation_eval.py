@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,21 @@ BASELINES = ("repeat", "prompt_markov", "random_in_key")
 MARKOV_MODES = ("markov_call_response",)
 TRANSFORMER_MODES = ("call_response", "trading_fours", "duet", "generate_continue")
 PROMPT_BARS = ANSWER_BARS = 4
+LOOSE_TICKS = 20  # --played: how far (either way, at 480 a beat) a played onset strays from the written one
+
+
+def played_tunes(tunes: list[Tune], touch: float, seed: int = 0) -> list[Tune]:
+    """The tunes as a player plays them (``--played``): each prompt note sounding for about ``touch`` of its
+    written length and its onset loose by up to LOOSE_TICKS; the truth with the same touch (what the player would
+    have played next), so an answer that keeps the player's touch matches it."""
+    rng = random.Random(seed)
+    out = []
+    for t in tunes:
+        prompt = tuple((p, v, max(0, s + rng.randint(-LOOSE_TICKS, LOOSE_TICKS)),
+                        max(1, round(d * touch * rng.uniform(0.9, 1.1)))) for p, v, s, d in t.prompt)
+        truth = tuple((p, v, s, max(1, round(d * touch))) for p, v, s, d in t.truth)
+        out.append(dataclasses.replace(t, prompt=tuple(sorted(prompt, key=lambda n: (n[2], n[0]))), truth=truth))
+    return out
 
 
 def held_out_tunes(pieces_path: Path | None, count: int, workers: int,
@@ -240,6 +256,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--copy-share", type=float, help="override the Transformer's copy guard (1: no guard)")
     p.add_argument("--template-mix", type=float,
                    help="override the Transformer's bar templates (the phrase's bars as the answer's shape; 0: off)")
+    p.add_argument("--played", type=float, metavar="TOUCH",
+                   help="play the prompts as a player would: notes sounding for TOUCH of their length (e.g. 0.8), "
+                        f"onsets loose by up to {LOOSE_TICKS} ticks of {PPQ}; the truth with the same touch")
     p.add_argument("--workers", type=int, default=2, help="parsing processes (without --pieces)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     return p
@@ -255,12 +274,14 @@ def eval_main(argv: list[str] | None = None) -> int:
         print(f"companion eval continuation: --answers: unknown {', '.join(unknown) or '(none given)'}; "
               f"choose from {', '.join(known)}", file=sys.stderr)
         return 2
-    if args.tunes < 1 or args.skip < 0 or args.draws < 1:
-        print("companion eval continuation: --tunes and --draws must be at least 1 and --skip not negative",
-              file=sys.stderr)
+    if args.tunes < 1 or args.skip < 0 or args.draws < 1 or not 0 < (args.played or 1) <= 1:
+        print("companion eval continuation: --tunes and --draws must be at least 1, --skip not negative and "
+              "--played above 0 and at most 1", file=sys.stderr)
         return 2
     try:
         tunes, source = held_out_tunes(args.pieces, args.tunes, args.workers, args.skip)
+        if args.played is not None:
+            tunes = played_tunes(tunes, args.played, args.seed)
         overrides = {k: v for k, v in (("style_mix", args.style_mix), ("temperature", args.temperature),
                                        ("copy_share", args.copy_share), ("template_mix", args.template_mix))
                      if v is not None}
@@ -270,7 +291,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         return 2
     result = {"held_out": source, "prompt_bars": PROMPT_BARS, "answer_bars": ANSWER_BARS,
               "checkpoint": str(args.checkpoint or "shipped"), "seed": args.seed, "draws": args.draws,
-              "overrides": overrides,
+              "overrides": overrides, "played": args.played,
               **evaluate(tunes, sources, args.seed, lambda s: print(s, file=sys.stderr, flush=True), args.draws)}
     text = json.dumps(result, indent=2)
     print(text)
