@@ -93,20 +93,28 @@ def on_grid_share(notes: Sequence[NoteTuple], grid: tuple[int, frozenset[int]]) 
     return sum(1 for n in notes if n[2] % beat in places) / len(notes) if notes else 1.0
 
 
+def _on_step(ticks: int, step: int) -> int:
+    return max(step, round(ticks / step) * step)
+
+
 def tune_figures(answer: Sequence[NoteTuple], tune: Tune, ppq: int = 480) -> dict[str, float]:
-    """The figures of one answer against its tune's truth and prompt."""
+    """The figures of one answer against its tune's truth and prompt. Lengths are compared, and the prompt's grid
+    read, to the nearest step of the model's grid (a 12th of a beat; written tunes sit on it already): a played
+    prompt's loose onsets and a played answer's lengths count where they belong."""
     tonic = tune.key[0]
-    durations = sorted({n[3] for n in tune.truth} | {n[3] for n in answer})
+    step = ppq // 12
+    answer_lengths = [_on_step(n[3], step) for n in answer]
+    truth_lengths = [_on_step(n[3], step) for n in tune.truth]
+    durations = sorted(set(truth_lengths) | set(answer_lengths))
     answer_bars = max(1, -(-max((n[2] for n in tune.truth), default=0) // tune.bar_ticks))
     bars = max(answer_bars, -(-max((n[2] + 1 for n in answer), default=1) // tune.bar_ticks))
-    grid = beat_grid(tune.prompt, tune.meter, ppq)
+    grid = beat_grid([(p, v, round(t / step) * step, d) for p, v, t, d in tune.prompt], tune.meter, ppq)
     return {
         "pitch_class_overlap": overlap(histogram([(n[0] - tonic) % 12 for n in answer], range(12)),
                                        histogram([(n[0] - tonic) % 12 for n in tune.truth], range(12))),
         "interval_overlap": overlap(histogram(intervals(answer), range(-12, 13)),
                                     histogram(intervals(tune.truth), range(-12, 13))),
-        "duration_overlap": overlap(histogram([n[3] for n in answer], durations),
-                                    histogram([n[3] for n in tune.truth], durations)),
+        "duration_overlap": overlap(histogram(answer_lengths, durations), histogram(truth_lengths, durations)),
         "in_key": in_key_ratio(answer, tune.key),
         "copied_4grams": copied_ngram_fraction(answer, tune.prompt),
         "notes_per_bar": len(answer) / bars,

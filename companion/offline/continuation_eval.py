@@ -30,7 +30,7 @@ BASELINES = ("repeat", "prompt_markov", "random_in_key")
 MARKOV_MODES = ("markov_call_response",)
 TRANSFORMER_MODES = ("call_response", "trading_fours", "duet", "generate_continue")
 PROMPT_BARS = ANSWER_BARS = 4
-LOOSE_TICKS = 20  # --played: how far (either way, at 480 a beat) a played onset strays from the written one
+LOOSE_TICKS = 12  # --played: how far (either way, at 480 a beat) a played onset strays from the written one
 
 
 def played_tunes(tunes: list[Tune], touch: float, seed: int = 0) -> list[Tune]:

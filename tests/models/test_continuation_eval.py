@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from companion.cli import main as cli_main
-from companion.offline.continuation_eval import evaluate
+from companion.offline.continuation_eval import LOOSE_TICKS, evaluate, played_tunes
 from models.continuation_baselines import prompt_markov_answer, random_in_key_answer, repeat_answer
 from models.continuation_metrics import (
     Tune,
@@ -134,6 +134,21 @@ def test_figures_follow_the_answer() -> None:
     off = tune_figures([(61, 90, i * 160, 160) for i in range(24)], tune)  # triplet 16ths of C#: off key and grid
     assert off["pitch_class_overlap"] == 0.0 and off["in_key"] == 0.0 and off["grid_kept"] == 0.0
     assert off["duration_overlap"] == 0.0 and off["notes_per_bar"] == pytest.approx(6.0)
+
+
+def test_a_played_tune_is_judged_as_played() -> None:
+    """--played: the prompt detached and loose, the truth with the same touch; an answer with the player's touch
+    matches that truth, lengths and grid read to the model's step."""
+    tune = _tune()
+    played = played_tunes([tune], 0.8, seed=1)[0]
+    assert played.truth == tuple((p, v, s, round(d * 0.8)) for p, v, s, d in tune.truth)
+    for (_, _, s, d), (_, _, ps, pd) in zip(sorted(tune.prompt, key=lambda n: n[2]), played.prompt, strict=True):
+        assert abs(ps - s) <= LOOSE_TICKS and 0.7 * d <= pd <= 0.9 * d
+    assert played.prompt != tune.prompt
+    figures = tune_figures([(p, v, s, round(d * 0.8)) for p, v, s, d in tune.truth], played)
+    assert figures["duration_overlap"] == pytest.approx(1.0) and figures["grid_kept"] == 1.0
+    legato = tune_figures(list(tune.truth), played)  # the written lengths are not the player's
+    assert legato["duration_overlap"] == 0.0
 
 
 def test_grid_of_a_compound_prompt() -> None:
