@@ -116,13 +116,16 @@ class ClockOut:
     """`--send-clock`: MIDI Beat Clock from the live clock to the outputs, never while the DAW's clock is
     followed (the DAW is the master then); stopped (FC) and started again around a switch of the source."""
 
-    def __init__(self, send: Callable[[Sequence[int]], None], clock: LiveClock, *, wanted: bool) -> None:
+    def __init__(self, send: Callable[[Sequence[int]], None], clock: LiveClock, *, wanted: bool,
+                 send_at: Callable[[Sequence[int], int], None] | None = None, hand_ahead_ns: int = 0,
+                 timed: Callable[[], bool] = lambda: False) -> None:
         self._send, self._clock, self.wanted = send, clock, wanted
+        self._timing = {"send_at": send_at, "hand_ahead_ns": hand_ahead_ns, "timed": timed}  # --timed-output
         self._sender: ClockSender | None = None
 
     def start(self) -> None:
         if self.wanted and self._sender is None and self._clock.name != "external":
-            self._sender = ClockSender(self._send, self._clock)
+            self._sender = ClockSender(self._send, self._clock, **self._timing)
             self._sender.start()
 
     def stop(self) -> None:

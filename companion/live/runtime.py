@@ -125,7 +125,8 @@ class Runtime:
                                    timed=lambda: self._ports.timed)
         self.generation = GenerationWorker(generator, self.scheduler, clock, log=self.log, closed=self._closed)
         # As clock master, F8 pulses go out from their own deadline thread through the same thread-safe ports.
-        self._clock_out = ClockOut(self._send_bytes, clock, wanted=send_clock)
+        self._clock_out = ClockOut(self._send_bytes, clock, wanted=send_clock, send_at=self._send_bytes_at,
+                                   hand_ahead_ns=hand_ahead_ns, timed=lambda: self._ports.timed)
         self._clock_control = ClockControl(clock, self._clock_out, self.engine, self.presets, recorder, self.log,
                                            self._apply)
         self._ports = LivePorts(inputs, outputs, on_midi=self._on_midi, scheduler=self.scheduler, closed=self._closed,

@@ -226,8 +226,16 @@ class ClockSender:
     """
 
     def __init__(self, send: Callable[[list[int]], None], clock: ClockSource,
-                 now_ns: NowNs = time.monotonic_ns, realtime_priority: int | None = SCHEDULER_PRIORITY) -> None:
+                 now_ns: NowNs = time.monotonic_ns, realtime_priority: int | None = SCHEDULER_PRIORITY, *,
+                 send_at: Callable[[list[int], int], None] | None = None, hand_ahead_ns: int = 0,
+                 timed: Callable[[], bool] = lambda: False) -> None:
         self._send = send
+        # A timed output (our JACK client) takes each pulse `hand_ahead_ns` before its time, with that time, and
+        # writes it at its frame: the pulses' spacing no longer depends on when this thread wakes.
+        self._send_at = send_at if hand_ahead_ns > 0 else None
+        self._hand_ahead_ns = hand_ahead_ns
+        self._timed = timed
+        self._handed_until_ns = 0  # the latest deadline of a pulse handed over ahead
         self._realtime_priority = realtime_priority
         self.realtime_problem: str | None = None  # why the thread runs without real-time priority, if it does
         self._clock = clock
@@ -270,12 +278,16 @@ class ClockSender:
 
     def due(self, now_ns: int) -> list[list[int]]:
         """The F8 pulses whose deadline has passed (normally one), advancing the pulse counter."""
+        return [data for data, _ in self.due_at(now_ns)]
+
+    def due_at(self, until_ns: int) -> list[tuple[list[int], int]]:
+        """The F8 pulses due by `until_ns`, each with its deadline, advancing the pulse counter."""
         if self._next_pulse_ticks is None:
             return []
         timebase = self._clock.timebase()
-        out: list[list[int]] = []
-        while timebase.ns_at(self._next_pulse_ticks) <= now_ns:
-            out.append([0xF8])
+        out: list[tuple[list[int], int]] = []
+        while (deadline := timebase.ns_at(self._next_pulse_ticks)) <= until_ns:
+            out.append(([0xF8], deadline))
             self._next_pulse_ticks += TICKS_PER_CLOCK_PULSE
         return out
 
@@ -314,7 +326,15 @@ class ClockSender:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=1.0)
         self._thread = None
-        self._send([0xFC])
+        self._send_transport([0xFC])
+
+    def _send_transport(self, data: list[int]) -> None:
+        """Start, Stop, Continue and Song Position: now, or where pulses are still pending on the timed output,
+        just after the last of them (they belong to the timeline before it)."""
+        if self._send_at is not None and self._handed_until_ns > self._now_ns():
+            self._send_at(data, self._handed_until_ns + 1)
+        else:
+            self._send(data)
 
     close = stop
 
@@ -322,7 +342,8 @@ class ClockSender:
         self.realtime_problem = try_realtime(self._realtime_priority)
         while True:
             for data in self.transport(self._now_ns()):
-                self._send(data)
+                self._send_transport(data)
+            ahead = self._hand_ahead_ns if self._send_at is not None and self._timed() else 0
             deadline_ns = self.next_deadline_ns()
             with self._cond:
                 if deadline_ns is None:  # the clock is stopped: look for its start again soon
@@ -332,7 +353,7 @@ class ClockSender:
                         return
                     continue
                 while not self._closing:
-                    wait_ns = deadline_ns - SPIN_NS - self._now_ns()
+                    wait_ns = deadline_ns - ahead - (0 if ahead else SPIN_NS) - self._now_ns()
                     if wait_ns <= 0 or self._moved():
                         break
                     self._cond.wait(min(wait_ns, MAX_SENDER_WAIT_NS) / 1e9)
@@ -341,6 +362,12 @@ class ClockSender:
                     return
             if self._moved():
                 continue  # stopped, started again or jumped: the loop's top sends what that takes
+            if ahead and self._send_at is not None:  # handed over now, written at its frame
+                for data, due_ns in self.due_at(self._now_ns() + ahead):
+                    self._send_at(data, due_ns)
+                    self._handed_until_ns = due_ns
+                    self.pulses_sent += 1
+                continue
             while self._now_ns() < deadline_ns:
                 time.sleep(0)  # spin, but let rtmidi/JACK threads take the GIL
             for data in self.due(self._now_ns()):

@@ -4,6 +4,7 @@ is still pending. Heard by the C DAW, which records every byte by frame."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -131,3 +132,40 @@ def test_a_session_with_timed_output_answers_on_time_and_closes_every_note(jack_
         assert not unexplained_double_strikes(messages, jack.missed_cycles()[1] - repeated_before)
     finally:
         runtime.close()
+
+
+def test_with_timed_output_the_clock_pulses_leave_on_their_frames(daw_binary: Path,
+                                                                   xrun_count: Callable[[], int]) -> None:
+    """`--send-clock --timed-output`: the MIDI clock's pulses are handed to our JACK client ahead and written at
+    their frames, so a synth or DAW following it hears an even pulse (at 125 BPM one every 960 frames, not a
+    whole number of periods: sent at period boundaries the gaps would alternate a period apart)."""
+    from companion.app import build_runtime
+    from companion.core.engine import EngineSettings
+    from companion.live.runtime import RuntimeConfig
+
+    bpm = 125.0
+    pulse_frames = RATE * 60 / bpm / 24
+    for _ in range(TRIES):
+        tag = uuid.uuid4().hex[:8]
+        before = xrun_count()
+        runtime = build_runtime(RuntimeConfig(backend="jack", bpm=bpm, send_clock=True, timed_output=True,
+                                              model="markov", in_name=f"Companion In {tag}",
+                                              out_name=f"Companion Out {tag}"), EngineSettings())
+        runtime.start()
+        try:
+            ports = subprocess.run(["jack_lsp"], capture_output=True, text=True, timeout=10).stdout.split("\n")
+            full = [next(p for p in ports if p.endswith(f"Companion {side} {tag}")) for side in ("In", "Out")]
+            daw = Daw(daw_binary, f"dc-{tag[:6]}", full[0], full[1], [], int(1.5 * RATE)).start()
+            heard = daw.heard()
+        finally:
+            runtime.close()
+        time.sleep(0.1)
+        if daw.late == 0 and xrun_count() == before:
+            break
+    pulses = [frame for frame, data in heard if data == [0xF8]]
+    assert len(pulses) >= 40, heard[:20]
+    gaps = sorted(b - a for a, b in zip(pulses, pulses[1:], strict=False))
+    median = gaps[len(gaps) // 2]
+    assert abs(median - pulse_frames) <= 0.05 * pulse_frames, f"gaps (frames): {gaps}"
+    close = [gap for gap in gaps if abs(gap - median) <= 4]
+    assert len(close) >= 0.8 * len(gaps), f"gaps between pulses (frames): {gaps}"

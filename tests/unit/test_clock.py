@@ -237,6 +237,52 @@ def test_sender_thread_sends_pulses_on_the_grid_and_fc_on_stop() -> None:
         assert sent_ns >= timebase.ns_at(first_ticks + i * TICKS_PER_CLOCK_PULSE)
 
 
+def test_a_timed_sender_hands_each_pulse_over_ahead_with_its_exact_time() -> None:
+    """--timed-output: each pulse goes to the timed port before its time, stamped with the time itself (written at
+    its frame there); Stop follows the last pulse handed over, never before it."""
+    clock = InternalClock(300.0)
+    now: list[tuple[str, list[int], int, int]] = []  # (how, data, due, handed at)
+    lock = threading.Lock()
+
+    def record(how: str) -> object:
+        def sink(data: list[int], due_ns: int = 0) -> None:
+            with lock:
+                now.append((how, data, due_ns, time.monotonic_ns()))
+        return sink
+
+    ahead = 25_000_000
+    timed = [True]
+    sender = ClockSender(record("now"), clock, send_at=record("at"), hand_ahead_ns=ahead, timed=lambda: timed[0])
+    sender.start()
+    deadline = time.monotonic() + 5
+    while sender.pulses_sent < 12 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    sender.stop()
+    with lock:
+        pulses = [(due, at) for how, data, due, at in now if data == [0xF8]]
+        assert all(how == "at" for how, data, _, _ in now if data == [0xF8])
+        stop = [(how, due) for how, data, due, _ in now if data == [0xFC]]
+    timebase = clock.timebase()
+    first_ticks = timebase.ticks_at(pulses[0][0])
+    assert [due for due, _ in pulses] == [timebase.ns_at(first_ticks + i * TICKS_PER_CLOCK_PULSE)
+                                          for i in range(len(pulses))]  # exact times, no drift, none skipped
+    assert stop == [("at", pulses[-1][0] + 1)] or (stop[0][0] == "now" and stop[0][1] == 0)
+
+
+def test_an_untimed_port_gets_pulses_when_due_even_with_a_timed_sender() -> None:
+    clock = InternalClock(300.0)
+    sent: list[list[int]] = []
+    handed: list[list[int]] = []
+    sender = ClockSender(sent.append, clock, send_at=lambda d, t: handed.append(d), hand_ahead_ns=25_000_000,
+                         timed=lambda: False)  # the JACK client is not ours (rtmidi's): no frames to write at
+    sender.start()
+    deadline = time.monotonic() + 5
+    while sender.pulses_sent < 6 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    sender.stop()
+    assert handed == [] and sent.count([0xF8]) >= 6
+
+
 @pytest.mark.parametrize("sixteenths", [0, 1, 127, 128, 16383])
 def test_sender_song_position_bytes_round_trip_through_the_follower(sixteenths: int) -> None:
     sender = ClockSender(lambda data: None, InternalClock(120.0))
