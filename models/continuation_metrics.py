@@ -119,7 +119,8 @@ def tune_figures(answer: Sequence[NoteTuple], tune: Tune, ppq: int = 480) -> dic
         "copied_4grams": copied_ngram_fraction(answer, tune.prompt),
         "notes_per_bar": len(answer) / bars,
         "truth_notes_per_bar": len(tune.truth) / bars,
-        "grid_kept": float(bool(answer) and on_grid_share(answer, grid) >= GRID_KEPT_SHARE),
+        "grid_kept": float(bool(answer) and on_grid_share([(p, v, round(t / step) * step, d) for p, v, t, d in answer],
+                                                          grid) >= GRID_KEPT_SHARE),
         "empty": float(not answer),
     }
 
