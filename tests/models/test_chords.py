@@ -20,7 +20,7 @@ from models.chords.decode import (
     rule_chords,
     viterbi,
 )
-from models.chords.evaluate import song_metrics, tonic_chord
+from models.chords.evaluate import phrase_ends, song_metrics, tonic_chord
 from models.chords.features import N_FEATURES, frame_of, melody_key, mode_in_frame, song_arrays
 from models.chords.net import ChordConfig, ChordNet, ChordStepper
 from models.chords.train import rotate, to_frame
@@ -116,6 +116,22 @@ def test_metrics_of_a_known_harmonization() -> None:
     assert wrong["chord_acc"] == 0.5 and wrong["melody_in_chord"] == pytest.approx(17 / 32)
     assert wrong["jaccard"] == pytest.approx(0.5 + 0.5 * 0.2)  # C vs G share one of five pitch classes
     assert wrong["ends_on_tonic"] == 1.0
+
+
+def test_phrase_ends_and_the_cadences_kept() -> None:
+    """A phrase ends on a note followed by half a bar of rest, and at the song's last note; a cadence is a phrase
+    end where the real chord is the tonic: kept when ours is the tonic there too."""
+    c, g = vocab.chord_index(0, ""), vocab.chord_index(7, "")
+    # bar 1: C E, half a bar of rest; bar 2: D B (a half cadence), rest; bar 3: E D C
+    melody = [60] * 4 + [64] * 4 + [-1] * 8 + [62] * 4 + [71] * 4 + [-1] * 8 + [64] * 4 + [62] * 4 + [60] * 8
+    song = _song(melody, [c] * 16 + [g] * 16 + [c] * 16)
+    assert phrase_ends(song) == [4, 20, 40]
+    assert phrase_ends(_song([60] * 4 + [-1] * 4 + [62] * 8, [c] * 16)) == [8]  # a quarter's rest ends no phrase
+    truth_like = song_metrics(song, np.array([c] * 4 + [g] * 4 + [c] * 4))
+    assert truth_like["phrase_ends_on_tonic"] == pytest.approx(2 / 3) and truth_like["cadences_kept"] == 1.0
+    assert truth_like["annotation_phrase_ends_on_tonic"] == pytest.approx(2 / 3)
+    ends_on_g = song_metrics(song, np.array([c] * 4 + [g] * 4 + [c] * 2 + [g] * 2))
+    assert ends_on_g["cadences_kept"] == 0.5 and ends_on_g["phrase_ends_on_tonic"] == pytest.approx(1 / 3)
 
 
 def test_the_key_of_a_whole_melody_hears_where_it_ends() -> None:
