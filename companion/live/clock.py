@@ -62,6 +62,9 @@ class LiveClock:
     def epoch(self) -> int:
         return self._epoch_offset + self.source.epoch
 
+    def next_transport_ns(self) -> int | None:
+        return self.source.next_transport_ns()
+
     @property
     def name(self) -> str:
         """"internal", "external" (the DAW's MIDI clock) or "link" (an Ableton Link session)."""

@@ -43,6 +43,10 @@ class ClockSource(Protocol):
         """Bumped whenever the position jumps (start, song position): plans made on the old grid are void."""
         ...
 
+    def next_transport_ns(self) -> int | None:
+        """When a start or stop already known to be coming takes effect (a Link session's), else None."""
+        ...
+
 
 class _ClockReading:
     """What every clock source gives readers: an immutable timebase snapshot, running, tempo."""
@@ -60,6 +64,9 @@ class _ClockReading:
     @property
     def bpm(self) -> float:
         return self._timebase.bpm
+
+    def next_transport_ns(self) -> int | None:
+        return None  # a start or stop comes unannounced (the player's, the DAW's)
 
 
 class InternalClock(_ClockReading):
@@ -231,11 +238,11 @@ class ClockSender:
                  timed: Callable[[], bool] = lambda: False) -> None:
         self._send = send
         # A timed output (our JACK client) takes each pulse `hand_ahead_ns` before its time, with that time, and
-        # writes it at its frame: the pulses' spacing no longer depends on when this thread wakes.
+        # writes it at its frame: the pulses' spacing no longer depends on when this thread wakes. Start, Stop,
+        # Continue and Song Position go at once, and void the pulses still pending there (`_jackout.h`).
         self._send_at = send_at if hand_ahead_ns > 0 else None
         self._hand_ahead_ns = hand_ahead_ns
         self._timed = timed
-        self._handed_until_ns = 0  # the latest deadline of a pulse handed over ahead
         self._realtime_priority = realtime_priority
         self.realtime_problem: str | None = None  # why the thread runs without real-time priority, if it does
         self._clock = clock
@@ -326,15 +333,7 @@ class ClockSender:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=1.0)
         self._thread = None
-        self._send_transport([0xFC])
-
-    def _send_transport(self, data: list[int]) -> None:
-        """Start, Stop, Continue and Song Position: now, or where pulses are still pending on the timed output,
-        just after the last of them (they belong to the timeline before it)."""
-        if self._send_at is not None and self._handed_until_ns > self._now_ns():
-            self._send_at(data, self._handed_until_ns + 1)
-        else:
-            self._send(data)
+        self._send([0xFC])
 
     close = stop
 
@@ -342,8 +341,11 @@ class ClockSender:
         self.realtime_problem = try_realtime(self._realtime_priority)
         while True:
             for data in self.transport(self._now_ns()):
-                self._send_transport(data)
+                self._send(data)
             ahead = self._hand_ahead_ns if self._send_at is not None and self._timed() else 0
+            # pulses are handed over only up to a millisecond before a start or stop that is coming: a pulse at it
+            # is the new timeline's (Link's start maps to our clock within that)
+            coming = self._clock.next_transport_ns() if ahead else None
             deadline_ns = self.next_deadline_ns()
             with self._cond:
                 if deadline_ns is None:  # the clock is stopped: look for its start again soon
@@ -353,7 +355,8 @@ class ClockSender:
                         return
                     continue
                 while not self._closing:
-                    wait_ns = deadline_ns - ahead - (0 if ahead else SPIN_NS) - self._now_ns()
+                    wake_ns = deadline_ns - ahead if coming is None else min(deadline_ns - ahead, coming)
+                    wait_ns = wake_ns - (0 if ahead else SPIN_NS) - self._now_ns()
                     if wait_ns <= 0 or self._moved():
                         break
                     self._cond.wait(min(wait_ns, MAX_SENDER_WAIT_NS) / 1e9)
@@ -363,9 +366,9 @@ class ClockSender:
             if self._moved():
                 continue  # stopped, started again or jumped: the loop's top sends what that takes
             if ahead and self._send_at is not None:  # handed over now, written at its frame
-                for data, due_ns in self.due_at(self._now_ns() + ahead):
+                until_ns = self._now_ns() + ahead
+                for data, due_ns in self.due_at(until_ns if coming is None else min(until_ns, coming - SPIN_NS)):
                     self._send_at(data, due_ns)
-                    self._handed_until_ns = due_ns
                     self.pulses_sent += 1
                 continue
             while self._now_ns() < deadline_ns:

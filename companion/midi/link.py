@@ -132,6 +132,16 @@ class LinkClock:
         """Other Link peers in the session."""
         return int(self._link.numPeers())
 
+    def next_transport_ns(self) -> int | None:
+        """When a start or stop the session has scheduled takes effect (a start waits for its bar line), on the
+        monotonic clock; None when none is coming. A timed MIDI clock hands pulses over only up to it."""
+        if not self.start_stop:
+            return None
+        with self._lock:
+            state = self._link.captureAppSessionState()
+            playing, at_us, _ = self._scheduled(state, self.quantum)
+            return None if playing == self._playing else round(at_us * 1000) - self._offset_ns
+
     def take_transport(self) -> list[ClockStart | ClockStop]:
         """Start/stop changes of the session since the last call (the engine stops answering on a stop). The engine
         thread calls this every tick: a tempo asked for at start is proposed here, never on the scheduler's reads."""
@@ -222,19 +232,25 @@ class LinkClock:
             self.epoch += 1  # joined a session (phase moved) or a peer re-mapped the beat: plans are void
         return timebase
 
+    def _scheduled(self, state: Any, quantum: float) -> tuple[bool, float, float]:
+        """The session's transport as scheduled: playing, from when (Link's micros: a start at its first bar line at
+        or after the start time), and that bar line's beat (0 for a stop)."""
+        playing = bool(state.isPlaying())
+        at_us = state.timeForIsPlaying()
+        start_beat = self._bar_ceil(state.beatAtTime(at_us, quantum)) if playing else 0.0
+        if playing:
+            at_us = max(at_us, state.timeAtBeat(start_beat, quantum))
+        return playing, at_us, start_beat
+
     def _follow_transport(self, state: Any, now_us: int, quantum: float) -> bool:
         """Start: bar 1 is the first bar line at or after the session's start time, from that moment on (True:
         the position jumped), as peers that start on the next bar with others playing do. Stop: from its time
         on, noted for the engine."""
         if not self.start_stop:
             return False
-        playing = bool(state.isPlaying())
+        playing, at_us, start_beat = self._scheduled(state, quantum)
         if playing == self._playing:
             return False
-        at_us = state.timeForIsPlaying()
-        start_beat = self._bar_ceil(state.beatAtTime(at_us, quantum)) if playing else 0.0
-        if playing:
-            at_us = max(at_us, state.timeAtBeat(start_beat, quantum))
         if at_us > now_us:
             return False  # it happens later (a start waits for its bar line)
         self._playing = playing

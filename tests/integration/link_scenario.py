@@ -256,6 +256,7 @@ def start_stop(runtime: Any, player: Daw, peer: PeerProcess) -> dict:
     clock_out = [(d, t) for d, t in since(player, start_ns - 5_000_000) if d[0] in (0xFA, 0xFB, 0xF8, 0xFC)]
     out["pulses_before_start"] = len([t for t in since(player, before_ns) if t[0][0] == 0xF8 and t[1] < start_ns])
     out["clock_after_start"] = [d[0] for d, _ in clock_out[:2]]
+    out["clock_window_ms"] = [(d[0], round((t - start_ns) / 1e6, 2)) for d, t in clock_out[:4]]
     first_pulse = next((t for d, t in clock_out if d[0] == 0xF8), None)
     out["first_pulse_vs_peer_start_ms"] = None if first_pulse is None else (first_pulse - start_ns) / 1e6
     # An answer in flight, then the stop.

@@ -106,6 +106,25 @@ def test_an_immediate_note_off_cancels_its_pending_note_on_and_a_note_on_ends_a_
     assert not double_strikes(heard)
 
 
+def test_a_transport_message_voids_the_clock_pulses_still_pending(daw_binary: Path) -> None:
+    """Pulses handed over ahead belong to the timeline they were planned on: a Start, Stop, Continue or Song
+    Position sent now cancels those still pending (a follower would count them into the new timeline)."""
+    def send(output: jack.JackOutput, t0: int) -> None:
+        for k in range(4):
+            output.send_at([0xF8], t0 + 100_000_000 + k * 20_000_000)  # the old timeline: never heard
+        output.send([0xFC])
+        output.send_at([0xF8], t0 + 300_000_000)  # handed over after the Stop: heard
+        time.sleep(0.4)
+        for k in range(3):
+            output.send_at([0xF8], t0 + 700_000_000 + k * 20_000_000)
+        output.send([0xF2, 4, 0])
+        output.send([0xFB])
+        output.send_at([0xF8], t0 + 800_000_000)
+
+    _, heard = _session(daw_binary, send)
+    assert [data for _, data in heard] == [[0xFC], [0xF8], [0xF2, 4, 0], [0xFB], [0xF8]], heard
+
+
 def test_a_session_with_timed_output_answers_on_time_and_closes_every_note(jack_client) -> None:  # noqa: ANN001
     """`--timed-output`: the runtime hands its answer to the C client ahead; every note arrives, none late beyond
     the JACK tests' bound, none left sounding, none struck twice."""

@@ -238,8 +238,8 @@ def test_sender_thread_sends_pulses_on_the_grid_and_fc_on_stop() -> None:
 
 
 def test_a_timed_sender_hands_each_pulse_over_ahead_with_its_exact_time() -> None:
-    """--timed-output: each pulse goes to the timed port before its time, stamped with the time itself (written at
-    its frame there); Stop follows the last pulse handed over, never before it."""
+    """--timed-output: each pulse goes to the timed port ahead, stamped with its own time (written at its frame
+    there); Stop goes at once (the port voids the pulses still pending: test_jack_timed)."""
     clock = InternalClock(300.0)
     now: list[tuple[str, list[int], int, int]] = []  # (how, data, due, handed at)
     lock = threading.Lock()
@@ -266,7 +266,33 @@ def test_a_timed_sender_hands_each_pulse_over_ahead_with_its_exact_time() -> Non
     first_ticks = timebase.ticks_at(pulses[0][0])
     assert [due for due, _ in pulses] == [timebase.ns_at(first_ticks + i * TICKS_PER_CLOCK_PULSE)
                                           for i in range(len(pulses))]  # exact times, no drift, none skipped
-    assert stop == [("at", pulses[-1][0] + 1)] or (stop[0][0] == "now" and stop[0][1] == 0)
+    assert stop == [("now", 0)]
+
+
+def test_a_timed_sender_hands_nothing_over_past_a_coming_start() -> None:
+    """A start or stop the clock knows is coming (a Link session's, at its bar line) ends the timeline: pulses due
+    from a millisecond before it are not handed over before it comes (they may belong to the new timeline)."""
+
+    class Announced(InternalClock):
+        def __init__(self) -> None:
+            super().__init__(300.0)
+            self.coming = time.monotonic_ns() + 120_000_000
+
+        def next_transport_ns(self) -> int | None:
+            return self.coming if time.monotonic_ns() < self.coming else None
+
+    clock = Announced()
+    handed: list[tuple[int, int]] = []  # (due, handed at)
+    sender = ClockSender(lambda d: None, clock, send_at=lambda d, t: handed.append((t, time.monotonic_ns())),
+                         hand_ahead_ns=50_000_000, timed=lambda: True)
+    sender.start()
+    deadline = time.monotonic() + 5
+    while sender.pulses_sent < 40 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    sender.stop()
+    late = [(due, at) for due, at in handed if due >= clock.coming - 1_000_000]
+    assert late and [d for d, _ in handed if d < clock.coming - 1_000_000]  # pulses on both sides of it
+    assert all(at >= clock.coming for _, at in late)
 
 
 def test_an_untimed_port_gets_pulses_when_due_even_with_a_timed_sender() -> None:
