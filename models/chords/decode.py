@@ -23,6 +23,7 @@ from models.chords.features import (
     frame_of,
     histogram,
     mode_in_frame,
+    phrase_ends,
     slot_vector,
     song_arrays,
 )
@@ -37,6 +38,7 @@ MELODY_CHANGE_COST = 1.0  # "where the melody asks": a change must gain this muc
 FIT_WEIGHT = 2.0  # log-probability added per slot for the share of its melody in the chord, less its rubs
 RULE_WEIGHT = 1.0  # offline: for the rule's chord, times (1 - the model's top probability)^2: where it is unsure
 CADENCE_BONUS = 6.0  # the tonic chord under a phrase's last note, unless that note rubs against it
+INNER_CADENCE_BONUS = 5.0  # offline: the tonic under a phrase end inside the song on its root or third (valid songs)
 PHRASE_BARS = 4  # live: a phrase ends in its 4th (or 8th) bar; a tonic or third there on the bar line cadences
 _MASKS = np.array([[pc in vocab.chord_pcs(c) for pc in range(12)] for c in range(vocab.N_CHORDS)], dtype=np.float32)
 _RUBS = np.clip(np.roll(_MASKS, 1, axis=1) + np.roll(_MASKS, -1, axis=1), 0, 1) * (1 - _MASKS)  # (C, 12)
@@ -69,15 +71,27 @@ def cadence_fits(pitch: int, key: tuple[int, str]) -> bool:
     return not _RUBS[tonic_of(key), pitch % 12]
 
 
-def cadence(melody: np.ndarray, n_slots: int, steps_per_slot: int, key: tuple[int, str]) -> np.ndarray:
+def cadence(melody: np.ndarray, slot_pos: np.ndarray, steps_per_slot: int, key: tuple[int, str],
+            song_key: tuple[int, str] | None = None, inner_bonus: float | None = None) -> np.ndarray:
     """(S, C): CADENCE_BONUS for the tonic triad of `key` (the key the melody ends in) at the slot of the last
-    melody note (a song ends at home), unless that note is a semitone from one of its tones."""
+    melody note (a song ends at home), unless that note is a semitone from one of its tones; INNER_CADENCE_BONUS
+    for the tonic of `song_key` where a phrase ends inside the song (`features.phrase_ends`) on the tonic's root or
+    third (a phrase ending on the fifth or the second is left to the model: a half cadence is as likely)."""
+    n_slots = len(slot_pos)
     out = np.zeros((n_slots, vocab.N_CHORDS), dtype=np.float32)
-    sounding = np.nonzero(melody >= 0)[0]
-    if len(sounding):
-        last = int(sounding[-1])
-        if cadence_fits(int(melody[last]), key):
-            out[min(n_slots - 1, last // steps_per_slot), tonic_of(key)] = CADENCE_BONUS
+    ends = phrase_ends(melody, slot_pos, steps_per_slot)
+    if not ends:
+        return out
+    inner = INNER_CADENCE_BONUS if inner_bonus is None else inner_bonus
+    if song_key is not None and inner > 0:
+        tonic = tonic_of(song_key)
+        root_or_third = {song_key[0], (song_key[0] + (3 if song_key[1] == "minor" else 4)) % 12}
+        for end in ends[:-1]:
+            if int(melody[end]) % 12 in root_or_third:
+                out[min(n_slots - 1, end // steps_per_slot), tonic] += inner
+    last = int(np.nonzero(melody >= 0)[0][-1])
+    if cadence_fits(int(melody[last]), key):
+        out[min(n_slots - 1, last // steps_per_slot), tonic_of(key)] = CADENCE_BONUS
     return out
 
 
@@ -149,7 +163,7 @@ def decode_offline(stepper: ChordStepper, melody: np.ndarray, slot_pos: np.ndarr
     rule[np.arange(n_slots), rule_chords(melody, slot_pos, steps_per_slot, key, "bar")] = 1.0
     scores = (logp + FIT_WEIGHT * melody_fit(melody, n_slots, steps_per_slot)
               + RULE_WEIGHT * unsure[:, None] * rule
-              + cadence(melody, n_slots, steps_per_slot, ending_key(melody, slot_pos, steps_per_slot)))
+              + cadence(melody, slot_pos, steps_per_slot, ending_key(melody, slot_pos, steps_per_slot), key))
     return viterbi(scores, change_costs(slot_pos, change_every))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from models.chords import vocab
 from models.chords.data import Song
 from models.chords.decode import CHANGE_EVERY, decode_live, decode_offline, rule_chords
-from models.chords.features import ending_key, slot_chords
+from models.chords.features import ending_key, phrase_ends, slot_chords
 from models.chords.train import DEFAULT_CACHE, SHIPPED_CHECKPOINT, is_valid, songs_from
 
 METRICS = ("root_acc", "chord_acc", "jaccard", "bass_root", "melody_in_chord", "clash", "ends_on_tonic",
@@ -34,22 +34,6 @@ _MASKS = np.array([[pc in pcs for pc in range(12)] for pcs in _PCS])  # (C, 12)
 def tonic_chord(chord: int, key: tuple[int, str]) -> bool:
     """The key's tonic chord (a seventh or sus on it counts; a diminished one does not)."""
     return chord >= 0 and vocab.root_of(chord) == key[0] and vocab.quality_of(chord) != "dim"
-
-
-def phrase_ends(song: Song) -> list[int]:
-    """The onset steps of the last note of each phrase: a note followed by at least half a bar of rest, and the
-    song's last note."""
-    melody, onset = song.melody, song.onset
-    slots_per_bar = int(song.slot_pos.max()) + 1 if len(song.slot_pos) else 4
-    min_rest = max(1, slots_per_bar * song.steps_per_slot // 2)
-    sounding = np.nonzero(melody >= 0)[0]
-    if len(sounding) == 0:
-        return []
-    lasts = [int(a) for a, b in zip(sounding, sounding[1:], strict=False) if b - a - 1 >= min_rest]
-    lasts.append(int(sounding[-1]))
-    onsets = np.nonzero(onset)[0]
-    return sorted({int(onsets[np.searchsorted(onsets, s, side="right") - 1]) for s in lasts
-                   if np.searchsorted(onsets, s, side="right") > 0})
 
 
 def song_metrics(song: Song, slot_chords: np.ndarray) -> dict[str, float] | None:
@@ -75,7 +59,7 @@ def song_metrics(song: Song, slot_chords: np.ndarray) -> dict[str, float] | None
     end_key = ending_key(song.melody, song.slot_pos, song.steps_per_slot)  # the key the tune ends in
     bars = max(1, int((slot_pos == 0).sum()))
     ann_slots = np.array([truth[min(s * song.steps_per_slot, n - 1)] for s in range(len(slot_chords))])
-    ends = [e for e in phrase_ends(song) if e < n]
+    ends = [e for e in phrase_ends(song.melody, song.slot_pos, song.steps_per_slot, song.onset) if e < n]
     ends_key = [end_key if e == ends[-1] else song.key for e in ends]  # the song's key; its end's for the last
     ours_tonic = [tonic_chord(int(steps[e]), k) for e, k in zip(ends, ends_key, strict=True)]
     real_tonic = [tonic_chord(int(truth[e]), k) for e, k in zip(ends, ends_key, strict=True)]

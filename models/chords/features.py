@@ -70,6 +70,24 @@ def ending_key(melody: np.ndarray, slot_pos: np.ndarray, steps_per_slot: int) ->
     return melody_key(melody[max(0, last + 1 - ENDING_BARS * per_bar):last + 1])
 
 
+def phrase_ends(melody: np.ndarray, slot_pos: np.ndarray, steps_per_slot: int,
+                onset: np.ndarray | None = None) -> list[int]:
+    """The onset steps of the last note of each phrase: a note followed by at least half a bar of rest, and the
+    melody's last note. ``onset`` marks where notes start (default: where the pitch changes or follows a rest)."""
+    if onset is None:
+        onset = np.r_[melody[:1] >= 0, (melody[1:] >= 0) & (melody[1:] != melody[:-1])]
+    slots_per_bar = int(slot_pos.max()) + 1 if len(slot_pos) else 4
+    min_rest = max(1, slots_per_bar * steps_per_slot // 2)
+    sounding = np.nonzero(melody >= 0)[0]
+    if len(sounding) == 0:
+        return []
+    lasts = [int(a) for a, b in zip(sounding, sounding[1:], strict=False) if b - a - 1 >= min_rest]
+    lasts.append(int(sounding[-1]))
+    onsets = np.nonzero(onset)[0]
+    found = (np.searchsorted(onsets, s, side="right") for s in lasts)
+    return sorted({int(onsets[i - 1]) for i in found if i > 0})
+
+
 def mode_in_frame(pc_weights: np.ndarray, frame: int) -> str | None:
     """Live, the key's scale is known but not its mode: "major" (tonic = frame) or "minor" (its relative minor),
     whichever profile correlates better with the melody heard so far (12 pitch-class weights); None before

@@ -9,7 +9,10 @@ import torch
 from models.chords import vocab
 from models.chords.data import Song
 from models.chords.decode import (
+    CADENCE_BONUS,
+    INNER_CADENCE_BONUS,
     LiveChords,
+    cadence,
     change_allowed,
     change_costs,
     decode_live,
@@ -20,8 +23,8 @@ from models.chords.decode import (
     rule_chords,
     viterbi,
 )
-from models.chords.evaluate import phrase_ends, song_metrics, tonic_chord
-from models.chords.features import N_FEATURES, frame_of, melody_key, mode_in_frame, song_arrays
+from models.chords.evaluate import song_metrics, tonic_chord
+from models.chords.features import N_FEATURES, frame_of, melody_key, mode_in_frame, phrase_ends, song_arrays
 from models.chords.net import ChordConfig, ChordNet, ChordStepper
 from models.chords.train import rotate, to_frame
 
@@ -125,13 +128,29 @@ def test_phrase_ends_and_the_cadences_kept() -> None:
     # bar 1: C E, half a bar of rest; bar 2: D B (a half cadence), rest; bar 3: E D C
     melody = [60] * 4 + [64] * 4 + [-1] * 8 + [62] * 4 + [71] * 4 + [-1] * 8 + [64] * 4 + [62] * 4 + [60] * 8
     song = _song(melody, [c] * 16 + [g] * 16 + [c] * 16)
-    assert phrase_ends(song) == [4, 20, 40]
-    assert phrase_ends(_song([60] * 4 + [-1] * 4 + [62] * 8, [c] * 16)) == [8]  # a quarter's rest ends no phrase
+    assert phrase_ends(song.melody, song.slot_pos, 4, song.onset) == phrase_ends(song.melody, song.slot_pos, 4) \
+        == [4, 20, 40]
+    short = _song([60] * 4 + [-1] * 4 + [62] * 8, [c] * 16)
+    assert phrase_ends(short.melody, short.slot_pos, 4) == [8]  # a quarter's rest ends no phrase
     truth_like = song_metrics(song, np.array([c] * 4 + [g] * 4 + [c] * 4))
     assert truth_like["phrase_ends_on_tonic"] == pytest.approx(2 / 3) and truth_like["cadences_kept"] == 1.0
     assert truth_like["annotation_phrase_ends_on_tonic"] == pytest.approx(2 / 3)
     ends_on_g = song_metrics(song, np.array([c] * 4 + [g] * 4 + [c] * 2 + [g] * 2))
     assert ends_on_g["cadences_kept"] == 0.5 and ends_on_g["phrase_ends_on_tonic"] == pytest.approx(1 / 3)
+
+
+def test_offline_cadences_at_every_phrase_end_on_the_tonics_root_or_third() -> None:
+    c_major = (0, "major")
+    tonic = vocab.chord_index(0, "")
+    # phrase 1 ends on E (the tonic's third), phrase 2 on G (a fifth: a half cadence is as likely), the song on C
+    melody = np.array([60] * 4 + [64] * 4 + [-1] * 8 + [62] * 4 + [67] * 4 + [-1] * 8 + [62] * 4 + [60] * 12)
+    pos = (np.arange(12) % 4).astype(np.int8)
+    bonus = cadence(melody, pos, 4, c_major, c_major)
+    assert bonus[1, tonic] == INNER_CADENCE_BONUS > 0  # the E at step 4: slot 1
+    assert bonus[5].sum() == 0  # the G at step 20
+    assert bonus[11, tonic] == CADENCE_BONUS  # where the last C sounds last (slot 11)
+    assert bonus.sum() == INNER_CADENCE_BONUS + CADENCE_BONUS
+    assert cadence(melody, pos, 4, c_major).sum() == CADENCE_BONUS  # without the song's key: the end alone
 
 
 def test_the_key_of_a_whole_melody_hears_where_it_ends() -> None:
