@@ -16,17 +16,20 @@ from collections.abc import Sequence
 
 LEGATO = 0.97  # a phrase held for at least this share of its notes' room is read as written (scores: 1.0)
 MIN_GATE = 0.3  # below this the player plays rests, not short notes: their rhythm stays as played
+MIN_NOTES = 3  # notes with a next one within a beat needed to measure a touch
 
 
 def gate(notes: Sequence[Sequence[int]], ppq: int) -> float:
     """The median share of its room (onset to the next onset, at most a beat) that a note sounds for, over the
-    phrase's notes that have a next one within a beat; 1.0 (read as written) when it holds them, or has none."""
+    phrase's notes that have a next one within a beat; 1.0 (read as written) when it holds them, when half of
+    them or more fill their room (a score: its short notes are written rests), or when fewer than MIN_NOTES
+    tell."""
     onsets = sorted({int(n[2]) for n in notes})
     nxt = {a: b for a, b in zip(onsets, onsets[1:], strict=False)}
     shares = [int(n[3]) / (nxt[int(n[2])] - int(n[2])) for n in notes
-              if int(n[2]) in nxt and nxt[int(n[2])] - int(n[2]) <= ppq]
-    if not shares:
-        return 1.0
+              if int(n[2]) in nxt and nxt[int(n[2])] - int(n[2]) <= ppq + ppq // 8]  # a beat, played loosely
+    if len(shares) < MIN_NOTES or sum(x >= LEGATO for x in shares) * 2 >= len(shares):
+        return 1.0  # too little to tell, or held to the next note as often as not: as written (a written rest)
     share = statistics.median(shares)
     return 1.0 if share >= LEGATO or share < MIN_GATE else share
 
@@ -72,3 +75,11 @@ def grid_offset(notes: Sequence[Sequence[int]], ppq: int) -> int:
         if agreement >= CONSISTENT and agreement > best[0] + 0.05:
             best = (agreement, -round(math.atan2(y, x) / (2 * math.pi) * step))
     return best[1]
+
+
+def read_as_written(notes: Sequence[Sequence[int]], ppq: int) -> tuple[list[tuple[int, ...]], float]:
+    """A played phrase as the models read it: its notes lengthened by the player's touch and moved onto the grid
+    by a steady offset (never before tick 0); and the touch, to play the answer back with (``played``)."""
+    touch = gate(notes, ppq)
+    offset = grid_offset(notes, ppq)
+    return [(p, v, max(0, t + offset), d) for p, v, t, d in notated(notes, touch)], touch

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.articulation import gate, grid_offset, notated, played
+from models.articulation import played, read_as_written
 from models.checkpoint import CheckpointFileError, build_model, from_config, load_checkpoint
 from models.continuation_copies import DEFAULT_COPY_SHARE, HOLD_BACK, CopyGuard
 from models.data.pieces import estimate_key
@@ -118,9 +118,7 @@ class ContinuationModel:
             raise ValueError(f"unknown style {style!r}; this model knows {', '.join(self.styles)}")
         if pitch_range is not None and not 0 <= pitch_range[0] <= pitch_range[1] <= 127:
             raise ValueError(f"pitch_range must be (low, high) within 0..127, got {pitch_range!r}")
-        touch = gate(notes, ppq)  # the player's articulation: read as written, played back with it
-        offset = grid_offset(notes, ppq)  # a player off the clock's grid by a steady offset: read on it
-        notes = [(p, v, max(0, t + offset), d) for p, v, t, d in notated(notes, touch)]
+        notes, touch = read_as_written(notes, ppq)  # the player's touch and offset out; the answer gets the touch
         meter = self.supported_meter(meter)
         if key is None and notes:
             key = estimate_key([n[0] for n in notes], [max(1, n[3]) for n in notes])

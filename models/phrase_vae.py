@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.articulation import played, read_as_written
 from models.checkpoint import build_model, from_config, load_checkpoint
 from models.data.pieces import estimate_key
 from models.vae import PhraseVAENet, VAEConfig, pitch_mask
@@ -205,6 +206,7 @@ class PhraseVAE:
         if not 0.0 <= distance <= 1.0:
             raise ValueError(f"distance must be between 0 and 1, got {distance}")
         bar_ticks = steps_per_bar * ppq // 4
+        notes, touch = read_as_written(notes, ppq)  # a played phrase read as written, the variation played back
         out: list[NoteTuple] = []
         for i, (first, n_bars, part) in enumerate(self._chunks(notes, ppq, bars, steps_per_bar)):
             if not part:
@@ -216,7 +218,7 @@ class PhraseVAE:
                                  latent.n_steps, ppq, latent.octave_shift, latent.velocities)
             pcs = key_pitch_classes(part) if key_lock else None
             decoded = self.decode(moved, seed=seed + i, temperature=temperature, key_pcs=pcs)
-            out.extend((p, v, o + first * bar_ticks, d) for p, v, o, d in decoded)
+            out.extend((p, v, o + first * bar_ticks, played(d, touch)) for p, v, o, d in decoded)
         return out
 
     def morph_iter(self, notes_a: Sequence[Sequence[int]], notes_b: Sequence[Sequence[int]], ppq: int = 480,
@@ -229,6 +231,8 @@ class PhraseVAE:
         """
         if steps < 2:
             raise ValueError(f"a morph needs at least 2 steps (its two ends), got {steps}")
+        notes_a, touch_a = read_as_written(notes_a, ppq)
+        notes_b, touch_b = read_as_written(notes_b, ppq)
         chunks_a = self._chunks(notes_a, ppq, bars, steps_per_bar)
         chunks_b = self._chunks(notes_b, ppq, bars, steps_per_bar)
         bar_ticks = steps_per_bar * ppq // 4
@@ -254,7 +258,8 @@ class PhraseVAE:
                 vel = la.velocities if t < 0.5 else lb.velocities
                 latent = PhraseLatent(z.astype(np.float32), la.n_steps, ppq, shift, vel)
                 decoded = self._decode_in_range(latent, pcs, counts if density_lock else None)
-                phrase.extend((p, v, o + first * bar_ticks, d) for p, v, o, d in decoded)
+                touch = touch_a + t * (touch_b - touch_a)  # from A's touch to B's
+                phrase.extend((p, v, o + first * bar_ticks, played(d, touch)) for p, v, o, d in decoded)
             yield phrase
 
     def morph(self, notes_a: Sequence[Sequence[int]], notes_b: Sequence[Sequence[int]], ppq: int = 480,

@@ -21,6 +21,10 @@ def test_a_score_is_read_as_written() -> None:
     assert grid_offset(EIGHTHS, PPQ) == 0
     rests = [(60, 90, 0, PPQ), (62, 90, 2 * PPQ, PPQ), (64, 90, 4 * PPQ, PPQ)]  # quarter, quarter rest: too far
     assert gate(rests, PPQ) == 1.0
+    s = PPQ // 4  # a written 16th and a dotted-8th rest among held notes: a rest, not the player's touch
+    written = [(67, 80, 0, 2 * s), (69, 80, 2 * s, s), (71, 80, 3 * s, s), (72, 80, 7 * s, s), (74, 80, 8 * s, s),
+               (72, 80, 9 * s, 4 * s)]
+    assert gate(written, PPQ) == 1.0
 
 
 def test_detached_notes_are_read_legato_and_the_answer_gets_the_touch_back() -> None:

@@ -167,6 +167,18 @@ def test_vary_at_distance_zero_is_the_reconstruction_and_a_seed_replays(tiny: Ph
         tiny.vary(PHRASES[1], PPQ, 2, 1.5)
 
 
+def test_a_played_phrase_is_varied_as_written_and_played_back_with_the_touch(tiny: PhraseVAE) -> None:
+    """Quarter notes sounding for 70 % of their room, a little loose, 30 ticks behind the grid: read as the written
+    phrase (rests of a 16th would otherwise open between them), and the variation sounds as detached."""
+    played = [(p, v, o + 30 + (i % 3) * 4, round(d * 0.7)) for i, (p, v, o, d) in enumerate(PHRASES[0])]
+    again = tiny.vary(played, PPQ, 2, 0.0, seed=4)
+    assert [(p, o) for p, _, o, _ in again] == [(p, o) for p, _, o, _ in PHRASES[0]]
+    assert all(abs(d - Q * 0.7) <= 0.02 * Q for _, _, _, d in again)
+    morph = tiny.morph(played, PHRASES[3], PPQ, 2, 3)
+    assert _grid(morph[-1]) == _grid(PHRASES[3]) and [(p, o) for p, _, o, _ in morph[0]] == \
+        [(p, o) for p, _, o, _ in PHRASES[0]]
+
+
 def test_long_phrases_are_handled_a_few_bars_at_a_time(tiny: PhraseVAE) -> None:
     bar = 4 * Q
     long = [(p, v, o + k * 2 * bar, d) for k in range(3) for p, v, o, d in PHRASES[k]]  # 6 bars
