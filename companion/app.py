@@ -46,7 +46,7 @@ def config_from_args(args: argparse.Namespace, preset: Preset | None = None) -> 
         model=model,
         checkpoint=checkpoint,
         record_dir=args.record,
-        timed_output=getattr(args, "timed_output", False),
+        timed_output=getattr(args, "timed_output", None) is not False,  # on unless --no-timed-output
         in_name=args.in_name,
         out_name=args.out_name,
     )

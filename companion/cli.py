@@ -50,9 +50,10 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clock", choices=["internal", "external", "link"],
                    help="internal clock, follow the DAW's MIDI clock, or join an Ableton Link session")
     p.add_argument("--send-clock", action="store_true", help="send MIDI clock as master (internal clock or Link)")
-    p.add_argument("--timed-output", action="store_true",
-                   help="JACK (Companion's own client): hand planned notes and MIDI clock pulses over ahead, written "
-                        "at their exact frame (experimental; docs/ARCHITECTURE.md)")
+    p.add_argument("--timed-output", action=argparse.BooleanOptionalAction, default=None,
+                   help="JACK (Companion's own client): planned notes and MIDI clock pulses handed over ahead and "
+                        "written at their exact frame (the default); --no-timed-output sends them when due, as "
+                        "other backends do (docs/ARCHITECTURE.md)")
     p.add_argument("--record", metavar="DIR", help="save every take as MIDI + JSON in DIR")
     p.add_argument("--control", metavar="PATH", help="the session socket a UI attaches to (default: per user)")
     p.add_argument("--seed", type=_seed, help="seed for the answers (deterministic)")

@@ -74,7 +74,7 @@ class RuntimeConfig:
     in_name: str = "Companion In"  # names of the virtual ports (two companions side by side need their own)
     out_name: str = "Companion Out"
     record_dir: str | None = None  # --record DIR: every take saved there
-    timed_output: bool = False  # --timed-output: on our JACK client, planned notes written at their exact frame
+    timed_output: bool = True  # on our JACK client, planned notes written at their exact frame (--no-timed-output)
 
 
 class Runtime:

@@ -39,3 +39,11 @@ def test_with_link_an_explicit_tempo_is_proposed_and_the_default_is_not() -> Non
     assert "96 BPM from --bpm, proposed to the session" in line
     line, _ = _line(["--clock", "link"])
     assert "the session's tempo; alone: 120 BPM" in line
+
+
+def test_timed_output_is_the_default_and_can_be_turned_off() -> None:
+    """On our JACK client planned notes are written at their frame unless --no-timed-output says otherwise."""
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["run"])).timed_output is True
+    assert config_from_args(parser.parse_args(["run", "--timed-output"])).timed_output is True
+    assert config_from_args(parser.parse_args(["run", "--no-timed-output"])).timed_output is False
