@@ -209,6 +209,11 @@ class Runtime:
         return self._closed.is_set()
 
     @property
+    def timed_output(self) -> bool:
+        """Planned notes are handed to the output ahead and written at their frame (our JACK client)."""
+        return self.scheduler.hands_ahead and self._ports.timed
+
+    @property
     def error(self) -> BaseException | None:
         return self._error
 

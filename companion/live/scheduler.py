@@ -105,6 +105,11 @@ class Scheduler:
 
     # --- calls from any thread -----------------------------------------------------------------------
 
+    @property
+    def hands_ahead(self) -> bool:
+        """Planned notes go to a timed output ahead of their time (when `timed()` says the outputs are such)."""
+        return self._send_at is not None
+
     def start(self) -> Scheduler:
         with self._cond:
             if self._thread is None and not self._closing:

@@ -12,6 +12,7 @@
  *
  * The note stream stays consistent although messages may now leave in another order than they were handed over:
  * - an immediate Start, Continue, Stop or Song Position cancels the clock pulses still pending (the old timeline's);
+ * - an immediate All Sound Off or All Notes Off (CC 120, 123) cancels the channel's notes still pending;
  * - an immediate note-off for a key whose note-on is still pending cancels that note-on (and its pending note-off):
  *   the note never sounds, instead of sounding after its note-off (a hanging note);
  * - an immediate note-on for a key with timed messages still pending sends those first, now, in their order: a
@@ -81,6 +82,15 @@ static int64_t out_newest(out_queue_t *q, int key, int want, int *kind) {
 /* 0: queued; 1: an immediate note-off that cancelled its pending note-on (nothing to send); -1: the queue is full. */
 static int out_send(out_queue_t *q, const unsigned char *data, uint32_t size, uint64_t due_ns) {
     int key = -1, kind = 0, note = out_note(data, size, &key);
+    if (due_ns == 0 && size >= 3 && (data[0] & 0xF0) == 0xB0 && (data[1] == 120 || data[1] == 123)) {
+        /* All Sound Off or All Notes Off now (a panic, a close): the channel's planned notes never follow it */
+        uint64_t tail = __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE), head = q->head;
+        for (uint64_t i = tail; i < head; i++) {
+            out_rec_t *r = &q->recs[i % OUT_CAP];
+            int k = -1;
+            if (r->due_ns != 0 && out_note(r->data, r->size, &k) && (k >> 8) == (data[0] & 0x0F)) out_cancel(r);
+        }
+    }
     if (due_ns == 0 && size >= 1 && (data[0] == 0xFA || data[0] == 0xFB || data[0] == 0xFC || data[0] == 0xF2)) {
         /* Start, Continue, Stop or Song Position now: the clock pulses handed over for the timeline before it
            never follow it (a follower would count them into the new one) */

@@ -125,6 +125,23 @@ def test_a_transport_message_voids_the_clock_pulses_still_pending(daw_binary: Pa
     assert [data for _, data in heard] == [[0xFC], [0xF8], [0xF2, 4, 0], [0xFB], [0xF8]], heard
 
 
+def test_all_notes_off_voids_the_channels_planned_notes(daw_binary: Path) -> None:
+    """A panic or a close (CC 123 / 120 now) ends the channel's notes: those still planned never sound after it,
+    nor their note-offs (a note-off of a silent key); another channel's plans stay."""
+    def send(output: jack.JackOutput, t0: int) -> None:
+        output.send([0x99, 38, 100])
+        output.send_at([0x89, 38, 0], t0 + 200_000_000)  # the hit's planned end: after the panic, never heard
+        output.send_at([0x99, 42, 90], t0 + 250_000_000)  # a planned hit: never heard
+        output.send_at([0x89, 42, 0], t0 + 280_000_000)
+        output.send_at([0x90, 60, 90], t0 + 300_000_000)  # channel 1's: heard
+        output.send_at([0x80, 60, 0], t0 + 400_000_000)
+        output.send([0xB9, 123, 0])
+
+    _, heard = _session(daw_binary, send)
+    assert [data for _, data in heard] == [[0x99, 38, 100], [0xB9, 123, 0], [0x90, 60, 90], [0x80, 60, 0]], heard
+    assert not double_strikes(heard)
+
+
 def test_a_session_with_timed_output_answers_on_time_and_closes_every_note(jack_client) -> None:  # noqa: ANN001
     """`--timed-output`: the runtime hands its answer to the C client ahead; every note arrives, none late beyond
     the JACK tests' bound, none left sounding, none struck twice."""
