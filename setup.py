@@ -1,7 +1,7 @@
 """The compiled parts, both optional (without a C compiler Companion runs on the pure-Python fallbacks):
 
 - companion/midi/_jackmidi.c: a JACK client in C (Linux; rtmidi's JACK is the fallback);
-- models/_decode.c: the continuation Transformer's decoding step with int8 weights (models/fast_decode.py says
+- models/continuation/_decode.c: the continuation Transformer's decoding step with int8 weights (models/continuation/fast_decode.py says
   why; torch's int8 kernels are the fallback).
 """
 
@@ -19,8 +19,8 @@ JACK_SHIM = Extension(
 )
 
 DECODER = Extension(
-    "models._decode",
-    sources=["models/_decode.c"],
+    "models.continuation._decode",
+    sources=["models/continuation/_decode.c"],
     extra_compile_args=["/O2"] if sys.platform == "win32" else ["-O3", "-std=c11", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"],
     libraries=[] if sys.platform == "win32" else ["m"],
     optional=True,  # no compiler: torch's int8 kernels decode instead (slower)

@@ -16,17 +16,17 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ct
 # `companion train|eval MODEL`: the module whose train_main / eval_main runs it (a model's training and evaluation
 # live beside it, never imported back by it).
 MODEL_ENTRY_POINTS = {
-    "transformer": "models.continuation",
-    "harmonizer": "models.harmonizer_train",
+    "transformer": "models.continuation.model",
+    "harmonizer": "models.chorale.train",
     "harmony": "models.chords.cli",
-    "vae": "models.vae_train",
+    "vae": "models.vae.train",
     "drums": "models.drums.cli",
 }
 EVAL_ENTRY_POINTS = {
-    "transformer": "models.evaluate",
-    "harmonizer": "models.harmonizer_eval",
+    "transformer": "models.continuation.evaluate",
+    "harmonizer": "models.chorale.evaluate",
     "harmony": "models.chords.cli",
-    "vae": "models.vae_eval",
+    "vae": "models.vae.evaluate",
     "drums": "models.drums.cli",
     "continuation": "companion.offline.continuation_eval",  # eval only: how answers compare with baselines
 }

@@ -255,7 +255,7 @@ def bench_inversion(seconds: float) -> list[Row]:
 
 def bench_vae(seconds: float) -> list[Row]:
     """Phrase VAE: encode + decode of a 2-bar phrase on this CPU (target <= 30 ms), load, vary, morph."""
-    from models.phrase_vae import bench_vae as measure
+    from models.vae.phrase import bench_vae as measure
 
     figures = measure(runs=max(10, int(seconds * 5)))
     return [{"measure": f"VAE {name}", "value": f"{value:.2f} ms" if isinstance(value, float) else str(value),

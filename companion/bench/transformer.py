@@ -36,7 +36,7 @@ class _Prompt:
 
 def _checkpoint(workdir: Path) -> tuple[Path, str]:
     """The shipped checkpoint, else an untrained stand-in of the training defaults (same shape, same speed)."""
-    from models.continuation import DEFAULT_CHECKPOINT, KIND
+    from models.continuation.model import DEFAULT_CHECKPOINT, KIND
 
     if DEFAULT_CHECKPOINT.is_file():
         return DEFAULT_CHECKPOINT, f"shipped checkpoint {DEFAULT_CHECKPOINT.name}"

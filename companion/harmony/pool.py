@@ -13,7 +13,7 @@ Interrupted = Callable[[], bool]
 
 
 class HarmonizerLike(Protocol):
-    """What the worker needs of models.harmonizer.Harmonizer (a fake in tests may stand in)."""
+    """What the worker needs of models.chorale.harmonizer.Harmonizer (a fake in tests may stand in)."""
 
     temperature: float
     key_lock: frozenset[int] | None

@@ -53,7 +53,7 @@ def load_harmonizers(path: str | Path | None = None, count: int = PRIMED_POSITIO
 
     from companion.errors import CheckpointError
     from models.checkpoint import CheckpointFileError
-    from models.harmonizer import Harmonizer
+    from models.chorale.harmonizer import Harmonizer
 
     if threads is not None:
         torch.set_num_threads(threads)

@@ -2,9 +2,9 @@
 
 Each held-out tune (``models.data.holdout``: a whole corpus collection never trained on) gives a prompt (its
 first 4 bars) and a truth (the next 4). Every answer source continues the prompt for 4 bars: the three
-baselines of ``models.continuation_baselines``, and our generators as each continuing mode asks them (call and
+baselines of ``models.continuation.baselines``, and our generators as each continuing mode asks them (call and
 response, trading fours, duet, ``generate continue``), through the same ``Generator.stream`` the live engine
-uses. Figures per ``models.continuation_metrics``; prints JSON (``--out`` also writes it).
+uses. Figures per ``models.continuation.metrics``; prints JSON (``--out`` also writes it).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 from companion.core.events import PPQ, Note, Phrase, RequestAnswer
 from companion.core.theory import estimate_key
-from models.continuation_baselines import prompt_markov_answer, random_in_key_answer, repeat_answer
-from models.continuation_metrics import OVERLAPS, Tune, paired_difference, summarise, tune_figures, tune_from_piece
+from models.continuation.baselines import prompt_markov_answer, random_in_key_answer, repeat_answer
+from models.continuation.metrics import OVERLAPS, Tune, paired_difference, summarise, tune_figures, tune_from_piece
 
 NoteTuple = tuple[int, int, int, int]
 Answerer = Callable[[Tune, int], list[NoteTuple]]
@@ -62,7 +62,7 @@ def held_out_tunes(pieces_path: Path | None, count: int, workers: int,
                              "--save-pieces`, or leave --pieces out to parse the held-out collection")
         pieces = [p for p in load_pieces(pieces_path) if in_held_out_collection(p.piece_id)]
     else:
-        from models.continuation_train import default_cache_dir
+        from models.continuation.train import default_cache_dir
         from models.data.cache import build_pieces, corpus_sources
 
         sources = [s for s in corpus_sources(("folk",)) if in_held_out_collection(s[2])]
@@ -233,7 +233,7 @@ def evaluate(tunes: list[Tune], sources: dict[str, Answerer], seed: int = 0,
 
 
 def _scale(tune: Tune) -> frozenset[int]:
-    from models.sampling import scale_pcs
+    from models.continuation.sampling import scale_pcs
 
     return scale_pcs(tune.key)
 

@@ -17,7 +17,7 @@ from companion.errors import CompanionError, InputFileError, check_range, checkp
 from companion.files.midifile import MidiInput, read_midi
 
 if TYPE_CHECKING:
-    from models.phrase_vae import PhraseVAE
+    from models.vae.phrase import PhraseVAE
 
 log = logging.getLogger("companion")
 
@@ -74,7 +74,7 @@ def _drums(args: argparse.Namespace, source: MidiInput, settings: dict[str, Any]
 
 def load_vae() -> PhraseVAE:
     """The shipped phrase VAE; a missing or broken checkpoint is a CheckpointError (exit 2) naming the file."""
-    from models.phrase_vae import PhraseVAE
+    from models.vae.phrase import PhraseVAE
 
     with checkpoint_errors():
         return PhraseVAE.load()

@@ -149,7 +149,7 @@ class MarkovGenerator:
     # the responder's defaults: measured against held-out tunes' real continuations and the plain order-2 chain
     # (`companion eval continuation`, models/checkpoints/continuation.md); `options` are MarkovResponder's
     def __init__(self, **options: Any) -> None:
-        from models.markov import MarkovResponder
+        from models.continuation.markov import MarkovResponder
 
         self._responder = MarkovResponder(**options)
         self._history = _OwnHistory()
@@ -179,7 +179,7 @@ class TransformerGenerator:
     name = "transformer"
 
     def __init__(self, checkpoint: Path | None = None) -> None:
-        from models.continuation import DEFAULT_CHECKPOINT, ContinuationModel
+        from models.continuation.model import DEFAULT_CHECKPOINT, ContinuationModel
 
         self.checkpoint = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
         self._model = ContinuationModel.load(self.checkpoint)
@@ -295,7 +295,7 @@ class VaeGenerator:
     name = "vae"
 
     def __init__(self, checkpoint: Path | None = None) -> None:
-        from models.phrase_vae import PhraseVAE
+        from models.vae.phrase import PhraseVAE
 
         self._model = PhraseVAE.load(checkpoint)
 

@@ -15,7 +15,7 @@ from companion.cli import main
 from companion.core.events import Note
 from companion.files.midifile import write_take
 from models.checkpoint import CheckpointFileError, save_checkpoint
-from models.continuation import KIND, ContinuationModel
+from models.continuation.model import KIND, ContinuationModel
 from models.tokenizer import Tokenizer, TokenizerConfig
 from models.transformer import GPT, GPTConfig
 

@@ -12,7 +12,7 @@ from companion.core.events import PPQ, Note
 from companion.errors import InputFileError
 from companion.files.midifile import COMPANION_TRACK, read_midi, write_take, write_with_answer
 from companion.offline.harmonize import harmonize_file, melody_of
-from models.harmonizer import SHIPPED_CHECKPOINT
+from models.chorale.harmonizer import SHIPPED_CHECKPOINT
 
 pytestmark = pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="the shipped harmonizer is not built yet")
 

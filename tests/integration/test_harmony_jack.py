@@ -13,7 +13,7 @@ from companion.app import build_runtime
 from companion.core.engine import EngineSettings, PanicIntent, SetMode
 from companion.core.events import PPQ
 from companion.live.runtime import Runtime, RuntimeConfig
-from models.harmonizer import SHIPPED_CHECKPOINT
+from models.chorale.harmonizer import SHIPPED_CHECKPOINT
 
 pytestmark = [pytest.mark.jack,
               pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="the shipped harmonizer is not built yet")]

@@ -218,7 +218,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised continuation model (no training), saved the way the shipped one is."""
     torch = pytest.importorskip("torch")
     from models.checkpoint import save_checkpoint
-    from models.continuation import KIND
+    from models.continuation.model import KIND
     from models.tokenizer import Tokenizer
     from models.transformer import GPT, GPTConfig
 

@@ -35,7 +35,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped checkpoint when there is one, else a tiny randomly initialised model saved the same way."""
     torch = pytest.importorskip("torch")
     from models.checkpoint import save_checkpoint
-    from models.continuation import DEFAULT_CHECKPOINT, KIND
+    from models.continuation.model import DEFAULT_CHECKPOINT, KIND
     from models.tokenizer import Tokenizer
     from models.transformer import GPT, GPTConfig
 

@@ -87,7 +87,7 @@ def test_daws_stop_ends_the_answer_at_once(daw_binary: Path) -> None:
 
 def test_daws_stop_silences_the_harmony_under_a_held_note(jack_client, poll) -> None:  # noqa: ANN001
     """Stop reaches the engine with the internal clock too: harmony under a note still held goes at once."""
-    from models.harmonizer import SHIPPED_CHECKPOINT
+    from models.chorale.harmonizer import SHIPPED_CHECKPOINT
 
     if not SHIPPED_CHECKPOINT.is_file():
         pytest.skip("the shipped harmonizer is not built yet")

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from models.articulation import gate, grid_offset, notated, played
-from models.prompt_style import single_line
+from models.continuation.prompt_style import single_line
 from models.tokenizer import GridNote
 
 PPQ = 480

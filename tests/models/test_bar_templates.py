@@ -1,8 +1,8 @@
-"""The phrase's bars as the shape of the Transformer's answer (``models.prompt_style.BarTemplates``)."""
+"""The phrase's bars as the shape of the Transformer's answer (``models.continuation.prompt_style.BarTemplates``)."""
 
 from __future__ import annotations
 
-from models.prompt_style import BarTemplates
+from models.continuation.prompt_style import BarTemplates
 from models.tokenizer import GridNote, Tokenizer
 
 BAR = 48  # grid steps in a 4/4 bar (12 a quarter)
@@ -38,7 +38,7 @@ def test_no_whole_bar_means_no_template() -> None:
 def test_template_mix_pulls_an_untrained_model_onto_the_phrase_shape() -> None:
     """An untrained model plays anything; with the templates its melody takes the phrase's onsets and pitches
     (its chord tones above them stay the model's)."""
-    from models.continuation import ContinuationModel
+    from models.continuation.model import ContinuationModel
     from tests.models.test_continuation import _tiny_model
 
     live = ContinuationModel(_tiny_model(), Tokenizer())

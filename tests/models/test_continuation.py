@@ -11,12 +11,19 @@ import pytest
 import torch
 
 from models.checkpoint import CheckpointFileError, load_checkpoint, save_checkpoint
-from models.continuation import DEFAULT_CHECKPOINT, KIND, ContinuationModel, _mask_key, train_main
+from models.continuation.evaluate import (
+    MarkovScorer,
+    copied_ngram_fraction,
+    eval_main,
+    in_key_ratio,
+    intervals,
+    tv_distance,
+)
+from models.continuation.markov import MarkovResponder
+from models.continuation.model import DEFAULT_CHECKPOINT, KIND, ContinuationModel, _mask_key, train_main
+from models.continuation.sampling import MAX_CHORD_NOTES, pitch_mask
 from models.data.dataset import WindowSampler, tokenize_pieces
 from models.data.pieces import Piece
-from models.evaluate import MarkovScorer, copied_ngram_fraction, eval_main, in_key_ratio, intervals, tv_distance
-from models.markov import MarkovResponder
-from models.sampling import MAX_CHORD_NOTES, pitch_mask
 from models.tokenizer import StreamDecoder, Tokenizer
 from models.transformer import GPT, GPTConfig
 

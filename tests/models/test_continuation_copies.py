@@ -7,9 +7,9 @@ import pytest
 from companion.core.events import Note, RequestAnswer
 from companion.core.modes.duet import DuetMode
 from companion.offline.continuation_eval import _duet
-from models.continuation_copies import CopyGuard
-from models.continuation_metrics import Tune
-from models.evaluate import copied_ngram_fraction
+from models.continuation.copies import CopyGuard
+from models.continuation.evaluate import copied_ngram_fraction
+from models.continuation.metrics import Tune
 from models.tokenizer import Tokenizer
 
 PPQ = 480
@@ -37,7 +37,7 @@ def test_copies_are_a_budget_over_the_runs_expected() -> None:
 
 
 def test_the_transformer_copies_within_its_share() -> None:
-    from models.continuation import ContinuationModel
+    from models.continuation.model import ContinuationModel
     from tests.models.test_continuation import _tiny_model
 
     live = ContinuationModel(_tiny_model(), Tokenizer())

@@ -10,8 +10,8 @@ import pytest
 
 from companion.cli import main as cli_main
 from companion.offline.continuation_eval import LOOSE_TICKS, evaluate, played_tunes
-from models.continuation_baselines import prompt_markov_answer, random_in_key_answer, repeat_answer
-from models.continuation_metrics import (
+from models.continuation.baselines import prompt_markov_answer, random_in_key_answer, repeat_answer
+from models.continuation.metrics import (
     Tune,
     beat_grid,
     bootstrap_interval,
@@ -19,10 +19,10 @@ from models.continuation_metrics import (
     tune_figures,
     tune_from_piece,
 )
+from models.continuation.prompt_style import PromptStyle, dense, mix_block
+from models.continuation.sampling import scale_pcs
 from models.data.holdout import HELD_OUT_COLLECTION, abc_titles, opening_signature, split_held_out
 from models.data.pieces import Piece, save_pieces
-from models.prompt_style import PromptStyle, dense, mix_block
-from models.sampling import scale_pcs
 from models.tokenizer import GridNote, Tokenizer
 
 PPQ = 480
@@ -70,7 +70,7 @@ def test_held_out_pieces_and_their_duplicates_never_reach_training() -> None:
 def test_training_split_excludes_the_held_out_collection(tmp_path: Path) -> None:
     """The real training entry point: a held-out tune and a transposed copy of it are not trained on."""
     from models.checkpoint import load_checkpoint
-    from models.continuation_train import train_main
+    from models.continuation.train import train_main
 
     rng = np.random.default_rng(2)
     held = [int(x) for x in rng.integers(60, 72, 30)]
@@ -225,7 +225,7 @@ def test_mix_block_keeps_the_block_mass() -> None:
 
 
 def test_style_mix_pulls_the_model_towards_the_prompt() -> None:
-    from models.continuation import ContinuationModel
+    from models.continuation.model import ContinuationModel
     from tests.models.test_continuation import _tiny_model
 
     model = _tiny_model()

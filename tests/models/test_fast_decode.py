@@ -1,4 +1,4 @@
-"""The C decoding step (models/_decode.c through models.fast_decode) against torch's GPT.step."""
+"""The C decoding step (models/continuation/_decode.c through fast_decode) against torch's GPT.step."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from models import fast_decode
-from models.fast_decode import BLOCK, CStep, blocked, dequantized, quantize_rows, stepper
+from models.continuation import fast_decode
+from models.continuation.fast_decode import BLOCK, CStep, blocked, dequantized, quantize_rows, stepper
 from models.transformer import GPT, FastStep, GPTConfig
 
 pytestmark = pytest.mark.skipif(not fast_decode.c_step_available(),
-                                reason="models._decode is not built (pip install -e . with a C compiler)")
+                                reason="models.continuation._decode is not built (pip install -e . with a C compiler)")
 
 
 def _model(vocab: int = 70, n_embd: int = 32, n_head: int = 4, n_layer: int = 2, block_size: int = 48,
@@ -46,7 +46,7 @@ def _kernels() -> list[str]:
     """The multiply-add kernels this CPU runs (AVX-512, AVX2 + FMA, plain C): each is checked."""
     if not fast_decode.c_step_available():
         return ["generic"]
-    from models import _decode
+    from models.continuation import _decode
 
     chosen = _decode.kernel()
     names = []
@@ -62,7 +62,7 @@ def _kernels() -> list[str]:
 
 @pytest.fixture(params=_kernels())
 def kernel(request: pytest.FixtureRequest) -> str:
-    from models import _decode
+    from models.continuation import _decode
 
     chosen = _decode.kernel()
     yield _decode.kernel(request.param)
@@ -144,7 +144,7 @@ def test_c_step_checks_its_arguments() -> None:
 
 
 def test_the_kernel_in_use_is_the_best_this_cpu_has_and_a_missing_one_is_refused() -> None:
-    from models import _decode
+    from models.continuation import _decode
 
     assert _decode.kernel() == _kernels()[0]
     with pytest.raises(ValueError, match="no neon9 kernel"):

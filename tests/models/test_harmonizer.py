@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from models.checkpoint import CheckpointFileError, save_checkpoint
-from models.harmonizer import SHIPPED_CHECKPOINT, Harmonizer
-from models.harmonizer_eval import eval_main, voice_leading_report
-from models.harmonizer_net import ChoraleConfig, ChoraleNet
-from models.harmonizer_train import HarmonizerTask, nll_sum, pad_pieces
-from models.jsb import JsbDataError, JsbVocab, load_jsb, raster_tokens, transpose, valid_shifts
+from models.chorale.evaluate import eval_main, voice_leading_report
+from models.chorale.harmonizer import SHIPPED_CHECKPOINT, Harmonizer
+from models.chorale.jsb import JsbDataError, JsbVocab, load_jsb, raster_tokens, transpose, valid_shifts
+from models.chorale.net import ChoraleConfig, ChoraleNet
+from models.chorale.train import HarmonizerTask, nll_sum, pad_pieces
 
 VOCAB = JsbVocab()
 RANGES = [(60, 81), (52, 74), (46, 69), (36, 66)]
@@ -232,7 +232,7 @@ def test_every_melody_note_gets_a_bass_and_a_rest_gets_none_forced() -> None:
 
 
 def test_voice_leading_mask_forbids_parallels_and_crossings() -> None:
-    from models.harmonizer_net import combine_masks, voice_leading_mask
+    from models.chorale.net import combine_masks, voice_leading_mask
 
     tokens = torch.arange(VOCAB.size)
     token_pitch = torch.where(tokens >= VOCAB.FIRST_PITCH, tokens - VOCAB.FIRST_PITCH + VOCAB.pitch_lo, -1)
@@ -251,7 +251,7 @@ def test_voice_leading_mask_forbids_parallels_and_crossings() -> None:
 
 
 def test_live_rule_path_matches_the_batched_mask() -> None:
-    from models.harmonizer_net import forbidden_pitches, voice_leading_mask
+    from models.chorale.net import forbidden_pitches, voice_leading_mask
 
     tokens = torch.arange(VOCAB.size)
     token_pitch = torch.where(tokens >= VOCAB.FIRST_PITCH, tokens - VOCAB.FIRST_PITCH + VOCAB.pitch_lo, -1)

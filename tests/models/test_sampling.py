@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.sampling import (
+from models.continuation.sampling import (
     MaskTables,
     apply_mask,
     density_bias,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.fast_decode import int8_torch_copy
+from models.continuation.fast_decode import int8_torch_copy
 from models.transformer import FULL_PRECISION_LAYERS, GPT, FastStep, GPTConfig
 
 

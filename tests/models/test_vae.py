@@ -10,10 +10,10 @@ import torch
 
 from companion.core.events import PPQ, Note, Phrase, RequestAnswer
 from models.checkpoint import CheckpointFileError, save_checkpoint
-from models.phrase_vae import PhraseVAE, key_pitch_classes, phrase_tokens
-from models.vae import HOLD, N_CLASSES, NOTE_OFFSET, REST, PhraseVAENet, VAEConfig
-from models.vae_data import notes_to_tokens, tokens_to_notes, transpose_windows
-from models.vae_train import KIND, TOKENS_CONFIG
+from models.vae.data import notes_to_tokens, tokens_to_notes, transpose_windows
+from models.vae.net import HOLD, N_CLASSES, NOTE_OFFSET, REST, PhraseVAENet, VAEConfig
+from models.vae.phrase import PhraseVAE, key_pitch_classes, phrase_tokens
+from models.vae.train import KIND, TOKENS_CONFIG
 
 TINY = VAEConfig(n_embd=32, pos_embd=8, enc_hidden=48, enc_layers=1, dec_hidden=96, dec_layers=2, z_dim=16,
                  max_steps=32, dropout=0.0)

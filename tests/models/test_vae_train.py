@@ -11,11 +11,11 @@ import torch
 
 from companion.cli import main
 from models.checkpoint import save_checkpoint
-from models.phrase_vae import PhraseVAE
 from models.trainer import TrainConfig, train
-from models.vae import PhraseVAENet, VAEConfig
-from models.vae_data import notes_to_tokens, save_phrase_arrays
-from models.vae_train import KIND, TOKENS_CONFIG, VaeTask
+from models.vae.data import notes_to_tokens, save_phrase_arrays
+from models.vae.net import PhraseVAENet, VAEConfig
+from models.vae.phrase import PhraseVAE
+from models.vae.train import KIND, TOKENS_CONFIG, VaeTask
 
 TINY = VAEConfig(n_embd=16, pos_embd=8, enc_hidden=24, enc_layers=1, dec_hidden=32, dec_layers=1, z_dim=8,
                  max_steps=32, dropout=0.0)

@@ -14,8 +14,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from models.checkpoint import save_checkpoint
-    from models.harmonizer_net import ChoraleConfig, ChoraleNet
-    from models.jsb import JsbVocab
+    from models.chorale.jsb import JsbVocab
+    from models.chorale.net import ChoraleConfig, ChoraleNet
 
     vocab = JsbVocab()
     torch.manual_seed(0)

@@ -38,7 +38,7 @@ def test_importing_every_core_module_loads_nothing_heavy() -> None:
 
 
 def test_markov_model_does_not_import_companion() -> None:
-    probe = "import sys, models.markov; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+    probe = "import sys, models.continuation.markov; print(sorted(m for m in sys.modules if m.split('.')[0] in "
     probe += "('companion', 'torch', 'numpy')))"
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False

@@ -18,7 +18,11 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT
 
 def _model_parser(command: str, model: str) -> Callable[[], argparse.ArgumentParser] | None:
     """The parser of `companion train|eval MODEL ...`'s own options (they are handed to the model's entry)."""
-    from models import continuation_train, evaluate, harmonizer_eval, harmonizer_train, vae_train
+    from models.chorale import evaluate as harmonizer_eval
+    from models.chorale import train as harmonizer_train
+    from models.continuation import evaluate
+    from models.continuation import train as continuation_train
+    from models.vae import train as vae_train
 
     return {("train", "transformer"): continuation_train._parser, ("eval", "transformer"): evaluate._parser,
             ("train", "harmonizer"): harmonizer_train.build_parser,
@@ -68,7 +72,7 @@ TORCHRUN_FLAGS = {"--standalone", "--nproc_per_node", "--nnodes", "--node_rank",
 
 
 def test_every_flag_the_training_guide_names_is_one_train_transformer_takes() -> None:
-    from models.continuation_train import _parser
+    from models.continuation.train import _parser
 
     known = {flag for action in _parser()._actions for flag in action.option_strings} | TORCHRUN_FLAGS
     named = set(re.findall(r"`(--[a-z][a-z0-9-_]*)", (ROOT / "docs" / "TRAINING.md").read_text(encoding="utf-8")))

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from models.markov import MarkovResponder
+from models.continuation.markov import MarkovResponder
 
 PPQ = 480
 C_MAJOR = {0, 2, 4, 5, 7, 9, 11}

@@ -161,7 +161,7 @@ def test_a_preset_with_a_corrupt_checkpoint_is_a_checkpoint_error(tmp_path: Path
     assert f"checkpoint {tmp_path / 'broken.pt'} is not a checkpoint" in err
     assert not (tmp_path / "out.mid").exists()
     # the command line wins: the shipped checkpoint by name, or Markov that needs none
-    from models.continuation import DEFAULT_CHECKPOINT
+    from models.continuation.model import DEFAULT_CHECKPOINT
 
     assert _continue(tmp_path, "flag", "--preset", str(preset), "--checkpoint", str(DEFAULT_CHECKPOINT))[0] == 0
     assert _continue(tmp_path, "markov", "--preset", str(preset), "--model", "markov")[0] == 0

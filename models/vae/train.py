@@ -18,8 +18,7 @@ from torch import nn
 
 from models.checkpoint import CheckpointFileError, save_checkpoint
 from models.trainer import TrainConfig, train
-from models.vae import PhraseVAENet, VAEConfig, kl_per_phrase
-from models.vae_data import (
+from models.vae.data import (
     PhraseDataError,
     gather_windows,
     load_phrase_arrays,
@@ -28,9 +27,10 @@ from models.vae_data import (
     transpose_windows,
     window_starts,
 )
+from models.vae.net import PhraseVAENet, VAEConfig, kl_per_phrase
 
 KIND = "phrase_vae"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO / ".carry" / "vae" / "phrases.npz"
 DEFAULT_CORPUS_CACHE = REPO / "cache" / "music21"
 TOKENS_CONFIG = {"kind": "melody_16th", "steps_per_quarter": 4, "n_classes": 130, "rest": 0, "hold": 1,

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from models.checkpoint import CheckpointFileError
-from models.harmonizer import SHIPPED_CHECKPOINT, Harmonizer
-from models.harmonizer_net import ChoraleNet, choose_tokens, combine_masks, voice_leading_mask
-from models.harmonizer_train import nll_sum
-from models.jsb import DEFAULT_JSB_PATH, VOICES, JsbDataError, JsbVocab, load_jsb
+from models.chorale.harmonizer import SHIPPED_CHECKPOINT, Harmonizer
+from models.chorale.jsb import DEFAULT_JSB_PATH, VOICES, JsbDataError, JsbVocab, load_jsb
+from models.chorale.net import ChoraleNet, choose_tokens, combine_masks, voice_leading_mask
+from models.chorale.train import nll_sum
 
 # Textbook SATB ranges (MIDI): soprano C4-G5, alto G3-D5, tenor C3-G4, bass E2-C4.
 TEXTBOOK_RANGES = ((60, 79), (55, 74), (48, 67), (40, 60))

@@ -8,8 +8,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from models.continuation_copies import DEFAULT_COPY_SHARE, HOLD_BACK, CopyGuard
-from models.markov_rhythm import Slot, full_bars, template_plan, walk_plan
+from models.continuation.copies import DEFAULT_COPY_SHARE, HOLD_BACK, CopyGuard
+from models.continuation.markov_rhythm import Slot, full_bars, template_plan, walk_plan
 
 NoteTuple = tuple[int, int, int, int]  # (pitch, velocity, onset_ticks, duration_ticks)
 
@@ -70,7 +70,7 @@ class MarkovResponder:
 
     The model is a set of prefix indexes over top-voice pitch sequences, orders 1..`max_order`: each
     context maps to the events that followed it, in every phrase of the session so far (the last
-    `max_phrases`). An answer is planned rhythm first (``models.markov_rhythm``: the phrase's own bars, as
+    `max_phrases`). An answer is planned rhythm first (``models.continuation.markov_rhythm``: the phrase's own bars, as
     the Continuator can take the rhythm of its input), then a pitch for every onset from the orders
     interpolated down to the pitches' frequencies (Witten-Bell), where an event heard at the same place
     in the bar counts more, mixed with what the template bar played there. To sound like an answer and
@@ -155,7 +155,7 @@ class MarkovResponder:
         """An answer to `prompt_notes` filling `length_ticks`, onsets from the answer start (a bar line).
 
         The prompt is learned first unless it is the phrase learned last. Deterministic for a seed. The
-        rhythm comes first (``models.markov_rhythm``: the prompt's bars as templates, else a walk on its grid,
+        rhythm comes first (``markov_rhythm``: the prompt's bars as templates, else a walk on its grid,
         bars of `bar_ticks`, default 4 quarters), then a pitch for every onset. Pitches outside `key_pcs` are
         snapped into it; no note sounds past `length_ticks`.
         """

@@ -22,14 +22,14 @@ import torch
 from models.articulation import played, read_as_written
 from models.checkpoint import build_model, from_config, load_checkpoint
 from models.data.pieces import estimate_key
-from models.vae import PhraseVAENet, VAEConfig, pitch_mask
-from models.vae_cpu import NumpyDecoder, allowed_array
-from models.vae_data import notes_to_tokens, ticks_to_step_notes, tokens_to_notes
-from models.vae_train import KIND, train_main
+from models.vae.cpu import NumpyDecoder, allowed_array
+from models.vae.data import notes_to_tokens, ticks_to_step_notes, tokens_to_notes
+from models.vae.net import PhraseVAENet, VAEConfig, pitch_mask
+from models.vae.train import KIND, train_main
 
 __all__ = ["DEFAULT_CHECKPOINT", "PhraseLatent", "PhraseVAE", "bench_vae", "phrase_tokens", "train_main"]
 
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "vae.pt"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "vae.pt"
 NoteTuple = tuple[int, int, int, int]  # (pitch, velocity, onset_ticks, duration_ticks)
 CENTRE_PITCH = 70  # the folk corpus's middle: phrases are moved by octaves to sit near it, and moved back
 DEFAULT_VELOCITY = 88

@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from models.checkpoint import save_checkpoint
-from models.harmonizer_net import ChoraleConfig, ChoraleNet
-from models.jsb import (
+from models.chorale.jsb import (
     DEFAULT_JSB_PATH,
     JsbDataError,
     JsbVocab,
@@ -24,10 +23,11 @@ from models.jsb import (
     valid_shifts,
     voice_ranges,
 )
+from models.chorale.net import ChoraleConfig, ChoraleNet
 from models.trainer import TrainConfig, finish_run, train
 
 KIND = "harmonizer"
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "harmonizer.pt"
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "harmonizer.pt"
 
 
 def pad_pieces(pieces: list[np.ndarray], vocab: JsbVocab, starts: list[int] | None = None,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.continuation.evaluate import copied_ngram_fraction, histogram, in_key_ratio, intervals
 from models.data.pieces import Piece
-from models.evaluate import copied_ngram_fraction, histogram, in_key_ratio, intervals
 
 NoteTuple = tuple[int, int, int, int]
 GRID_KEPT_SHARE = 0.9  # an answer keeps the prompt's grid when at least this share of its onsets sit on it

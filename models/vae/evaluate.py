@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.vae import NOTE_OFFSET, PhraseVAENet, kl_per_phrase
-from models.vae_data import gather_windows, load_phrase_arrays, tokens_to_notes, window_starts
-from models.vae_train import DEFAULT_DATA, run_guarded
+from models.vae.data import gather_windows, load_phrase_arrays, tokens_to_notes, window_starts
+from models.vae.net import NOTE_OFFSET, PhraseVAENet, kl_per_phrase
+from models.vae.train import DEFAULT_DATA, run_guarded
 
 PPQ = 480
 STEP_TICKS = PPQ // 4
@@ -54,14 +54,14 @@ def _as_ticks(tokens: np.ndarray) -> list[tuple[int, int, int, int]]:
 
 def _grid(notes: list[tuple[int, int, int, int]], n_steps: int) -> np.ndarray:
     """Notes -> (n_steps,) tokens, for comparing morph neighbours step by step."""
-    from models.vae_data import notes_to_tokens, ticks_to_step_notes
+    from models.vae.data import notes_to_tokens, ticks_to_step_notes
 
     return notes_to_tokens(ticks_to_step_notes(notes, PPQ, n_steps), n_steps)
 
 
 def morph_quality(model: Any, pairs: list[tuple[np.ndarray, np.ndarray]], steps: int, lock: bool) -> dict[str, float]:
     """Neighbour similarity along morphs, in-key share and density-between-the-ends share of the steps."""
-    from models.phrase_vae import key_pitch_classes
+    from models.vae.phrase import key_pitch_classes
 
     neighbour, ends, in_key, in_range, endpoints = [], [], [], [], []
     for a, b in pairs:
@@ -111,7 +111,7 @@ def evaluate(model: Any, arrays: dict[str, np.ndarray], split: str, limit: int, 
 
 def eval_main(argv: list[str] | None = None) -> int:
     """Print the JSON metrics of a checkpoint on the held-out phrases."""
-    from models.phrase_vae import DEFAULT_CHECKPOINT
+    from models.vae.phrase import DEFAULT_CHECKPOINT
 
     p = argparse.ArgumentParser(prog="companion eval vae", description=__doc__)
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
@@ -126,7 +126,7 @@ def eval_main(argv: list[str] | None = None) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from models.phrase_vae import PhraseVAE
+    from models.vae.phrase import PhraseVAE
 
     arrays = load_phrase_arrays(args.data)
     model = PhraseVAE.load(args.checkpoint)

@@ -1,7 +1,7 @@
 """Melodies on a 16th grid for the phrase VAE: notes <-> step tokens, corpus pieces -> phrase arrays, windows.
 
 Notes in ticks are (pitch, velocity, onset_ticks, duration_ticks) relative to the phrase's bar line. A phrase
-becomes one token per 16th (``models.vae``: REST, HOLD, NOTE_ON(pitch)); where notes overlap, the melody is
+becomes one token per 16th (``models.vae.net``: REST, HOLD, NOTE_ON(pitch)); where notes overlap, the melody is
 the top line: the highest of the notes starting on a step wins, and a new onset cuts the note before it.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from models.data.pieces import Piece
-from models.vae import HOLD, N_PITCHES, NOTE_OFFSET, REST
+from models.vae.net import HOLD, N_PITCHES, NOTE_OFFSET, REST
 
 STEPS_PER_QUARTER = 4
 SPLIT_CODE = {"train": 0, "valid": 1, "test": 2}

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from models.checkpoint import build_model, from_config, load_checkpoint
-from models.harmonizer_net import (
+from models.chorale.jsb import JsbVocab
+from models.chorale.net import (
     ChoraleConfig,
     ChoraleNet,
     choose_tokens,
@@ -22,8 +23,7 @@ from models.harmonizer_net import (
     range_mask,
     voice_leading_mask,
 )
-from models.harmonizer_train import KIND, SHIPPED_CHECKPOINT, train_main
-from models.jsb import JsbVocab
+from models.chorale.train import KIND, SHIPPED_CHECKPOINT, train_main
 
 __all__ = ["Harmonizer", "train_main", "SHIPPED_CHECKPOINT"]
 

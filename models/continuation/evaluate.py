@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.continuation.sampling import scale_pcs
 from models.data.dataset import eval_windows, tokenize_pieces
 from models.data.pieces import Piece
-from models.sampling import scale_pcs
 from models.tokenizer import Tokenizer
 
 NoteTuple = tuple[int, int, int, int]
@@ -263,8 +263,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def eval_main(argv: list[str] | None = None) -> int:
     """Print the evaluation JSON; 0 ok, 2 bad input."""
-    from models.continuation import ContinuationModel
-    from models.continuation_train import load_corpus
+    from models.continuation.model import ContinuationModel
+    from models.continuation.train import load_corpus
 
     args = _parser().parse_args(argv)
     args.save_pieces = None

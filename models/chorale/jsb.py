@@ -11,7 +11,7 @@ import numpy as np
 
 VOICES = ("soprano", "alto", "tenor", "bass")
 SPLITS = ("train", "valid", "test")
-DEFAULT_JSB_PATH = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "jsb" / "Jsb16thSeparated.json"
+DEFAULT_JSB_PATH = Path(__file__).resolve().parents[3] / "shared" / "data" / "jsb" / "Jsb16thSeparated.json"
 
 
 class JsbDataError(ValueError):

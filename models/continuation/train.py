@@ -223,7 +223,7 @@ def _too_small(train_set: TokenSet, data: Path | None) -> str | None:
 
 def train_main(argv: list[str] | None = None, shipped: Path | None = None) -> int:
     """Parse the corpus, train, write the checkpoint; 0 ok, 2 bad input (message on stderr). `shipped`: the
-    checkpoint `--data` alone fine-tunes (models.continuation passes the shipped one)."""
+    checkpoint `--data` alone fine-tunes (models.continuation.model passes the shipped one)."""
     started = time.monotonic()
     args = _parser().parse_args(argv)
     print(resolve_plan(args, shipped), file=sys.stderr, flush=True)

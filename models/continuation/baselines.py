@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from models.sampling import scale_pcs
+from models.continuation.sampling import scale_pcs
 
 NoteTuple = tuple[int, int, int, int]
 

@@ -1,4 +1,4 @@
-"""Live decoding of the continuation Transformer: the C step (``models/_decode.c``) where it is built, else torch.
+"""Live decoding of the continuation Transformer: the C step (``_decode.c`` beside this file) where built, else torch.
 
 ``stepper(model)`` gives what ``ContinuationModel`` calls for each sampled token: ``step(token, cache)`` ->
 logits (vocab,) as a torch tensor, appending the token to the ``KVCache`` exactly as ``GPT.step`` would (a
@@ -21,7 +21,7 @@ import torch
 from models.transformer import GPT, FastStep, KVCache
 
 try:
-    from models._decode import BLOCK, Decoder  # BLOCK: outputs per weight block of the C step's layout
+    from models.continuation._decode import BLOCK, Decoder  # BLOCK: outputs per weight block of the C step's layout
 except ImportError:  # built by `pip install -e .` where a C compiler exists (setup.py)
     BLOCK, Decoder = 0, None  # no C step: no weights are laid out for it
 
@@ -75,7 +75,8 @@ class CStep:
 
     def __init__(self, model: GPT) -> None:
         if Decoder is None:
-            raise RuntimeError("the C decoder (models._decode) is not built: pip install -e . with a C compiler")
+            raise RuntimeError("the C decoder (models.continuation._decode) is not built: "
+                               "pip install -e . with a C compiler")
         c = model.config
         if c.n_extra:
             raise ValueError("the C decoder has no extra embedding tables")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.vae import HOLD, NOTE_OFFSET, START, PhraseVAENet
+from models.vae.net import HOLD, NOTE_OFFSET, START, PhraseVAENet
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.markov_rhythm import full_bars, template_bar
+from models.continuation.markov_rhythm import full_bars, template_bar
 from models.tokenizer import GridNote
 
 DEFAULT_MIX = 0.5  # weight of the player's style inside a block; 0 turns it off
@@ -138,7 +138,7 @@ DEFAULT_TEMPLATE_MIX = 0.3  # weight of the phrase's matching bar inside a block
 
 class BarTemplates:
     """The phrase's bars as the shape of the answer's, as the Markov responder's rhythm plan takes them
-    (``models.markov_rhythm``): answer bar k follows the phrase's k-th whole bar (cycling), its last bar the
+    (``markov_rhythm``): answer bar k follows the phrase's k-th whole bar (cycling), its last bar the
     phrase's last. For each answer bar: onset place in the bar -> (top-voice pitch, duration), in grid steps."""
 
     def __init__(self, notes: Sequence[GridNote], bar_positions: int, answer_bar: int, bars: int) -> None:

@@ -19,10 +19,9 @@ import torch
 
 from models.articulation import played, read_as_written
 from models.checkpoint import CheckpointFileError, build_model, from_config, load_checkpoint
-from models.continuation_copies import DEFAULT_COPY_SHARE, HOLD_BACK, CopyGuard
-from models.data.pieces import estimate_key
-from models.fast_decode import stepper
-from models.prompt_style import (
+from models.continuation.copies import DEFAULT_COPY_SHARE, HOLD_BACK, CopyGuard
+from models.continuation.fast_decode import stepper
+from models.continuation.prompt_style import (
     DEFAULT_MIX,
     DEFAULT_TEMPLATE_MIX,
     BarTemplates,
@@ -31,7 +30,7 @@ from models.prompt_style import (
     mix_block,
     single_line,
 )
-from models.sampling import (
+from models.continuation.sampling import (
     MAX_CHORD_NOTES,
     MaskTables,
     anchor_mask,
@@ -44,11 +43,12 @@ from models.sampling import (
     pitch_mask,
     sample_values,
 )
+from models.data.pieces import estimate_key
 from models.tokenizer import DEFAULT_VELOCITY, Prompt, StreamDecoder, Tokenizer, TokenizerConfig
 from models.transformer import GPT, GPTConfig
 
 KIND = "continuation"
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "continuation.pt"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "continuation.pt"
 NoteTuple = tuple[int, int, int, int]  # (pitch, velocity, start_ticks, duration_ticks)
 
 
@@ -105,11 +105,11 @@ class ContinuationModel:
         ``density`` steers towards that many notes per bar; ``follow_velocity`` shifts the answer's
         velocities by the phrase's mean loudness; ``first_on_start`` puts the first note exactly on the
         answer's start (a call-and-response answer begins on its beat). ``style_mix`` blends the phrase's own
-        pitch, onset and duration habits into the model's choices (``models.prompt_style``; 0: the model alone);
+        pitch, onset and duration habits into the model's choices (``prompt_style``; 0: the model alone);
         ``template_mix`` blends in the phrase's bar that answer bar follows (``BarTemplates``: its next onset,
         and the pitch and duration it had at that place; 0: none);
         ``copy_share`` bounds the share of the answer's 4-note runs that repeat the phrase's
-        (``models.continuation_copies``; 1: no bound). ValueError for a bad argument.
+        (``models.continuation.copies``; 1: no bound). ValueError for a bad argument.
         """
         notes = [tuple(int(x) for x in n[:4]) for n in prompt_notes]
         if ppq <= 0 or length_ticks < 0:
@@ -355,7 +355,7 @@ def _mask_key(dec: StreamDecoder, min_pos: int, anchored: bool, max_chord: int) 
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    """``companion train transformer``: see ``models.continuation_train``."""
-    from models.continuation_train import train_main as run
+    """``companion train transformer``: see ``models.continuation.train``."""
+    from models.continuation.train import train_main as run
 
     return run(argv, shipped=DEFAULT_CHECKPOINT)

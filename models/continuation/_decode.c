@@ -8,7 +8,7 @@
  *
  * The KV cache is the caller's buffer, laid out as models.transformer.KVCache.kv for batch 1:
  * (n_layer, 2, 1, n_head, capacity, head_size) float32, so a prefill by torch and steps here share it.
- * models/fast_decode.py builds a Decoder from a GPT and checks its logits against torch in the tests.
+ * models/continuation/fast_decode.py builds a Decoder from a GPT and checks its logits against torch in the tests.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -31,7 +31,7 @@
 #define VECTOR_CLONES
 #endif
 
-#define BLOCK 64 /* outputs per weight block; exported as models._decode.BLOCK for the layout */
+#define BLOCK 64 /* outputs per weight block; exported as models.continuation._decode.BLOCK for the layout */
 
 typedef struct {
     int8_t *w;     /* (out / BLOCK rounded up, in, BLOCK) */
@@ -438,10 +438,10 @@ static PyMethodDef Decoder_methods[] = {
 
 static PyTypeObject DecoderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "models._decode.Decoder",
+    .tp_name = "models.continuation._decode.Decoder",
     .tp_basicsize = sizeof(Decoder),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "The continuation Transformer's single-token step with int8 weights (see models/fast_decode.py).",
+    .tp_doc = "The continuation Transformer's single-token step with int8 weights (see models/continuation/fast_decode.py).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Decoder_init,
     .tp_dealloc = (destructor)Decoder_dealloc,
@@ -468,7 +468,7 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "models._decode", "One decoding step of the continuation Transformer, in C.", -1,
+    PyModuleDef_HEAD_INIT, "models.continuation._decode", "One decoding step of the continuation Transformer, in C.", -1,
     module_methods,
 };
 
@@ -481,7 +481,7 @@ PyMODINIT_FUNC PyInit__decode(void)
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
-    if (PyModule_AddIntConstant(m, "BLOCK", BLOCK) < 0) { /* the weight layout models/fast_decode.py builds */
+    if (PyModule_AddIntConstant(m, "BLOCK", BLOCK) < 0) { /* the weight layout models/continuation/fast_decode.py builds */
         Py_DECREF(m);
         return NULL;
     }

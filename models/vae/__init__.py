@@ -1,0 +1,1 @@
+"""The phrase VAE family: variations and morphs of the player's phrases, data, training, evaluation."""
