@@ -162,15 +162,15 @@ def bench_answers(seconds: float) -> Row:
 
 
 def bench_answers_jack(seconds: float) -> Row:
-    """The same over JACK, as `companion run` sends by default (each planned note when due, half a period early: it
-    leaves at the start of JACK's next period); the error is measured where a DAW hears it, at the frame a
-    listening client receives the note on."""
+    """The same over JACK with `--no-timed-output` (each planned note sent when due, half a period early: it leaves
+    at the start of JACK's next period; rtmidi's JACK always sends so); the error is measured where a DAW hears
+    it, at the frame a listening client receives the note on."""
     return _answers(seconds, jack=True)
 
 
 def bench_answers_jack_timed(seconds: float) -> Row:
-    """The same with `--timed-output`: planned notes handed to our JACK client ahead and written at their frame,
-    input stamped at its frame."""
+    """The same as `companion run` plays on our JACK client by default (timed output): planned notes handed over
+    ahead and written at their frame, input stamped at its frame."""
     return _answers(seconds, jack=True, timed=True)
 
 
@@ -222,7 +222,7 @@ def _answers(seconds: float, jack: bool, timed: bool = False) -> Row:
     from companion.midi.ports import jack_period_ns
 
     period_ms = jack_period_ns() / 1e6
-    return {"measure": f"answer's first note vs its beat over JACK{', --timed-output' if timed else ''} (|error| "
+    return {"measure": f"answer's first note vs its beat over JACK{' (timed, the default)' if timed else ', --no-timed-output'} (|error| "
                        f"at the listener's frame, 240 BPM, period {period_ms:.2f} ms)",
             "target": f"p99 <= {period_ms + 2:.2f} ms (one period + 2 ms)",
             **percentiles(errors_ns)}
