@@ -222,7 +222,8 @@ def _answers(seconds: float, jack: bool, timed: bool = False) -> Row:
     from companion.midi.ports import jack_period_ns
 
     period_ms = jack_period_ns() / 1e6
-    return {"measure": f"answer's first note vs its beat over JACK{' (timed, the default)' if timed else ', --no-timed-output'} (|error| "
+    how = " (timed, the default)" if timed else ", --no-timed-output"
+    return {"measure": f"answer's first note vs its beat over JACK{how} (|error| "
                        f"at the listener's frame, 240 BPM, period {period_ms:.2f} ms)",
             "target": f"p99 <= {period_ms + 2:.2f} ms (one period + 2 ms)",
             **percentiles(errors_ns)}
