@@ -200,8 +200,11 @@ def test_with_timed_output_the_clock_pulses_leave_on_their_frames(daw_binary: Pa
             break
     pulses = [frame for frame, data in heard if data == [0xF8]]
     assert len(pulses) >= 40, heard[:20]
+    # The dummy driver's frames drift against the monotonic clock on a busy machine (gaps 942-966 frames were
+    # seen for 960): an even pulse keeps every gap near the median; sent at period boundaries instead, the gaps
+    # would be a whole period (256 frames) apart from one another.
     gaps = sorted(b - a for a, b in zip(pulses, pulses[1:], strict=False))
     median = gaps[len(gaps) // 2]
     assert abs(median - pulse_frames) <= 0.05 * pulse_frames, f"gaps (frames): {gaps}"
-    close = [gap for gap in gaps if abs(gap - median) <= 4]
-    assert len(close) >= 0.8 * len(gaps), f"gaps between pulses (frames): {gaps}"
+    close = [gap for gap in gaps if abs(gap - median) <= 0.05 * pulse_frames]
+    assert len(close) >= 0.9 * len(gaps), f"gaps between pulses (frames): {gaps}"
