@@ -62,13 +62,14 @@ def test_timed_messages_leave_on_their_frame(daw_binary: Path, xrun_count: Calla
     assert len(ons) == 40, heard
     # JACK's frames run at its driver's pace, which on a busy machine (the dummy driver) drifts against the
     # monotonic clock by a percent or more, and a sender held back past its 30 ms is late: so compare each note
-    # with the one before it. Written at their frames, nearly every gap is the median gap within 4 frames (83 us);
-    # sent at period boundaries instead, half of them would be half a period off.
+    # with the one before it. Written at their frames, nearly every gap is the median gap within the driver's drift
+    # (a CI rehearsal saw gaps spread over 2-3 % of their length); sent at period boundaries instead, half of them
+    # would be half a period (a fifth of the gap) off.
     gaps = sorted(b - a for a, b in zip(ons, ons[1:], strict=False))
     median = gaps[len(gaps) // 2]
-    close = [gap for gap in gaps if abs(gap - median) <= 4]
+    close = [gap for gap in gaps if abs(gap - median) <= 0.05 * spacing]
     assert abs(median - spacing) <= 0.05 * spacing, f"gaps (frames): {gaps}"
-    assert len(close) >= 0.8 * len(gaps), f"gaps between notes (frames): {gaps}"
+    assert len(close) >= 0.9 * len(gaps), f"gaps between notes (frames): {gaps}"
     assert not double_strikes(heard)
 
 
