@@ -19,13 +19,18 @@ MIN_GATE = 0.3  # below this the player plays rests, not short notes: their rhyt
 MIN_NOTES = 3  # notes with a next one within a beat needed to measure a touch
 
 
+def _next_onsets(notes: Sequence[Sequence[int]]) -> dict[int, int]:
+    """Each onset of the phrase -> the next onset after it (the last has none)."""
+    onsets = sorted({int(n[2]) for n in notes})
+    return dict(zip(onsets, onsets[1:], strict=False))
+
+
 def gate(notes: Sequence[Sequence[int]], ppq: int) -> float:
     """The median share of its room (onset to the next onset, at most a beat) that a note sounds for, over the
     phrase's notes that have a next one within a beat; 1.0 (read as written) when it holds them, when half of
     them or more fill their room (a score: its short notes are written rests), or when fewer than MIN_NOTES
     tell."""
-    onsets = sorted({int(n[2]) for n in notes})
-    nxt = {a: b for a, b in zip(onsets, onsets[1:], strict=False)}
+    nxt = _next_onsets(notes)
     shares = [int(n[3]) / (nxt[int(n[2])] - int(n[2])) for n in notes
               if int(n[2]) in nxt and nxt[int(n[2])] - int(n[2]) <= ppq + ppq // 8]  # a beat, played loosely
     if len(shares) < MIN_NOTES or sum(x >= LEGATO for x in shares) * 2 >= len(shares):
@@ -39,8 +44,7 @@ def notated(notes: Sequence[Sequence[int]], share: float) -> list[tuple[int, ...
     (nor, for the last notes, longer than divided); the phrase as it would be written."""
     if share >= 1.0:
         return [tuple(int(x) for x in n[:4]) for n in notes]
-    onsets = sorted({int(n[2]) for n in notes})
-    nxt = {a: b for a, b in zip(onsets, onsets[1:], strict=False)}
+    nxt = _next_onsets(notes)
     out = []
     for n in notes:
         pitch, velocity, start, duration = (int(x) for x in n[:4])
