@@ -93,6 +93,10 @@ def on_grid_share(notes: Sequence[NoteTuple], grid: tuple[int, frozenset[int]]) 
     return sum(1 for n in notes if n[2] % beat in places) / len(notes) if notes else 1.0
 
 
+def _onsets_on_step(notes: Sequence[NoteTuple], step: int) -> list[NoteTuple]:
+    return [(p, v, round(t / step) * step, d) for p, v, t, d in notes]
+
+
 def _on_step(ticks: int, step: int) -> int:
     return max(step, round(ticks / step) * step)
 
@@ -108,7 +112,7 @@ def tune_figures(answer: Sequence[NoteTuple], tune: Tune, ppq: int = 480) -> dic
     durations = sorted(set(truth_lengths) | set(answer_lengths))
     answer_bars = max(1, -(-max((n[2] for n in tune.truth), default=0) // tune.bar_ticks))
     bars = max(answer_bars, -(-max((n[2] + 1 for n in answer), default=1) // tune.bar_ticks))
-    grid = beat_grid([(p, v, round(t / step) * step, d) for p, v, t, d in tune.prompt], tune.meter, ppq)
+    grid = beat_grid(_onsets_on_step(tune.prompt, step), tune.meter, ppq)
     return {
         "pitch_class_overlap": overlap(histogram([(n[0] - tonic) % 12 for n in answer], range(12)),
                                        histogram([(n[0] - tonic) % 12 for n in tune.truth], range(12))),
@@ -119,8 +123,7 @@ def tune_figures(answer: Sequence[NoteTuple], tune: Tune, ppq: int = 480) -> dic
         "copied_4grams": copied_ngram_fraction(answer, tune.prompt),
         "notes_per_bar": len(answer) / bars,
         "truth_notes_per_bar": len(tune.truth) / bars,
-        "grid_kept": float(bool(answer) and on_grid_share([(p, v, round(t / step) * step, d) for p, v, t, d in answer],
-                                                          grid) >= GRID_KEPT_SHARE),
+        "grid_kept": float(bool(answer) and on_grid_share(_onsets_on_step(answer, step), grid) >= GRID_KEPT_SHARE),
         "empty": float(not answer),
     }
 
