@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+from companion.core.theory import chord_from_pitches
 
 Voices = tuple[int | None, int | None, int | None]
 NoteKey = tuple[int, int]  # (channel, pitch) of a sounding harmony note
@@ -47,3 +49,36 @@ def clashes(soprano: int, pitches: Iterable[int], style: str) -> bool:
         if style != "pad" and p >= soprano:
             return True
     return False
+
+
+def chord_voices(soprano: int, pcs: Iterable[int], previous: Voices | None,
+                 ranges: Sequence[tuple[int, int]]) -> Voices:
+    """The left hand's chord as (alto, tenor, bass) under the melody, at once, without the model.
+
+    For a note whose model chords are not ready for the chord the player just took (it came a moment before
+    the note): the bass on the chord's root, the inner voices on the chord tones the melody and bass leave
+    out, each voice on the nearest such tone to where it was (or the middle of its range), below the melody
+    where its range allows. `ranges` are the (low, high) of soprano, alto, tenor and bass."""
+    tones = frozenset(int(pc) % 12 for pc in pcs)
+    if not tones:
+        return (None, None, None)
+    chord = chord_from_pitches(sorted(tones))
+    root = chord.root_pc if chord is not None else min(tones)
+    last = previous or (None, None, None)
+
+    def place(wanted: Iterable[int], voice: int, ceiling: int, taken: int | None = None) -> int | None:
+        lo, hi = ranges[voice]
+        target = last[voice - 1] if last[voice - 1] is not None else (lo + hi) // 2
+        options = [p for p in range(lo, hi + 1) if p % 12 in wanted and p != taken]
+        below = [p for p in options if p < ceiling]
+        pool = below or options
+        return min(pool, key=lambda p: (abs(p - target), p)) if pool else None
+
+    bass = place({root}, 3, soprano - 7)  # a fifth or more under the melody where its range allows
+    left = [pc for pc in sorted(tones, key=lambda pc: (pc - root) % 12) if pc not in (root, soprano % 12)]
+    tenor = place(left[1:2] or left[:1] or tones, 2, soprano, bass)
+    others = [pc for pc in left if tenor is None or pc != tenor % 12]
+    alto = place(others or [pc for pc in tones if tenor is None or pc != tenor % 12] or tones, 1, soprano, tenor)
+    if alto is not None and tenor is not None and alto < tenor:
+        alto, tenor = tenor, alto  # no crossing
+    return (alto, tenor, bass)

@@ -24,7 +24,7 @@ from companion.core.events import (
 from companion.core.modes.harmonize import HARMONY_TAG, RevoiceNote, SteerHarmony
 from companion.core.theory import pitch_name
 from companion.harmony.pool import PRIMED_POSITIONS, HarmonizerLike, ModelPool
-from companion.harmony.voicing import NoteKey, Voices, clashes, voice_notes
+from companion.harmony.voicing import NoteKey, Voices, chord_voices, clashes, voice_notes
 from companion.midi.realtime import HARMONY_PRIORITY, loading_models, normal_priority, try_realtime
 
 log = logging.getLogger("companion")
@@ -101,7 +101,8 @@ class HarmonyWorker:
         self._last_voices: Voices | None = None  # the chord of this change period (a detached note finds it again)
         self._velocity = 64
         self._latency_ns: deque[int] = deque(maxlen=LATENCY_CAPACITY)
-        self.counts = dict.fromkeys(("notes", "held", "moves", "revoiced", "steps", "pieces", "late", "errors"), 0)
+        self.counts = dict.fromkeys(("notes", "held", "moves", "revoiced", "quick", "steps", "pieces", "late",
+                                     "errors"), 0)
 
     # --- life cycle (any thread) ---------------------------------------------------------------------------
 
@@ -247,10 +248,19 @@ class HarmonyWorker:
         model = self._model_for(command.step_index, settings)
         self._models.ready(model)  # a steering change not announced before: this note takes the slow path
         self._fill_to(model, command.step_index)
-        voices = model.step(command.pitch)
+        # the left hand took a chord a moment ago and the model's chords for it are not built yet: the note
+        # gets that chord voiced at once, and the model takes its step after the send
+        quick = command.chord_pcs is not None and not model.chords_ready()
+        if quick:
+            self.counts["quick"] += 1
+            voices = chord_voices(command.pitch, command.chord_pcs, self._last_voices, model.voice_ranges)
+        else:
+            voices = model.step(command.pitch)
         shift_changed = model.shift_changed
         if arrival_ns is not None and self._now_ns() - arrival_ns > STALE_NOTE_NS:
             self.counts["late"] += 1  # the model still hears it, but harmony this late would sound wrong
+            if quick:
+                model.step(command.pitch)
             self._advance(model, command.pitch)
             return
         held = [p for _, p in self._sounding]
@@ -268,6 +278,9 @@ class HarmonyWorker:
             if self._voice(again) and arrival_ns is not None:
                 self._latency_ns.append(self._now_ns() - arrival_ns)
         # --- after the send: off the critical path ---
+        if quick:
+            model.step(command.pitch)  # the model hears the note under the same chord (its own voicing of it)
+            shift_changed = model.shift_changed
         self._advance(model, command.pitch)
         if shift_changed:
             self._log_shift(command.pitch, model.octave_shift_semitones)

@@ -150,6 +150,10 @@ class Harmonizer:
         chords = self._chords
         return chords is not None and chords.table is not None and chords.key == self._table_key(sample)
 
+    def chords_ready(self) -> bool:
+        """True when the coming ``step`` is a lookup: its chords are built, with the settings in force."""
+        return self._pending is None and self._table_fresh(self._sample)
+
     def prepare(self, interrupted: Callable[[], bool] | None = None) -> bool:
         """Bring the coming step's chords up to date with the settings, if one changed since they were built.
 

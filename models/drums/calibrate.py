@@ -34,7 +34,7 @@ def fit_main(argv: list[str]) -> int:
     tapped = model.generate(conditions(train, train, player=True, steer=True), seed=args.seed + 1)
     generated = tuple(np.where(with_taps[:, None, None], getattr(tapped, k), getattr(alone, k))
                       for k in ("hits", "velocity", "offset"))
-    calibration = fit(train.style, (train.hits, train.velocity, train.offset), generated)
+    calibration = fit(train.style, train.bpm, (train.hits, train.velocity, train.offset), generated)
     state, meta = load_checkpoint(args.checkpoint, kind=KIND)
     extra = {**meta.get("extra", {}), "calibration": calibration.to_dict(),
              "calibration_fitted_on": f"train split, {len(train)} bars, seed {args.seed}"}

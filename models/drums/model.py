@@ -50,7 +50,8 @@ class DrumModel:
         hits = (rng.random(probs.shape, dtype=np.float32) < probs).astype(np.float32)
         vel, off = vel * hits, off * hits
         if self.calibration is not None:
-            vel, off = self.calibration.apply(np.asarray(cond.style, dtype=np.int64), hits, vel, off)
+            vel, off = self.calibration.apply(np.asarray(cond.style, dtype=np.int64), np.asarray(cond.bpm), hits, vel,
+                                             off)
         return GeneratedBars(hits, vel, off)
 
 

@@ -164,9 +164,10 @@ def test_the_calibration_maps_timing_and_velocity_onto_the_real_bars_and_keeps_t
     style = np.arange(600) % 2
     real = _bars_with_timing(600, 0.15, -0.05, 0.6, seed=0)
     stiff = _bars_with_timing(600, 0.05, 0.02, 0.4, seed=1)  # the "generator": too tight, early and soft
-    calibration = Calibration.from_dict(fit(style, real, stiff).to_dict())  # as the checkpoint stores it
+    bpm = np.full(600, 100.0)
+    calibration = Calibration.from_dict(fit(style, bpm, real, stiff).to_dict())  # as the checkpoint stores it
     fresh = _bars_with_timing(600, 0.05, 0.02, 0.4, seed=2)
-    vel, off = calibration.apply(style, fresh[0], fresh[1], fresh[2])
+    vel, off = calibration.apply(style, bpm, fresh[0], fresh[1], fresh[2])
     _, real_mean, real_spread = bar_timing(real[0], real[2])
     _, mean, spread = bar_timing(fresh[0], off)
     assert np.median(spread) == pytest.approx(np.median(real_spread), rel=0.1)
@@ -177,6 +178,32 @@ def test_the_calibration_maps_timing_and_velocity_onto_the_real_bars_and_keeps_t
     # the order of the hits in time within a bar stays the model's
     b = int(np.argmax(on.sum(axis=(1, 2))))
     assert np.array_equal(np.argsort(fresh[2][b][on[b]]), np.argsort(off[b][on[b]]))
+
+
+def test_the_calibrated_spread_follows_the_tempo_as_the_drummers_does() -> None:
+    """Real bars whose spread in 16ths grows with tempo (a looseness in milliseconds): a generator that plays one
+    spread at every tempo is mapped to the real spread of each tempo, not to the mixture of all tempos."""
+    n = 1200
+    bpm = np.where(np.arange(n) % 2 == 0, 80.0, 160.0)
+    style = np.zeros(n, dtype=np.int64)
+    slow, fast = (_bars_with_timing(n // 2, s, 0.0, 0.6, seed=i) for i, s in ((0, 0.08), (1, 0.16)))
+    real = tuple(np.empty((n, *a.shape[1:]), a.dtype) for a in slow)
+    for r, a, b in zip(real, slow, fast, strict=True):
+        r[0::2], r[1::2] = a, b
+    stiff = _bars_with_timing(n, 0.05, 0.0, 0.6, seed=2)
+    calibration = fit(style, bpm, real, stiff)
+    assert calibration.tempo_exponent_real == pytest.approx(1.0, abs=0.1)
+    assert calibration.tempo_exponent_gen == pytest.approx(0.0, abs=0.1)
+    fresh = _bars_with_timing(n, 0.05, 0.0, 0.6, seed=3)
+    _, off = calibration.apply(style, bpm, fresh[0], fresh[1], fresh[2])
+    _, _, spread = bar_timing(fresh[0], off)
+    _, _, real_spread = bar_timing(real[0], real[2])
+    for tempo in (80.0, 160.0):
+        assert np.median(spread[bpm == tempo]) == pytest.approx(np.median(real_spread[bpm == tempo]), rel=0.1)
+    # a calibration stored before the tempo was read (no exponent) keeps working, tempo-blind
+    old = calibration.to_dict()
+    del old["tempo_exponent_gen"], old["tempo_exponent_real"]
+    assert Calibration.from_dict(old).tempo_exponent_real == 0.0
 
 
 def test_the_numpy_forward_pass_is_the_generators() -> None:

@@ -51,6 +51,7 @@ class FakeHarmonizer:
         self.finished = 0
         self.prepared: list[frozenset[int] | None] = []  # the key lock of each table rebuilt by prepare()
         self.fresh = True  # whether the coming step's chords were prepared with the settings in force
+        self.voice_ranges = list(RANGES)
 
     def reset(self, seed: int = 0, *, position_in_beat: int = 0) -> None:
         self.resets.append((seed, position_in_beat))
@@ -75,6 +76,9 @@ class FakeHarmonizer:
         self.sopranos[-1] = soprano  # the last step, taken again
         self.redone = getattr(self, "redone", 0) + 1
         return self.script(soprano, len(self.sopranos))
+
+    def chords_ready(self) -> bool:
+        return self.fresh
 
     def prepare(self, interrupted: Callable[[], bool] | None = None) -> bool:
         if not self.fresh:

@@ -120,3 +120,41 @@ def test_hands_together_with_the_left_hand_late_through_the_engine(tiny_checkpoi
             heard_after_chord |= {p % 12 for _, p in send.sounding}
     assert worker.counts["revoiced"] >= 1 and heard_after_chord and heard_after_chord <= c_major
     assert send.sounding == set() and worker.counts["errors"] == 0
+
+
+def test_a_note_that_comes_before_the_chords_for_a_new_left_hand_chord_gets_that_chord_at_once() -> None:
+    """The left hand takes a chord a moment before the melody note, too soon for the model's chords to be
+    rebuilt: the note is voiced on the held chord straight away (no model pass on the note's path), and the
+    model takes the step after the send, so the next note finds its chords ready again."""
+    fakes = [FakeHarmonizer(lambda soprano, step: (67, 64, 48)) for _ in range(4)]
+    send = RecordingSend()
+    worker = worker_for(send, lambda: fakes)
+    settings = EngineSettings(mode="harmonize")
+    g_triad = frozenset({7, 11, 2})
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, None, None, settings))
+    [model] = [f for f in fakes if f.sopranos]
+    model.set_key_lock(g_triad)  # as a steer half done: the chords are stale when the note comes
+    worker.process(HarmonizeNote(74, 100, 0, PPQ // 4, 1, True, None, g_triad, settings))  # the next 16th
+    assert worker.counts["quick"] == 1
+    sounding = sorted(p for _, p in send.sounding)
+    assert len(sounding) == 3 and all(p % 12 in g_triad for p in sounding) and max(sounding) < 74
+    assert sounding[0] % 12 == 7  # the bass on the chord's root
+    assert model.sopranos == [72, 74] and model.finished == 2  # the model heard the note, after the send
+    worker.process(HarmonizeNote(76, 100, 0, PPQ // 2, 2, True, None, g_triad, settings))
+    assert worker.counts["quick"] == 1  # ready again: the model's own chord
+
+
+def test_the_quick_voicing_keeps_each_voice_in_its_range_under_the_melody_and_near_where_it_was() -> None:
+    from companion.harmony.voicing import chord_voices
+
+    ranges = [(60, 81), (52, 74), (46, 69), (36, 66)]
+    d7 = frozenset({2, 6, 9, 0})
+    alto, tenor, bass = chord_voices(76, d7, (67, 62, 43), ranges)
+    assert bass is not None and bass % 12 == 2 and abs(bass - 43) <= 6
+    assert alto is not None and tenor is not None and bass < tenor < alto < 76
+    assert {alto % 12, tenor % 12} <= d7 and len({alto % 12, tenor % 12, bass % 12, 76 % 12}) >= 3
+    for pitch, (lo, hi) in zip((alto, tenor, bass), ranges[1:], strict=True):
+        assert lo <= pitch <= hi
+    low = chord_voices(60, frozenset({5, 9, 0}), None, ranges)  # a low melody: voices under it where they fit
+    assert len(set(low)) == 3 and all(p is not None and p < 60 for p in low)
+    assert chord_voices(72, frozenset(), None, ranges) == (None, None, None)
