@@ -50,8 +50,9 @@ class DrumModel:
         hits = (rng.random(probs.shape, dtype=np.float32) < probs).astype(np.float32)
         vel, off = vel * hits, off * hits
         if self.calibration is not None:
+            looseness = rng.random(len(hits))  # the quantile of the drummers' timing spread each bar takes
             vel, off = self.calibration.apply(np.asarray(cond.style, dtype=np.int64), np.asarray(cond.bpm), hits, vel,
-                                             off)
+                                             off, looseness)
         return GeneratedBars(hits, vel, off)
 
 
