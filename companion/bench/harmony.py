@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from contextlib import nullcontext
 from typing import Any
 
 from companion.core.engine import EngineSettings
@@ -98,17 +99,20 @@ def note_latencies(sent: list[tuple[int, int]], received: list[tuple[int, list[i
 
 
 def bench_harmony(seconds: float) -> list[dict[str, Any]]:
-    """Melody note -> harmony notes out, in-process (loopback ports, the real runtime, the shipped model)."""
+    """Melody note -> harmony notes out, in-process (loopback ports, the real runtime, the shipped model):
+    every case headless, then with the UI open in its own process, attached to the runtime."""
     count = max(MIN_NOTES, int(seconds * BENCH_BPM / 60 * NOTES_PER_BEAT))
-    return [_bench_case(name, changes, chords, count) for name, changes, chords in CASES]
+    return [_bench_case(name, changes, chords, count, ui) for ui in (False, True)
+            for name, changes, chords in CASES]
 
 
-def _bench_case(name: str, changes: dict[str, Any], chords: bool, count: int) -> dict[str, Any]:
+def _bench_case(name: str, changes: dict[str, Any], chords: bool, count: int, ui: bool = False) -> dict[str, Any]:
     from companion.bench.suite import percentiles
     from companion.live.runtime import Runtime
+    from companion.tui.bench_ui import ui_attached
     from companion.worker.generators import MarkovGenerator
 
-    measure = f"harmony: melody note in -> harmony out, {name}"
+    measure = f"harmony: melody note in -> harmony out, {name}{', UI attached' if ui else ''}"
     settings = EngineSettings(mode="harmonize", harmony_channels=(1, 2, 3), **changes)
     to_engine, from_engine = LoopbackPorts("Companion In"), LoopbackPorts("Companion Out")
     received: list[tuple[int, list[int]]] = []
@@ -129,7 +133,9 @@ def _bench_case(name: str, changes: dict[str, Any], chords: bool, count: int) ->
             failed = runtime.harmony.failed if runtime.harmony is not None else "the harmony worker did not start"
             return {"measure": measure, "error": failed or "model load timed out"}
         player = to_engine.open_output()
-        with lowest_realtime():  # the player stands for a DAW's MIDI thread (and Companion's input reader)
+        playing_s = count / (BENCH_BPM / 60 * NOTES_PER_BEAT) + 2.0
+        with ui_attached(runtime, playing_s) if ui else nullcontext([]) as frames, lowest_realtime():
+            # the player stands for a DAW's MIDI thread (and Companion's input reader)
             sent = _play(player.send, runtime.clock.timebase(), count, seed=1, chords=chords)
         worker = runtime.harmony.latency_stats()
         worker_counts = dict(runtime.harmony.counts)
@@ -139,5 +145,6 @@ def _bench_case(name: str, changes: dict[str, Any], chords: bool, count: int) ->
     with lock:
         samples = note_latencies(sent, list(received))
     return {"measure": measure, "target": "p99 <= 3 ms", **percentiles(samples), "notes_sent": len(sent),
+            **({"ui_frames": frames[0] if frames else 0} if ui else {}),
             "worker_p50_ms": worker["p50_ms"], "worker_p99_ms": worker["p99_ms"], "worker_counts": worker_counts,
             "samples_ms": [s / 1e6 for s in samples]}

@@ -9,6 +9,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,21 +103,35 @@ def measure(seconds: float, ui: str) -> dict[str, Any]:
 
 def _attached(runtime: Any, driver: threading.Thread, seconds: float) -> int:
     """The app in a child process attached to the session socket, redrawing while the load plays; its frames."""
+    runtime.start()
+    with ui_attached(runtime, seconds + 1.0) as frames:
+        driver.start()
+    return frames[0] if frames else 0
+
+
+@contextmanager
+def ui_attached(runtime: Any, seconds: float) -> Iterator[list[int]]:
+    """The app in a child process of its own (as `companion run` runs it), attached to `runtime`'s session
+    socket and redrawing for `seconds`; the block runs once it is attached. The list yielded gets the frames
+    it drew when the block ends (the child is waited for)."""
     from companion.live.session_server import SessionServer
 
-    runtime.start()
+    frames: list[int] = []
     with tempfile.TemporaryDirectory(prefix="companion-bench-") as tmp:
         server = SessionServer(runtime, Path(tmp) / "session.sock")
+        child = subprocess.Popen([sys.executable, "-m", "companion.tui.bench_ui", "--attach", str(server.path),
+                                  "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
         try:
-            child = subprocess.Popen([sys.executable, "-m", "companion.tui.bench_ui", "--attach", str(server.path),
-                                      "--seconds", str(seconds + 1.0)], stdout=subprocess.PIPE, text=True)
             while server.attached == 0 and child.poll() is None:
                 time.sleep(0.05)
-            driver.start()
+            yield frames
             out, _ = child.communicate(timeout=seconds + 120)
+            frames.append(int(out.strip().splitlines()[-1]) if out.strip() else 0)
         finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
             server.close()
-    return int(out.strip().splitlines()[-1]) if out.strip() else 0
 
 
 def _run_attached(path: str, seconds: float) -> int:
