@@ -130,9 +130,20 @@ def _int(value: Any, name: str) -> int:
     return value
 
 
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     """Settings and pictures as JSON keep them: tuples become lists (the readers take both), anything else is
-    refused."""
+    refused. A UI's picture is read 20 times a second on a real-time thread: plain values and flat lists of
+    them (the piano roll's notes) take the short way."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list or kind is tuple:
+        if all(type(v) in _SCALARS for v in value):
+            return list(value)
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. a preset's CC mappings

@@ -77,3 +77,27 @@ def test_nothing_leaves_unchecked() -> None:
     with pytest.raises(WireError, match="unknown message type"):
         encode("sing")
     assert json.loads(encode("stop"))["v"] == WIRE_VERSION
+
+
+def test_a_picture_crosses_as_plain_json_and_anything_else_is_refused() -> None:
+    import dataclasses
+    import enum
+
+    from companion.wire import jsonable
+
+    @dataclasses.dataclass(frozen=True)
+    class Mapping:
+        cc: int
+        target: str
+
+    class Level(enum.IntEnum):
+        LOUD = 3
+
+    picture = {"notes": [("player", 60, 0, None), ("companion", 64, 120, 240)], "bpm": 120.5, 7: (1, (2, 3)),
+               "maps": (Mapping(21, "temperature"),), "flag": True, "level": Level.LOUD}
+    assert jsonable(picture) == {"notes": [["player", 60, 0, None], ["companion", 64, 120, 240]], "bpm": 120.5,
+                                 "7": [1, [2, 3]], "maps": [{"cc": 21, "target": "temperature"}], "flag": True,
+                                 "level": 3}
+    for bad in ({"x": object()}, [1, {2}], (b"bytes",)):
+        with pytest.raises(WireError, match="cannot cross"):
+            jsonable(bad)
