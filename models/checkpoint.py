@@ -15,18 +15,21 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-FORMAT_VERSION = 1
+from models.checkpoint_numpy import (  # noqa: F401 - CheckpointFileError and FORMAT_VERSION are used from here too
+    FORMAT_VERSION,
+    CheckpointFileError,
+    checked_meta,
+    checked_path,
+    not_finite,
+    unreadable,
+)
+
 _PLAIN = (str, int, float, bool, type(None))
-MAX_FILE_BYTES = 256 << 20  # shipped checkpoints are at most 16 MB
 MAX_MODEL_BYTES = 1 << 30  # the weights and tables a checkpoint's config may ask us to allocate
 T = TypeVar("T")
 # What building from a damaged or crafted config raises: wrong types, missing keys, sizes that do not divide.
 CONFIG_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, AssertionError, ZeroDivisionError,
                  OverflowError, RuntimeError)
-
-
-class CheckpointFileError(ValueError):
-    """A checkpoint is missing, corrupt, of the wrong kind or of an incompatible version (message names the file)."""
 
 
 def _check_plain(value: Any, where: str) -> Any:
@@ -93,63 +96,21 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module | dict[str, t
     return path
 
 
-def _what_it_is(path: Path) -> str:
-    """What a file that is no checkpoint is, from its first bytes."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(4)
-    except OSError as err:
-        return f"cannot be read ({err.strerror})"
-    if head == b"MThd":
-        return "is a MIDI file, not a checkpoint"
-    if head[:2] == b"PK":
-        return "is damaged (a PyTorch file whose contents do not load)"
-    return "is not a checkpoint (not a file PyTorch saved)" if head else "is empty (0 bytes), not a checkpoint"
-
-
 def load_checkpoint(path: str | os.PathLike[str], *, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load (state_dict in fp32, meta); raise CheckpointFileError naming the file and what is wrong."""
-    path = Path(path)
-    if path.is_dir():
-        inside = sorted(p.name for p in path.glob("*.pt"))
-        hint = f" (it holds {', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''})" if inside else ""
-        raise CheckpointFileError(f"checkpoint {path} is a folder, not a checkpoint: give the path of the .pt "
-                                  f"file{hint}")
-    if not path.is_file():
-        raise CheckpointFileError(f"checkpoint {path} does not exist: train one (companion train ...) "
-                                  "or give the path of an existing file")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise CheckpointFileError(f"checkpoint {path} is {path.stat().st_size >> 20} MB, larger than any Companion "
-                                  f"checkpoint (at most {MAX_FILE_BYTES >> 20} MB): give the .pt file of a model")
+    path = checked_path(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
             AttributeError, KeyError, IndexError) as err:
-        # One line in words; PyTorch's own text (about weights_only) means nothing to a musician.
-        raise CheckpointFileError(f"checkpoint {path} {_what_it_is(path)}; give a .pt file made by "
-                                  "`companion train` (or leave the checkpoint out for the shipped one)") from err
-    if not isinstance(obj, dict) or not isinstance(obj.get("meta"), dict) or not isinstance(
-            obj.get("state_dict"), dict):
-        raise CheckpointFileError(f"checkpoint {path} is not a Companion checkpoint (no meta/state_dict)")
-    meta = obj["meta"]
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointFileError(f"checkpoint {path} has format version {version!r}, this Companion reads up "
-                                  f"to {FORMAT_VERSION}: update Companion or re-train the model")
-    if meta.get("kind") != kind:
-        raise CheckpointFileError(f"checkpoint {path} holds a {meta.get('kind')!r} model, not a {kind!r} model: "
-                                  "give the checkpoint made for this model")
-    for section in ("model_config", "tokenizer_config"):
-        if not isinstance(meta.get(section), dict):
-            raise CheckpointFileError(f"checkpoint {path} has no {section} table in its metadata: it was not written "
-                                      "by Companion; re-train it or give another checkpoint")
+        raise unreadable(path) from err
+    meta = checked_meta(path, obj, kind)
     state = {}
     for name, t in obj["state_dict"].items():
         if not isinstance(t, torch.Tensor):
             raise CheckpointFileError(f"checkpoint {path} is corrupt: weight {name!r} is not a tensor")
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise CheckpointFileError(f"checkpoint {path} is damaged: weight {name!r} holds NaN or infinite values "
-                                      "(training diverged?); re-train it or give another checkpoint")
+            raise not_finite(path, name)
         state[name] = t.float() if t.is_floating_point() else t
     return state, meta
 

@@ -28,13 +28,13 @@ from models.chords.decode import FIT_WEIGHT, change_cost, live_phrase_end, note_
 KEY_OUTSIDE_LIMIT = 1  # under the key lock a chord may hold one note outside the key (a secondary dominant)
 WARMUP_SLOTS = 8
 
-ChordLoader = Callable[[], Any]  # -> a models.chords.net.ChordStepper
+ChordLoader = Callable[[], Any]  # -> a models.chords.stepper.ChordStepper
 
 
 def load_chord_model(path: str | None = None) -> Any:
-    """The shipped chord model (numpy stepper); CheckpointError if unusable. Imports torch to read the file."""
+    """The shipped chord model (numpy stepper); CheckpointError if unusable. Read without torch."""
     from companion.errors import CheckpointError
-    from models.checkpoint import CheckpointFileError
+    from models.checkpoint_numpy import CheckpointFileError
     from models.chords.model import load_stepper
 
     try:

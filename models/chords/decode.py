@@ -29,7 +29,7 @@ from models.chords.features import (
 )
 
 if TYPE_CHECKING:  # the live path needs numpy only: torch is imported where the model is read
-    from models.chords.net import ChordStepper
+    from models.chords.stepper import ChordStepper
 
 CHANGE_EVERY = ("beat", "half_bar", "bar", "melody")
 # log-probability a chord change costs where it falls (offline); "melody" adds MELODY_CHANGE_COST on top

@@ -21,7 +21,8 @@ from models.chords import vocab
 from models.chords.data import Song
 from models.chords.decode import CHANGE_EVERY, decode_live, decode_offline, rule_chords
 from models.chords.features import ending_key, phrase_ends, slot_chords
-from models.chords.train import DEFAULT_CACHE, SHIPPED_CHECKPOINT, is_valid, songs_from
+from models.chords.model import SHIPPED_CHECKPOINT
+from models.chords.train import DEFAULT_CACHE, is_valid, songs_from
 
 METRICS = ("root_acc", "chord_acc", "jaccard", "bass_root", "melody_in_chord", "clash", "ends_on_tonic",
            "ends_on_song_tonic", "phrase_ends_on_tonic", "cadences_kept",

@@ -1,32 +1,12 @@
-"""The chord network: a GRU over slots (features + the previous chord) -> the slot's chord; a numpy stepper
-for live use (one slot costs a few small matrix products, no torch call on the note's path)."""
+"""The chord network for training: a GRU over slots (features + the previous chord) -> the slot's chord. Playing
+uses its weights in numpy (models/chords/stepper.py)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
-import numpy as np
 import torch
 from torch import nn
 
-from models.chords import vocab
-from models.chords.features import N_FEATURES
-
-
-@dataclass
-class ChordConfig:
-    n_features: int = N_FEATURES
-    n_chords: int = vocab.N_CHORDS
-    n_embd: int = 32  # previous-chord embedding
-    n_hidden: int = 128
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ChordConfig:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+from models.chords.stepper import ChordConfig, ChordStepper  # noqa: F401 - the stepper is the net's, in numpy
 
 
 class ChordNet(nn.Module):
@@ -42,33 +22,3 @@ class ChordNet(nn.Module):
         """x (B, S, F) slot features, prev (B, S) previous chord -> (B, S, n_chords) logits."""
         h, _ = self.gru(torch.cat([x, self.embed(prev)], dim=-1))  # (B, S, H)
         return self.head(self.drop(h))
-
-
-class ChordStepper:
-    """The network one slot at a time in numpy (float32): `step(h, x, prev)` -> (log-probs, new h)."""
-
-    def __init__(self, state: dict[str, torch.Tensor], config: ChordConfig) -> None:
-        def arr(name: str) -> np.ndarray:
-            return state[name].detach().float().numpy().astype(np.float32)
-
-        self.config = config
-        self.embed = arr("embed.weight")
-        self.w_ih, self.w_hh = arr("gru.weight_ih_l0").T.copy(), arr("gru.weight_hh_l0").T.copy()  # (I,3H), (H,3H)
-        self.b_ih, self.b_hh = arr("gru.bias_ih_l0"), arr("gru.bias_hh_l0")
-        self.w_out, self.b_out = arr("head.weight").T.copy(), arr("head.bias")  # (H, n_chords)
-
-    def initial(self, batch: int = 1) -> np.ndarray:
-        return np.zeros((batch, self.config.n_hidden), dtype=np.float32)
-
-    def step(self, h: np.ndarray, x: np.ndarray, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """h (B, H), x (B, F), prev (B,) ints -> (log-probs (B, n_chords), h (B, H))."""
-        n = self.config.n_hidden
-        gi = np.concatenate([x, self.embed[prev]], axis=1) @ self.w_ih + self.b_ih  # (B, 3H)
-        gh = h @ self.w_hh + self.b_hh
-        r = 1.0 / (1.0 + np.exp(-(gi[:, :n] + gh[:, :n])))
-        z = 1.0 / (1.0 + np.exp(-(gi[:, n:2 * n] + gh[:, n:2 * n])))
-        cand = np.tanh(gi[:, 2 * n:] + r * gh[:, 2 * n:])
-        h_new = (1.0 - z) * cand + z * h
-        logits = h_new @ self.w_out + self.b_out
-        logits -= logits.max(axis=1, keepdims=True)
-        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True)), h_new.astype(np.float32)

@@ -27,11 +27,10 @@ from models.chords.data import (
     save_songs,
 )
 from models.chords.features import MODE_COLUMNS, NO_PREV, frame_of, slot_chords, song_arrays
+from models.chords.model import KIND
 from models.chords.net import ChordConfig, ChordNet
 from models.trainer import TrainConfig, finish_run, train
 
-KIND = "chords"
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "chords.pt"
 DEFAULT_CACHE = Path.home() / ".cache" / "companion"
 VALID_PERCENT = 5  # of the training songs, for choosing the best step (the held-out songs are never seen)
 WINDOW_SLOTS = 64

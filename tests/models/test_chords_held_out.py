@@ -11,8 +11,9 @@ import pytest
 from models.checkpoint import load_checkpoint
 from models.chords import vocab
 from models.chords.data import DATA_ROOT, Song, build_songs
+from models.chords.model import SHIPPED_CHECKPOINT
 from models.chords.net import ChordConfig
-from models.chords.train import SHIPPED_CHECKPOINT, ChordTask
+from models.chords.train import ChordTask
 
 
 def _song(song_id: str, source: str, shift: int = 0) -> Song:
