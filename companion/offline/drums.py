@@ -62,7 +62,7 @@ def drums_file(args: argparse.Namespace, source: MidiInput, settings: dict[str, 
         phrase_end = i >= phrase_origin and is_phrase_end(i - phrase_origin, feel.phrase_bars)
         taps, fill = bar_plan(i, phrase_end, player, before, feel, args.seed, section_end)
         ask = DrumAsk(feel, source.bpm, taps, drum_density(feel, player), drum_velocity(player), fill)
-        out += drummer.bar(ask, start, source.bar_ticks, args.seed + i, temperature)
+        out += drummer.bar(ask, start, source.bar_ticks, args.seed + i, temperature, feel_seed=args.seed)
         before = player
     log.info("drums: %d bars of %s at %.0f BPM, seed %d", n_bars, feel.style, source.bpm, args.seed)
     return out

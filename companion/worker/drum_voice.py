@@ -65,8 +65,9 @@ class DrumGenerator:
         self.checkpoint = self._model.path
         self.plans: deque[BarPlan] = deque(maxlen=256)  # the latest live bars (written by the worker thread only)
 
-    def hits(self, ask: DrumAsk, seed: int, temperature: float = 1.0) -> list[Hit]:
-        """One model bar's hits (piece, step, velocity, offset), in time order."""
+    def hits(self, ask: DrumAsk, seed: int, temperature: float = 1.0, feel_seed: int | None = None) -> list[Hit]:
+        """One model bar's hits (piece, step, velocity, offset), in time order; the bars of one `feel_seed` (a
+        session's, a file's) keep a looseness near their own, as one drummer does."""
         import numpy as np
 
         from models.drums.bars import STYLES, Bar
@@ -76,15 +77,15 @@ class DrumGenerator:
         cond = Conditions(style=np.array([STYLES.index(ask.feel.style)]), bpm=np.array([ask.bpm]), taps=taps,
                           taps_given=np.array([float(ask.taps is not None)]), density=np.array([ask.density]),
                           velocity=np.array([ask.velocity]), fill=np.array([float(ask.fill)]))
-        bars = self._model.generate(cond, seed=seed, temperature=temperature)
+        bars = self._model.generate(cond, seed=seed, temperature=temperature, feel_seed=feel_seed)
         return Bar(bars.hits[0], bars.velocity[0], bars.offset[0]).hit_list()
 
     def bar(self, ask: DrumAsk, bar_start_ticks: int, bar_ticks: int, seed: int,
-            temperature: float = 1.0) -> list[Note]:
+            temperature: float = 1.0, feel_seed: int | None = None) -> list[Note]:
         """The notes of one bar from `bar_start_ticks` (muted: none)."""
         if ask.feel.mute:
             return []
-        return bar_notes(self.hits(ask, seed, temperature), bar_start_ticks, bar_ticks, ask.feel)
+        return bar_notes(self.hits(ask, seed, temperature, feel_seed), bar_start_ticks, bar_ticks, ask.feel)
 
     def stream(self, request: RequestAnswer) -> Iterator[Note]:
         """A live drums request (the drums and drum_answers modes): one bar per bar line of its span, the feel from
@@ -106,7 +107,8 @@ class DrumGenerator:
                                       base_seed, bool(d.get("section_end")))
             ask = DrumAsk(feel, bpm, taps, drum_density(feel, player), drum_velocity(player), fill)
             self.plans.append(BarPlan(request.tag, start, fill, taps is not None))
-            yield from self.bar(ask, start, min(bar_ticks, request.end_ticks - start), request.seed + k, temperature)
+            yield from self.bar(ask, start, min(bar_ticks, request.end_ticks - start), request.seed + k, temperature,
+                                feel_seed=base_seed)
             start += bar_ticks
             k += 1
 

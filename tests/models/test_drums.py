@@ -230,3 +230,21 @@ def test_the_shipped_checkpoint_carries_its_calibration_and_a_damaged_one_is_nam
                            extra={"calibration": damaged})
     with pytest.raises(CheckpointFileError, match="d.pt has a damaged calibration .*velocity_gen has 3 rows"):
         load_drum_model(path)
+
+
+def test_one_performance_keeps_its_looseness_and_performances_still_cover_the_drummers_range() -> None:
+    """With a performance's feel seed its bars stay near one looseness (as a Groove drummer's do), and over many
+    performances the bars still take every quantile of the drummers' spread alike; without it each bar draws its
+    own."""
+    from models.drums.model import _looseness
+
+    per_performance = [_looseness(np.random.default_rng(bar_seed), 16, feel_seed)
+                       for feel_seed in range(400) for bar_seed in [feel_seed * 1000]]
+    inside = np.mean([q.std() for q in per_performance])
+    assert 0.12 < inside < 0.25  # the Groove performances' own: 0.20; uniform draws: 0.29
+    every = np.concatenate(per_performance)
+    assert np.histogram(every, bins=5, range=(0, 1))[0].min() > 0.15 * len(every)  # still uniform overall
+    alone = _looseness(np.random.default_rng(1), 4000, None)
+    assert abs(alone.std() - 0.289) < 0.02
+    same = _looseness(np.random.default_rng(2), 3, 7), _looseness(np.random.default_rng(2), 3, 7)
+    assert np.array_equal(*same)  # the same seeds, the same feel

@@ -132,7 +132,7 @@ class RecordingVoice(DrumGenerator):
         self.asks: list[DrumAsk] = []
 
     def bar(self, ask: DrumAsk, bar_start_ticks: int, bar_ticks: int, seed: int,
-            temperature: float = 1.0) -> list[Note]:
+            temperature: float = 1.0, feel_seed: int | None = None) -> list[Note]:
         self.asks.append(ask)
         return []
 

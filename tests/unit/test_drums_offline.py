@@ -69,7 +69,8 @@ class RecordingDrummer:
     def __init__(self, checkpoint: object = None) -> None:
         RecordingDrummer.fills = []
 
-    def bar(self, ask: DrumAsk, bar_start_ticks: int, bar_ticks: int, seed: int, temperature: float = 1.0) -> list:
+    def bar(self, ask: DrumAsk, bar_start_ticks: int, bar_ticks: int, seed: int, temperature: float = 1.0,
+            feel_seed: int | None = None) -> list:
         RecordingDrummer.fills.append(ask.fill)
         return []
 
