@@ -348,7 +348,8 @@ class HarmonyWorker:
             self._advance(model, self._last_soprano)
 
     def _advance(self, model: HarmonizerLike, soprano: int | None) -> None:
-        model.finish_step()
+        if not model.finish_step(self._waiting):  # a command came: it is served first, the chords finished after
+            self._models.unfinished()
         self._model_step += 1
         self._last_soprano = soprano
         self.counts["steps"] += 1

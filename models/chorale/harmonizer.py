@@ -173,7 +173,7 @@ class Harmonizer:
         with torch.inference_mode():
             return self._sample_rows(self._chords, interrupted)
 
-    def _prepare_step(self) -> None:
+    def _prepare_step(self, interrupted: Callable[[], bool] | None = None) -> bool:
         """The coming step's (alto, tenor, bass) for every soprano it can be given, before the note arrives.
 
         Three batched passes of the voice head (A | S, then T | S, A, then B | S, A, T; one row per soprano:
@@ -184,7 +184,7 @@ class Harmonizer:
         n = len(self._soprano_tokens)
         self._alto_table = self.net.head.voice_logits(self._h.expand(n, -1), 1, self._soprano_acc)  # (n_s, vocab)
         self._chords = self._new_chords(self._table_key(self._sample))
-        self._sample_rows(self._chords, None)
+        return self._sample_rows(self._chords, interrupted)
 
     def _new_chords(self, key: TableKey) -> _Chords:
         """Nothing chosen below the soprano yet (no work: the alto's logits are the context's)."""
@@ -330,10 +330,13 @@ class Harmonizer:
         ruled[[self.vocab.encode(p) for p in bad]] = False
         return ruled if bool(ruled[self.vocab.FIRST_PITCH :].any()) else mask
 
-    def finish_step(self) -> None:
-        """Feed the chord of the step just returned to the Transformer (off the latency-critical path)."""
+    def finish_step(self, interrupted: Callable[[], bool] | None = None) -> bool:
+        """Feed the chord of the step just returned to the Transformer and build the next step's chords (off the
+        latency-critical path). ``interrupted`` is asked before each pass of the voice head, as in ``prepare``:
+        when it says True (a melody note is waiting) the chords are left part-built (that note's ``step``
+        finishes its own row; ``prepare`` the rest). True when the next step's chords are complete."""
         if self._pending is None:
-            return
+            return self._chords is not None and self._chords.table is not None
         chord = torch.tensor([self._pending])
         self._pending = None
         self._step_index += 1
@@ -343,7 +346,7 @@ class Harmonizer:
                 self.net.gpt.slide(cache, cache.capacity * 3 // 4)  # exact re-encode of the recent steps
                 self._undo = None  # the chord can no longer be taken back out of the context
             self._h = self.net.context(chord, torch.tensor([self._step_index % 4]), cache)
-            self._prepare_step()
+            return self._prepare_step(interrupted)
 
     def redo_step(self, soprano: int | None, *, sample: bool = True) -> Voices | None:
         """Take the last step again under the settings now in force (the left hand's chord came just after the

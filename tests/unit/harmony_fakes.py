@@ -64,9 +64,10 @@ class FakeHarmonizer:
         self.stale_steps = getattr(self, "stale_steps", 0) + (not self.fresh)
         return self.script(soprano, len(self.sopranos))
 
-    def finish_step(self) -> None:
+    def finish_step(self, interrupted: Callable[[], bool] | None = None) -> bool:
         self.finished += 1
         self.fresh = True
+        return True
 
     def set_key_lock(self, pitch_classes: Iterable[int] | None) -> None:
         self.key_lock = None if pitch_classes is None else frozenset(pitch_classes)

@@ -158,3 +158,22 @@ def test_the_quick_voicing_keeps_each_voice_in_its_range_under_the_melody_and_ne
     low = chord_voices(60, frozenset({5, 9, 0}), None, ranges)  # a low melody: voices under it where they fit
     assert len(set(low)) == 3 and all(p is not None and p < 60 for p in low)
     assert chord_voices(72, frozenset(), None, ranges) == (None, None, None)
+
+
+def test_a_waiting_note_stops_the_next_chords_being_built_and_is_served_first(tiny_checkpoint: Path) -> None:
+    """After a note's send the model builds the next step's chords; a note that comes meanwhile does not wait for
+    the whole table: the build stops before its next pass, the note finishes its own row, and the rest of the
+    work is done when the thread is idle again."""
+    send = RecordingSend()
+    worker = worker_for(send, tiny(tiny_checkpoint))
+    settings = EngineSettings(mode="harmonize")
+    worker.submit(HarmonizeNote(74, 100, 0, PPQ // 4, 1, True, settings=settings))  # waiting during the build
+    worker.process(HarmonizeNote(72, 100, 0, 0, 0, True, settings=settings))
+    model = worker._models.active
+    assert model is not None and not model.chords_ready()  # the build stopped for the waiting note
+    assert worker._models.needs_work()
+    worker.process(*worker._inbox.get())  # the note: its own row, no whole table first
+    assert worker.counts["errors"] == 0 and len(send.note_ons()) >= 4 and send.sounding
+    while worker.work_when_idle():
+        pass
+    assert model.chords_ready()  # built after the note, when nothing waited
