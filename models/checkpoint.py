@@ -20,6 +20,7 @@ from models.checkpoint_numpy import (  # noqa: F401 - CheckpointFileError and FO
     CheckpointFileError,
     checked_meta,
     checked_path,
+    not_a_tensor,
     not_finite,
     unreadable,
 )
@@ -108,7 +109,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, kind: str) -> tuple[dict[st
     state = {}
     for name, t in obj["state_dict"].items():
         if not isinstance(t, torch.Tensor):
-            raise CheckpointFileError(f"checkpoint {path} is corrupt: weight {name!r} is not a tensor")
+            raise not_a_tensor(path, name)
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise not_finite(path, name)
         state[name] = t.float() if t.is_floating_point() else t

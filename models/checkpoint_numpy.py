@@ -87,6 +87,10 @@ def checked_meta(path: Path, obj: Any, kind: str) -> dict[str, Any]:
     return meta
 
 
+def not_a_tensor(path: Path, name: str) -> CheckpointFileError:
+    return CheckpointFileError(f"checkpoint {path} is corrupt: weight {name!r} is not a tensor")
+
+
 def not_finite(path: Path, name: str) -> CheckpointFileError:
     return CheckpointFileError(f"checkpoint {path} is damaged: weight {name!r} holds NaN or infinite values "
                                "(training diverged?); re-train it or give another checkpoint")
@@ -106,7 +110,7 @@ def load_arrays(path: str | os.PathLike[str], *, kind: str) -> tuple[dict[str, n
     state = {}
     for name, array in obj["state_dict"].items():
         if not isinstance(array, np.ndarray):
-            raise CheckpointFileError(f"checkpoint {path} is corrupt: weight {name!r} is not a tensor")
+            raise not_a_tensor(path, name)
         if array.dtype.kind == "f":
             array = array.astype(np.float32)
             if not np.isfinite(array).all():
