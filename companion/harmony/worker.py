@@ -256,12 +256,9 @@ class HarmonyWorker:
             voices = chord_voices(command.pitch, command.chord_pcs, self._last_voices, model.voice_ranges)
         else:
             voices = model.step(command.pitch)
-        shift_changed = model.shift_changed
         if arrival_ns is not None and self._now_ns() - arrival_ns > STALE_NOTE_NS:
             self.counts["late"] += 1  # the model still hears it, but harmony this late would sound wrong
-            if quick:
-                model.step(command.pitch)
-            self._advance(model, command.pitch)
+            self._hear(model, command.pitch, take_step=quick)
             return
         held = [p for _, p in self._sounding]
         again = None if held or self._last_voices is None else voice_notes(settings, command.pitch, self._last_voices)
@@ -277,13 +274,7 @@ class HarmonyWorker:
             self._velocity = max(1, round(command.velocity * VELOCITY_SCALE))
             if self._voice(again) and arrival_ns is not None:
                 self._latency_ns.append(self._now_ns() - arrival_ns)
-        # --- after the send: off the critical path ---
-        if quick:
-            model.step(command.pitch)  # the model hears the note under the same chord (its own voicing of it)
-            shift_changed = model.shift_changed
-        self._advance(model, command.pitch)
-        if shift_changed:
-            self._log_shift(command.pitch, model.octave_shift_semitones)
+        self._hear(model, command.pitch, take_step=quick)  # after the send: off the critical path
 
     def _on_steer(self, command: SteerHarmony) -> None:
         self._models.steer(command.key_pcs, command.chord_pcs)
@@ -344,8 +335,18 @@ class HarmonyWorker:
         if step_index - self._model_step > MAX_FILL_STEPS:
             self._model_step = step_index  # too far to catch up: the model's beat position stays right
         while self._model_step < step_index:
-            model.step(self._last_soprano)
-            self._advance(model, self._last_soprano)
+            self._hear(model, self._last_soprano, take_step=True)
+
+    def _hear(self, model: HarmonizerLike, soprano: int | None, *, take_step: bool) -> None:
+        """The model moves past a step: it takes the step first when the note was voiced without it (a quick
+        voicing of the left hand's chord: it hears the note under that chord, in its own voicing; a step the
+        engine did not hand over), then builds the next chords. A change of octave shift is logged."""
+        if take_step:
+            model.step(soprano)
+        shift_changed = model.shift_changed
+        self._advance(model, soprano)
+        if shift_changed and soprano is not None:
+            self._log_shift(soprano, model.octave_shift_semitones)
 
     def _advance(self, model: HarmonizerLike, soprano: int | None) -> None:
         if not model.finish_step(self._waiting):  # a command came: it is served first, the chords finished after
