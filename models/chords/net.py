@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.chords.stepper import ChordConfig, ChordStepper  # noqa: F401 - the stepper is the net's, in numpy
+from models.chords.stepper import ChordConfig
 
 
 class ChordNet(nn.Module):

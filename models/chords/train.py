@@ -28,7 +28,8 @@ from models.chords.data import (
 )
 from models.chords.features import MODE_COLUMNS, NO_PREV, frame_of, slot_chords, song_arrays
 from models.chords.model import KIND
-from models.chords.net import ChordConfig, ChordNet
+from models.chords.net import ChordNet
+from models.chords.stepper import ChordConfig
 from models.trainer import TrainConfig, finish_run, train
 
 DEFAULT_CACHE = Path.home() / ".cache" / "companion"

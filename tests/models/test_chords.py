@@ -25,7 +25,8 @@ from models.chords.decode import (
 )
 from models.chords.evaluate import song_metrics, tonic_chord
 from models.chords.features import N_FEATURES, frame_of, melody_key, mode_in_frame, phrase_ends, song_arrays
-from models.chords.net import ChordConfig, ChordNet, ChordStepper
+from models.chords.net import ChordNet
+from models.chords.stepper import ChordConfig, ChordStepper
 from models.chords.train import rotate, to_frame
 
 

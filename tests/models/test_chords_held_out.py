@@ -12,7 +12,7 @@ from models.checkpoint import load_checkpoint
 from models.chords import vocab
 from models.chords.data import DATA_ROOT, Song, build_songs
 from models.chords.model import SHIPPED_CHECKPOINT
-from models.chords.net import ChordConfig
+from models.chords.stepper import ChordConfig
 from models.chords.train import ChordTask
 
 

@@ -13,7 +13,8 @@ from companion.core.events import PPQ, HarmonizeNote, StopHarmony
 from companion.core.modes.harmonize import HarmonyPulse
 from companion.harmony.chord_worker import ChordWorker, key_allowed, match_chord
 from models.chords import vocab
-from models.chords.net import ChordConfig, ChordNet, ChordStepper
+from models.chords.net import ChordNet
+from models.chords.stepper import ChordConfig, ChordStepper
 
 C_MAJOR = frozenset({0, 2, 4, 5, 7, 9, 11})
 TUNE = [(60 + (0, 4, 7, 5, 2, 11, 7, 0)[i % 8], i * PPQ // 2, PPQ // 2 - 20) for i in range(32)]  # eighths
