@@ -29,6 +29,12 @@ FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "done": {"tag": _TEXT},
     "failed": {"tag": _TEXT, "text": _TEXT},
     "fatal": {"text": _TEXT},  # the worker cannot serve at all (its model did not load)
+    # real-time process -> harmony worker: one model's next operation, numbered per model
+    "harmony_op": {"model": _INT, "seq": _INT, "op": _TEXT, "args": (list,)},
+    # harmony worker -> real-time process
+    "harmony_ready": {"models": _INT, "rows": (list,), "voice_ranges": (list,), "max_drop": _INT,
+                      "checkpoint": _TEXT},
+    "harmony_chords": {"model": _INT, "seq": _INT, "chords": (list,)},  # a model's next chords, after op `seq`
     # an attached UI -> real-time process
     "snapshot": {},  # asks for the picture
     "intent": {"intent": (dict,)},  # {"kind": class name, "fields": {...}}

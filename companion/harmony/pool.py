@@ -155,6 +155,13 @@ class ModelPool:
         self._stale = False
         return True
 
+    def close(self) -> None:
+        """Models that run in another process stop it (`close`, on the stand-ins of one process: once is enough)."""
+        for model in {id(m): m for m in [self.active, *self._spare, *self.primed()] if m is not None}.values():
+            close = getattr(model, "close", None)
+            if close is not None:
+                close()
+
     def _carry_settings(self, model: HarmonizerLike) -> None:
         """The latest temperature and steering (a model prepares its chords with them)."""
         if self.temperature is not None:

@@ -82,3 +82,29 @@ def chord_voices(soprano: int, pcs: Iterable[int], previous: Voices | None,
     if alto is not None and tenor is not None and alto < tenor:
         alto, tenor = tenor, alto  # no crossing
     return (alto, tenor, bass)
+
+
+TRIADS = ((0, 4, 7), (0, 3, 7))  # major, minor: what a rule voicing chooses from
+MELODY_ROLE = {0: 2, 7: 1, 3: 0, 4: 0}  # the melody as a triad's root before its fifth before its third
+
+
+def rule_chord(soprano: int, steering: Iterable[int] | None, previous: Voices | None) -> frozenset[int]:
+    """The pitch classes of a chord for a melody note when no model chord is ready (a model restarting, a note
+    before its chords came): the left hand's chord when one steers (four tones or fewer); else the chord that
+    sounds, while the note is one of its tones; else the major or minor triad within the key lock (any, without
+    one) that holds the note and keeps the most of the chord that sounds, a major one and the note as its root
+    before others."""
+    lock = frozenset(int(pc) % 12 for pc in steering) if steering is not None else None
+    if lock is not None and len(lock) <= 4:
+        return lock
+    melody = soprano % 12
+    held = frozenset(p % 12 for p in previous or () if p is not None)
+    if melody in held and len(held) >= 3:
+        return held
+    options = [(frozenset((root + i) % 12 for i in triad), kind, (melody - root) % 12)
+               for kind, triad in enumerate(TRIADS) for root in range(12)]
+    fitting = [o for o in options if melody in o[0] and (lock is None or o[0] <= lock)]
+    if not fitting:  # a note outside the key lock: a triad on it
+        return frozenset((melody + i) % 12 for i in TRIADS[0])
+    # keep the most of what sounds; then major before minor; then the note as root, fifth, third
+    return max(fitting, key=lambda o: (len(o[0] & held), -o[1], MELODY_ROLE[o[2]]))[0]

@@ -37,7 +37,7 @@ WARMUP_STEPS = 24
 _STOP = object()
 
 
-__all__ = ["HarmonizerLike", "HarmonyWorker", "Loader", "load_harmonizers"]
+__all__ = ["HarmonizerLike", "HarmonyWorker", "Loader", "load_harmonizers", "warm_up"]
 
 Loader = Callable[[], Sequence[HarmonizerLike]]
 
@@ -64,6 +64,14 @@ def load_harmonizers(path: str | Path | None = None, count: int = PRIMED_POSITIO
     return [first] + [Harmonizer(first.net, first.vocab, first.voice_ranges, first.meta,
                                  temperature=first.temperature, avoid_parallels=first.avoid_parallels,
                                  avoid_crossing=first.avoid_crossing) for _ in range(count - 1)]
+
+
+def warm_up(model: HarmonizerLike, seed: int = 0) -> None:
+    """First calls into torch are slow: pay for them at load, not on a note (the model is reset after)."""
+    model.reset(seed)
+    for i in range(WARMUP_STEPS):
+        model.step(60 + (i // 2) % 12)
+        model.finish_step()
 
 
 # --- the worker ----------------------------------------------------------------------------------------------
@@ -101,8 +109,8 @@ class HarmonyWorker:
         self._last_voices: Voices | None = None  # the chord of this change period (a detached note finds it again)
         self._velocity = 64
         self._latency_ns: deque[int] = deque(maxlen=LATENCY_CAPACITY)
-        self.counts = dict.fromkeys(("notes", "held", "moves", "revoiced", "quick", "steps", "pieces", "late",
-                                     "errors"), 0)
+        self.counts = dict.fromkeys(("notes", "held", "moves", "revoiced", "quick", "unready", "steps", "pieces",
+                                     "late", "errors"), 0)
 
     # --- life cycle (any thread) ---------------------------------------------------------------------------
 
@@ -163,6 +171,7 @@ class HarmonyWorker:
                 continue
             if item is _STOP:
                 self._silence()
+                self._models.close()
                 return
             self.process(*item)
 
@@ -183,11 +192,8 @@ class HarmonyWorker:
         models = list(self._load())
         if not models:
             raise ValueError("the harmony loader returned no model")
-        warm = models[0]
-        warm.reset(self._models.seed)
-        for i in range(WARMUP_STEPS):  # first calls into torch are slow: pay for them now, not on a note
-            warm.step(60 + (i // 2) % 12)
-            warm.finish_step()
+        if not getattr(models[0], "runs_elsewhere", False):  # a model in another process warmed itself there
+            warm_up(models[0], self._models.seed)
         self._models.load(models)
 
     def work_when_idle(self) -> bool:
@@ -255,6 +261,8 @@ class HarmonyWorker:
             self.counts["quick"] += 1
             voices = chord_voices(command.pitch, command.chord_pcs, self._last_voices, model.voice_ranges)
         else:
+            # chords not built yet: the model's one-soprano path here, a rule voicing for a model in its own process
+            self.counts["unready"] += not model.chords_ready()
             voices = model.step(command.pitch)
         if arrival_ns is not None and self._now_ns() - arrival_ns > STALE_NOTE_NS:
             self.counts["late"] += 1  # the model still hears it, but harmony this late would sound wrong

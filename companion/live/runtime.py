@@ -29,7 +29,7 @@ from companion.core.events import (
     ScheduleNotes,
     SendNow,
 )
-from companion.harmony.worker import HarmonyWorker, Loader, load_harmonizers
+from companion.harmony.worker import HarmonyWorker, Loader
 from companion.live.clock import ClockControl, ClockOut, LiveClock, Source
 from companion.live.generation import GenerationWorker, describe_answer
 from companion.live.ports import InputFactory, LivePorts, PortCheck, PortChooser
@@ -115,8 +115,9 @@ class Runtime:
         self._record_from_start = record_from_start and recorder is not None  # --record DIR: a take from the start
         self._closed = threading.Event()
         self._error: BaseException | None = None
-        # Harmonize mode: the harmony worker starts when the mode is first used (torch loads only then).
-        self._harmonizer_loader = harmonizer_loader or load_harmonizers
+        # Harmonize mode: the harmony worker starts when the mode is first used; the chorale models then load in a
+        # process of their own (worker/harmony_process.py) unless a loader is given (tests: models in this process)
+        self._harmonizer_loader = harmonizer_loader
         self._chord_loader = chord_loader
         self.harmony: HarmonyWorker | None = None
         self.scheduler = Scheduler(self._send_bytes, clock, on_error=self._thread_failed,
@@ -360,8 +361,10 @@ class Runtime:
             self.harmony = None
         if self.harmony is None:
             from companion.harmony.chord_worker import make_worker  # numpy and the chord vocabulary: only for harmony
+            from companion.worker.harmony_process import remote_harmonizers
 
-            self.harmony = make_worker(style, self.scheduler.send_now, self._harmonizer_loader, self._chord_loader,
+            chorale_loader = self._harmonizer_loader or (lambda: remote_harmonizers(log_line=self.log))
+            self.harmony = make_worker(style, self.scheduler.send_now, chorale_loader, self._chord_loader,
                                        log_line=self.log, seed=self.engine.settings.seed).start()
         return self.harmony
 

@@ -63,7 +63,7 @@ class _Answers:
             self.changed.notify_all()
 
 
-class _Out:
+class Out:
     """stdout as the message channel (one writer at a time); everything else the process prints goes to stderr."""
 
     def __init__(self, stream: IO[bytes]) -> None:
@@ -77,7 +77,7 @@ class _Out:
             self._stream.flush()
 
 
-def _serve(generator: Any, answers: _Answers, out: _Out) -> None:
+def _serve(generator: Any, answers: _Answers, out: Out) -> None:
     """The generating thread: each request in turn, one note per credit."""
     while (fields := answers.take()) is not None:
         tag = str(fields.get("tag"))
@@ -98,7 +98,7 @@ def _serve(generator: Any, answers: _Answers, out: _Out) -> None:
 WORKER_NICE = -10  # a larger share of the CPU than other programs' normal-priority work, never real-time
 
 
-def _favoured() -> None:
+def favoured() -> None:
     """Beside busy programs an answer must still be decoded before its beat: ask for more CPU weight (nice -10;
     root, CAP_SYS_NICE or an RLIMIT_NICE allowance such as the 'audio' group's), not real-time priority, which
     would let the model starve JACK and the real-time process's own threads."""
@@ -115,8 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkpoint")
     parser.add_argument("--preload-vae", action="store_true")
     args = parser.parse_args(argv)
-    _favoured()
-    out = _Out(sys.stdout.buffer)
+    favoured()
+    out = Out(sys.stdout.buffer)
     sys.stdout = sys.stderr  # a stray print from a library must never corrupt the message channel
     try:
         from companion.worker.generators import make_generator

@@ -34,11 +34,12 @@ _GONE = object()
 LogLine = Callable[[str, str], None]
 
 
-class _Worker:
-    """One worker process, its pipes, and the threads that read what it says."""
+class WorkerChild:
+    """One worker process, its pipes, and the threads that read what it says (the harmony process uses it too)."""
 
-    def __init__(self, argv: list[str], on_message: Callable[[_Worker, dict[str, Any]], None],
-                 on_gone: Callable[[_Worker, str], None], log_line: LogLine) -> None:
+    def __init__(self, argv: list[str], on_message: Callable[[WorkerChild, dict[str, Any]], None],
+                 on_gone: Callable[[WorkerChild, str], None], log_line: LogLine, label: str = "model worker") -> None:
+        self.label = label  # as its stderr lines are logged
         self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.pid = self.proc.pid
@@ -123,7 +124,7 @@ class _Worker:
         for raw in self.proc.stderr:
             text = raw.decode(errors="replace").rstrip()
             if text:
-                self._log_line("debug", f"model worker {self.pid}: {text}")
+                self._log_line("debug", f"{self.label} {self.pid}: {text}")
 
 
 class ModelProcess:
@@ -146,7 +147,7 @@ class ModelProcess:
         self._faults_in_a_row = 0
         self._log_line: LogLine | None = log_line
         self._pending: list[tuple[str, str]] = []
-        self._worker: _Worker | None = None
+        self._worker: WorkerChild | None = None
         if start:
             self.start()
 
@@ -276,9 +277,9 @@ class ModelProcess:
         with self._lock:
             if self._closed.is_set() or self._worker is not None:
                 return
-            self._worker = _Worker(self._argv, self._on_message, self._on_gone, self._log)
+            self._worker = WorkerChild(self._argv, self._on_message, self._on_gone, self._log)
 
-    def _on_message(self, worker: _Worker, message: dict[str, Any]) -> None:
+    def _on_message(self, worker: WorkerChild, message: dict[str, Any]) -> None:
         if message["type"] == "ready":
             worker.info = message
             worker.ready.set()
@@ -298,10 +299,10 @@ class ModelProcess:
                     self._worker = None
             worker.kill()
 
-    def _on_gone(self, worker: _Worker, why: str) -> None:
+    def _on_gone(self, worker: WorkerChild, why: str) -> None:
         self._fault(worker, why if worker.ready.is_set() else f"{why} before it was ready")
 
-    def _fault(self, worker: _Worker, why: str) -> None:
+    def _fault(self, worker: WorkerChild, why: str) -> None:
         """Kill the worker, say so, and start a new one (later and later if they keep failing)."""
         with self._lock:
             if self._worker is not worker:

@@ -23,6 +23,7 @@ from models.chorale.net import (
     range_mask,
     voice_leading_mask,
 )
+from models.chorale.register import fold, max_drop, register
 from models.chorale.train import KIND, SHIPPED_CHECKPOINT, train_main
 
 __all__ = ["Harmonizer", "train_main", "SHIPPED_CHECKPOINT"]
@@ -30,7 +31,6 @@ __all__ = ["Harmonizer", "train_main", "SHIPPED_CHECKPOINT"]
 Voices = tuple[int | None, int | None, int | None]
 # what a precomputed chord table depends on besides the context: temperature, sample, key lock, the two rules
 TableKey = tuple[float, bool, frozenset[int] | None, bool, bool]
-LOWEST_HARMONY_NOTE = 28  # E1, a bass guitar's lowest string: no harmony voice sounds below it
 
 
 @dataclass(slots=True)
@@ -69,10 +69,7 @@ class Harmonizer:
         self.vocab = vocab
         self.meta = meta or {}
         self.voice_ranges = [(int(lo), int(hi)) for lo, hi in voice_ranges]
-        # a low melody takes the harmony down by at most this much: as long as the middle of the bass's
-        # range stays at or above E1 (one octave for the chorale ranges: bass 36..66 -> 24..54)
-        bass_lo, bass_hi = self.voice_ranges[3]
-        self.max_drop_semitones = 12 * max(0, ((bass_lo + bass_hi) // 2 - LOWEST_HARMONY_NOTE) // 12)
+        self.max_drop_semitones = max_drop(self.voice_ranges[3])  # how far a low melody takes the harmony down
         self.temperature = temperature
         # voice-leading rules as logit masks (dropped for a voice when they would leave it no pitch)
         self.avoid_parallels = avoid_parallels
@@ -154,6 +151,17 @@ class Harmonizer:
         """True when the coming ``step`` is a lookup: its chords are built, with the settings in force."""
         return self._pending is None and self._table_fresh(self._sample)
 
+    def soprano_rows(self) -> list[int]:
+        """The soprano of each row of the chord tables, in model space (-1 = a rest)."""
+        return [self._pitch_of(int(tok)) for tok in self._soprano_tokens]
+
+    def next_chords(self) -> list[list[int]] | None:
+        """The coming step's chords, once built with the settings in force: per soprano row (`soprano_rows`), the
+        model-space pitches of soprano, alto, tenor and bass (-1 = rest); None while they are not ready."""
+        if not self.chords_ready():
+            return None
+        return self._chords.table[1]  # type: ignore[union-attr]
+
     def prepare(self, interrupted: Callable[[], bool] | None = None) -> bool:
         """Bring the coming step's chords up to date with the settings, if one changed since they were built.
 
@@ -222,14 +230,9 @@ class Harmonizer:
         return True
 
     def _fold(self, pitch: int) -> int:
-        lo, hi = self.soprano_range
-        shift = self.octave_shift_semitones
-        self.shift_changed = False
-        if not lo <= pitch + shift <= hi:
-            options = [12 * k for k in range(-11, 12) if lo <= pitch + 12 * k <= hi]
-            shift = min(options, key=lambda s: abs(s - self.octave_shift_semitones))
-            self.shift_changed = shift != self.octave_shift_semitones
-            self.octave_shift_semitones = shift
+        shift = fold(pitch, self.octave_shift_semitones, self.soprano_range)
+        self.shift_changed = shift != self.octave_shift_semitones
+        self.octave_shift_semitones = shift
         return pitch + shift
 
     def step(self, soprano: int | None, *, sample: bool = True) -> Voices:
@@ -263,21 +266,8 @@ class Harmonizer:
         return alto, tenor, bass
 
     def _register(self, pitch: int | None) -> int | None:
-        """Where a voice sounds for the player's melody (model space -> MIDI).
-
-        A melody above the soprano range leaves the voices in their own ranges (under it, further away)
-        instead of lifting them with it. A melody below it takes them down with it by whole octaves, every
-        voice in its own range shifted alike (the voicing and the voice leading stay as the model made them),
-        but by `max_drop_semitones` at most: one octave, so a melody in C3..B3 has its harmony under it and
-        one lower still keeps that register (the harmony then sits around and above it, not in the sub-bass).
-        No voice sounds below E1 (`LOWEST_HARMONY_NOTE`): a note that would is raised an octave.
-        """
-        if pitch is None:
-            return None
-        pitch -= min(max(self.octave_shift_semitones, 0), self.max_drop_semitones)
-        while pitch < LOWEST_HARMONY_NOTE:
-            pitch += 12
-        return min(pitch, 127)
+        """Where a voice sounds for the player's melody (model space -> MIDI): `register.register`."""
+        return register(pitch, self.octave_shift_semitones, self.max_drop_semitones)
 
     def _sample_chord(self, chords: _Chords, row: int, sample: bool) -> tuple[list[int], list[int]]:
         """The rest of one soprano's chord from where the table's work stopped (a setting changed since it was
