@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from midi_wire import ON_TIME_BOUND_MS, repeated_cycles, unexplained_double_strikes
@@ -62,6 +65,33 @@ def _sleep_until(deadline_ns: int) -> None:
         pass
 
 
+def _play_melody(runtime: Runtime, client, before: Callable[[int], None] = lambda i: None) -> list[tuple[int, int]]:
+    """MELODY on the runtime's beats from the next bar but one: (send time, pitch) of each note; `before(i)` runs
+    just before note i."""
+    timebase = runtime.clock.timebase()
+    first_beat = timebase.next_bar(timebase.ticks_at(time.monotonic_ns()) + 2 * PPQ)
+    sent: list[tuple[int, int]] = []
+    for i, (pitch, beat) in enumerate(MELODY):
+        _sleep_until(timebase.ns_at(first_beat + beat * PPQ))
+        before(i)
+        sent.append((client.send([0x90, pitch, 96]), pitch))
+        _sleep_until(timebase.ns_at(first_beat + beat * PPQ + PPQ * 3 // 4))
+        client.send([0x80, pitch, 0])
+    return sent
+
+
+def _latencies_ms(messages: list[tuple[list[int], int]], sent: list[tuple[int, int]]) -> list[float]:
+    """Per melody note, its send -> the last of the harmony notes that answered it (every note must have some)."""
+    latencies_ms = []
+    for i, (sent_ns, pitch) in enumerate(sent):
+        until_ns = sent[i + 1][0] if i + 1 < len(sent) else sent_ns + 10**9
+        until_ns = min(until_ns, sent_ns + 100_000_000)  # what answered this note, not a later voice move
+        ons = [t for data, t in messages if sent_ns <= t < until_ns and data[0] & 0xF0 == 0x90 and data[2] > 0]
+        assert ons, f"melody note {pitch} (beat {MELODY[i][1]}) got no harmony"
+        latencies_ms.append((max(ons) - sent_ns) / 1e6)
+    return latencies_ms
+
+
 def test_each_melody_note_gets_its_harmony_at_once_and_all_notes_close(jack_client, poll) -> None:
     settings = EngineSettings(mode="harmonize", harmony_channels=HARMONY_CHANNELS, key_lock=False, seed=4)
     runtime, name_in, name_out = _start(settings)
@@ -71,23 +101,10 @@ def test_each_melody_note_gets_its_harmony_at_once_and_all_notes_close(jack_clie
         assert client.send_until([0x90, 60, 1], lambda: bool(client.messages()), 5.0), "no harmony at all"
         client.send([0x80, 60, 0])
         assert client.wait_for(lambda m: not _sounding(m), 2.0)
-        timebase = runtime.clock.timebase()
-        first_beat = timebase.next_bar(timebase.ticks_at(time.monotonic_ns()) + 2 * PPQ)
-        sent: list[tuple[int, int]] = []
-        for pitch, beat in MELODY:
-            _sleep_until(timebase.ns_at(first_beat + beat * PPQ))
-            sent.append((client.send([0x90, pitch, 96]), pitch))
-            _sleep_until(timebase.ns_at(first_beat + beat * PPQ + PPQ * 3 // 4))
-            client.send([0x80, pitch, 0])
+        sent = _play_melody(runtime, client)
         assert client.wait_for(lambda m: not _sounding(m), 2.0), f"left sounding: {_sounding(client.messages())}"
         messages = client.messages()
-        latencies_ms = []
-        for i, (sent_ns, pitch) in enumerate(sent):
-            until_ns = sent[i + 1][0] if i + 1 < len(sent) else sent_ns + 10**9
-            until_ns = min(until_ns, sent_ns + 100_000_000)  # what answered this note, not a later voice move
-            ons = [t for data, t in messages if sent_ns <= t < until_ns and data[0] & 0xF0 == 0x90 and data[2] > 0]
-            assert ons, f"melody note {pitch} (beat {MELODY[i][1]}) got no harmony"
-            latencies_ms.append((max(ons) - sent_ns) / 1e6)  # the last of its harmony notes out
+        latencies_ms = _latencies_ms(messages, sent)
         assert {data[0] & 0x0F for data, _ in messages} <= set(HARMONY_CHANNELS)
         ordered = sorted(latencies_ms)
         p99 = ordered[min(len(ordered) - 1, round(0.99 * len(ordered)) - 1)]
@@ -98,6 +115,46 @@ def test_each_melody_note_gets_its_harmony_at_once_and_all_notes_close(jack_clie
         assert unexplained_double_strikes(messages, repeated_cycles()) == []
     finally:
         runtime.close()
+
+
+def _harmony_process_pid() -> int:
+    """The pid of our chorale harmony worker process (a child of this test process)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid() \
+                    and b"companion.worker.harmony_main" in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+        except OSError:
+            continue
+    raise AssertionError("no harmony worker process")
+
+
+def test_killing_the_harmony_process_mid_phrase_keeps_every_note_voiced_and_closed(jack_client, poll) -> None:
+    """The chorale models run in their own process: killed under a sounding chord, the harmony goes on by rule at
+    once (every later melody note still voiced, on time), a new process takes over, and nothing is left sounding."""
+    settings = EngineSettings(mode="harmonize", harmony_channels=HARMONY_CHANNELS, key_lock=False, seed=4)
+    runtime, name_in, name_out = _start(settings)
+    killed: list[int] = []
+
+    def kill(i: int) -> None:
+        if i == 5:
+            killed.append(_harmony_process_pid())
+            os.kill(killed[0], signal.SIGKILL)
+
+    try:
+        _wait_warm(runtime, poll)
+        client = jack_client("daw").connect_out(name_in).connect_in(name_out)
+        sent = _play_melody(runtime, client, kill)
+        assert client.wait_for(lambda m: not _sounding(m), 2.0), f"left sounding: {_sounding(client.messages())}"
+        latencies_ms = _latencies_ms(client.messages(), sent)
+        assert max(latencies_ms) <= ON_TIME_BOUND_MS, f"harmony latencies (ms): {latencies_ms}"
+        logs = [text for _, text in runtime.snapshot()["log"]]
+        assert any("voiced by rule" in text for text in logs), logs
+        assert poll(lambda: _harmony_process_pid() != killed[0], 30.0), "no new harmony process"
+    finally:
+        runtime.close()
+    assert not _sounding(client.messages())
+    assert runtime.harmony is not None and runtime.harmony.counts["errors"] == 0
 
 
 def test_panic_and_a_mode_change_leave_nothing_sounding_under_a_held_note(jack_client, poll) -> None:
