@@ -193,12 +193,16 @@ def start_line(config: RuntimeConfig, names: dict[str, str], preset: Preset | No
 
 
 def _start_models(runtime: Runtime, models: ModelProcess, harmonize_first: bool) -> None:
-    """Both ports are open: the models load in their own process now. In harmonize mode the harmony model
-    (loaded in this process) comes first: two torch imports at once would delay the one the mode plays with.
-    The harmony worker's module (numpy) is imported off the start path, but before a switch to harmonize needs it
-    on the engine thread."""
-    threading.Thread(target=importlib.import_module, args=("companion.harmony.chord_worker",),
-                     name="companion-warm-import", daemon=True).start()
+    """Both ports are open: the models load in their own process now. In harmonize mode the harmony models (the
+    chorale ones in their process, the chord model here) come first: two model loads at once on a small machine
+    would delay the one the mode plays with. The harmony workers' modules (numpy) are imported off the start path,
+    but before a switch to harmonize needs them on the engine thread."""
+
+    def warm_imports() -> None:
+        for module in ("companion.harmony.chord_worker", "companion.worker.harmony_process"):
+            importlib.import_module(module)
+
+    threading.Thread(target=warm_imports, name="companion-warm-import", daemon=True).start()
     if not harmonize_first:
         models.start()
         return
