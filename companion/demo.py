@@ -6,6 +6,7 @@ import argparse
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,10 @@ def loopback_wiring() -> Wiring:
 
 
 def play_phrase(settings: EngineSettings, bpm: float, generator: Generator,
-                phrase: Sequence[tuple[int, int, int]] = DEMO_PHRASE, wiring: Wiring | None = None) -> DemoResult:
-    """Run the real runtime (on loopback ports unless wired otherwise): play `phrase` in, record what comes out."""
+                phrase: Sequence[tuple[int, int, int]] = DEMO_PHRASE, wiring: Wiring | None = None,
+                beside: Callable[[Runtime], AbstractContextManager[Any]] | None = None) -> DemoResult:
+    """Run the real runtime (on loopback ports unless wired otherwise): play `phrase` in, record what comes out.
+    `beside(runtime)` is entered once the runtime runs and left after the answer (a bench attaches a UI there)."""
     wiring = wiring or loopback_wiring()
     received: list[tuple[int, list[int]]] = []
     lock = threading.Lock()
@@ -85,7 +88,7 @@ def play_phrase(settings: EngineSettings, bpm: float, generator: Generator,
     runtime = Runtime(settings, inputs=wiring.inputs, outputs=wiring.outputs, generator=generator, clock=clock,
                       hand_ahead_ns=wiring.hand_ahead_ns)
     stop = threading.Event()
-    with runtime:
+    with runtime, beside(runtime) if beside is not None else nullcontext():
         player = wiring.player()
         if settings.mode == "harmonize":  # the harmonizer loads on its own thread: play once it listens
             while runtime.harmony is None and not stop.wait(0.005):

@@ -161,6 +161,11 @@ def bench_answers(seconds: float) -> Row:
     return _answers(seconds, jack=False)
 
 
+def bench_answers_ui(seconds: float) -> Row:
+    """The same with the UI open in its own process, attached to each answer's runtime (as `companion run`)."""
+    return _answers(seconds, jack=False, ui=True)
+
+
 def bench_answers_jack(seconds: float) -> Row:
     """The same over JACK with `--no-timed-output` (each planned note sent when due, half a period early: it leaves
     at the start of JACK's next period; rtmidi's JACK always sends so); the error is measured where a DAW hears
@@ -195,9 +200,18 @@ def _jack_wiring(timed: bool) -> Any:
     return Wiring(inputs, outputs, player, listen, hand_ahead_ns=HAND_AHEAD_NS if timed and outputs[0].timed else 0)
 
 
-def _answers(seconds: float, jack: bool, timed: bool = False) -> Row:
+UI_SECONDS_PER_ANSWER = 4.0  # the attached UI redraws this long: the phrase, the answer and its end (240 BPM)
+
+
+def _answers(seconds: float, jack: bool, timed: bool = False, ui: bool = False) -> Row:
     from companion.demo import play_phrase
     from companion.worker.process import ModelProcess
+
+    beside = None
+    if ui:
+        from companion.tui.bench_ui import ui_attached
+
+        beside = lambda runtime: ui_attached(runtime, UI_SECONDS_PER_ANSWER)  # noqa: E731
 
     settings = EngineSettings(response_bars=1, silence_beats=0.5, response_start="beat")
     errors_ns: list[int] = []
@@ -211,13 +225,15 @@ def _answers(seconds: float, jack: bool, timed: bool = False) -> Row:
         while time.monotonic() < deadline or (len(errors_ns) < MIN_ANSWERS and tries < 2 * MIN_ANSWERS):
             tries += 1
             with lowest_realtime():  # the player stands for a DAW's MIDI thread, as in _thru_roundtrip
-                result = play_phrase(settings, 240.0, generator, ONE_BAR_PHRASE, _jack_wiring(timed) if jack else None)
+                result = play_phrase(settings, 240.0, generator, ONE_BAR_PHRASE, _jack_wiring(timed) if jack else None,
+                                     beside=beside)
             if result.first_note_error_ms is not None:
                 errors_ns.append(abs(round(result.first_note_error_ms * 1e6)))
     finally:
         worker.close()
     if not jack:
-        return {"measure": f"answer's first note vs its beat (|error|, 240 BPM, {generator.name} in its process)",
+        return {"measure": f"answer's first note vs its beat (|error|, 240 BPM, {generator.name} in its process"
+                           f"{', UI attached' if ui else ''})",
                 "target": "p99 <= 2 ms", **percentiles(errors_ns)}
     from companion.midi.ports import jack_period_ns
 
@@ -268,6 +284,7 @@ def bench_vae(seconds: float) -> list[Row]:
 SECTIONS: dict[str, list[str]] = {
     "latency": ["companion.bench.suite:bench_scheduler", "companion.bench.suite:bench_inprocess",
                 "companion.bench.suite:bench_jack", "companion.bench.suite:bench_answers",
+                "companion.bench.suite:bench_answers_ui",
                 "companion.bench.suite:bench_answers_jack", "companion.bench.suite:bench_answers_jack_timed",
                 "companion.bench.suite:bench_cold_start"],
     "harmonizer": ["companion.bench.harmony:bench_harmony"],
