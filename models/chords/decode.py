@@ -119,14 +119,19 @@ def change_costs(slot_pos: np.ndarray, change_every: str) -> np.ndarray:
 
 def chord_log_probs(stepper: ChordStepper, melody: np.ndarray, slot_pos: np.ndarray, steps_per_slot: int,
                     key: tuple[int, str], lookahead: bool = True) -> np.ndarray:
-    """(S, C) the model's log-probabilities of each slot's chord (absolute classes), from the melody alone."""
+    """(S, C) the model's log-probabilities of each slot's chord (absolute classes), from the melody alone: with
+    `lookahead`, by the whole-melody reader where the checkpoint has one, else by the stepper."""
     frame = frame_of(key)
     x = song_arrays(melody, slot_pos, steps_per_slot, frame, lookahead, mode=key[1])
-    h = stepper.initial(1)
-    out = np.zeros((len(x), vocab.N_CHORDS), dtype=np.float32)
-    for s in range(len(x)):
-        logp, h = stepper.step(h, x[s:s + 1], np.array([NO_PREV]))
-        out[s] = logp[0]
+    reader = getattr(stepper, "reader", None)  # a ChordModel (models.chords.model) may hold one
+    if lookahead and reader is not None:
+        out = reader.log_probs(x)
+    else:
+        h = stepper.initial(1)
+        out = np.zeros((len(x), vocab.N_CHORDS), dtype=np.float32)
+        for s in range(len(x)):
+            logp, h = stepper.step(h, x[s:s + 1], np.array([NO_PREV]))
+            out[s] = logp[0]
     return np.roll(out.reshape(len(x), 12, vocab.N_QUALITIES), frame, axis=1).reshape(len(x), -1)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint
 from models.chords import vocab
 from models.chords.data import (
     CACHE_VERSION,
@@ -27,8 +27,9 @@ from models.chords.data import (
     save_songs,
 )
 from models.chords.features import MODE_COLUMNS, NO_PREV, frame_of, slot_chords, song_arrays
-from models.chords.model import KIND
-from models.chords.net import ChordNet
+from models.chords.model import KIND, SHIPPED_CHECKPOINT
+from models.chords.net import ChordNet, ReaderNet
+from models.chords.reader import PREFIX, ReaderConfig
 from models.chords.stepper import ChordConfig
 from models.trainer import TrainConfig, finish_run, train
 
@@ -39,6 +40,8 @@ FRAME_SLIP = 0.15  # share of windows read in a frame a fifth off (a key estimat
 BLIND = 1.0  # share of windows without the previous chords: every decoder reads the melody alone (decode.py)
 MODE_UNKNOWN = 0.3  # share of windows read without the key's mode (live, only the key's scale may be known)
 PC_BLOCKS = ((0, 12), (13, 25), (25, 37), (37, 49))  # feature columns holding pitch classes
+READER_KIND = "chords-reader"  # one trained reader, before merge_readers puts it into a chord checkpoint
+READER_WINDOW_SLOTS = 128  # the reader's training windows: long enough to hear a few phrases both ways
 
 
 def songs_from(cache: Path, rebuild: bool = False) -> list[Song]:
@@ -102,6 +105,7 @@ def _window(p: _Prepared, start: int, length: int, lookahead: bool, slip: int,
 
 
 def _batch(rows: list[tuple[np.ndarray, ...]], length: int) -> tuple[torch.Tensor, ...]:
+    """Windows padded to `length`: features, previous chords, targets (-1: none) and each window's length."""
     b = len(rows)
     x = np.zeros((b, length, rows[0][0].shape[1]), dtype=np.float32)
     prev = np.full((b, length), NO_PREV, dtype=np.int64)
@@ -109,13 +113,16 @@ def _batch(rows: list[tuple[np.ndarray, ...]], length: int) -> tuple[torch.Tenso
     for i, (xi, pi, ti) in enumerate(rows):
         n = len(xi)
         x[i, :n], prev[i, :n], tgt[i, :n] = xi, pi, ti
-    return torch.from_numpy(x), torch.from_numpy(prev), torch.from_numpy(tgt)
+    lengths = torch.tensor([max(1, len(r[0])) for r in rows], dtype=torch.int64)
+    return torch.from_numpy(x), torch.from_numpy(prev), torch.from_numpy(tgt), lengths
 
 
 class ChordTask:
-    """Windows of WINDOW_SLOTS slots from the training songs; half read live (no lookahead), half offline."""
+    """Windows of WINDOW_SLOTS slots from the training songs; half read live (no lookahead), half offline. With
+    a `reader` config it trains the offline reader instead: every window read offline, with the key's mode."""
 
-    def __init__(self, songs: list[Song], config: ChordConfig, command: str, balance: bool = False) -> None:
+    def __init__(self, songs: list[Song], config: ChordConfig, command: str, balance: bool = False,
+                 reader: ReaderConfig | None = None, window: int = WINDOW_SLOTS) -> None:
         train_songs = [s for s in songs if s.split == "train"]
         self.train = [_Prepared(s) for s in train_songs if not is_valid(s.song_id)]
         # `balance`: a window's source is drawn first (each as likely), then a song of it
@@ -123,12 +130,12 @@ class ChordTask:
                      for src in SOURCES]
         self.pools = [pool for pool in by_source if pool] if balance else [list(range(len(self.train)))]
         self.valid = [_Prepared(s) for s in train_songs if is_valid(s.song_id)]
-        self.config, self.command = config, command
+        self.config, self.command, self.reader, self.window = config, command, reader, window
         self.counts = {src: sum(s.source == src and s.split == "train" for s in songs) for src in SOURCES}
         self.held_out = sorted(s.song_id for s in songs if s.split != "train")
 
     def build_model(self) -> nn.Module:
-        return ChordNet(self.config)
+        return ChordNet(self.config) if self.reader is None else ReaderNet(self.reader)
 
     def train_batch(self, step: int, generator: torch.Generator, batch_size: int) -> tuple[torch.Tensor, ...]:
         rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=generator)))
@@ -136,27 +143,34 @@ class ChordTask:
         for _ in range(batch_size):
             pool = self.pools[int(rng.integers(len(self.pools)))] if len(self.pools) > 1 else self.pools[0]
             p = self.train[pool[int(rng.integers(len(pool)))]]
-            extra = len(p.target) - WINDOW_SLOTS
+            extra = len(p.target) - self.window
             start = int(rng.integers(extra + 1)) if extra > 0 else 0
             slip = int(rng.choice((5, 7))) if rng.random() < FRAME_SLIP else 0
-            rows.append(_window(p, start, WINDOW_SLOTS, bool(rng.random() < 0.5), slip, bool(rng.random() < BLIND),
-                                bool(rng.random() < MODE_UNKNOWN)))
-        return _batch(rows, WINDOW_SLOTS)
+            offline = self.reader is not None
+            rows.append(_window(p, start, self.window, offline or bool(rng.random() < 0.5), slip,
+                                bool(rng.random() < BLIND), not offline and bool(rng.random() < MODE_UNKNOWN)))
+        return _batch(rows, self.window)
+
+    def _logits(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x, prev, _, lengths = batch
+        return model(x, prev) if self.reader is None else model(x, lengths)
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        x, prev, tgt = batch
-        logits = model(x, prev)
+        tgt = batch[2]
+        logits = self._logits(model, batch)
         return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-1)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         model.eval()
         total, count, hits = 0.0, 0, 0
-        for lookahead, blind in ((False, True), (True, True)):  # as the live path and the offline path read
+        readings = ((False, True), (True, True)) if self.reader is None else ((True, True),)  # live, offline
+        for lookahead, blind in readings:
             for p in self.valid:
                 window = _window(p, 0, len(p.target), lookahead, 0, blind, modeless=not lookahead)
-                x, prev, tgt = (t.to(device) for t in _batch([window], len(p.target)))
-                logits = model(x, prev)
+                batch = tuple(t.to(device) for t in _batch([window], len(p.target)))
+                tgt = batch[2]
+                logits = self._logits(model, batch)
                 mask = tgt >= 0
                 total += float(nn.functional.cross_entropy(logits[mask], tgt[mask], reduction="sum"))
                 count += int(mask.sum())
@@ -165,6 +179,11 @@ class ChordTask:
         return {"valid_loss": total / max(1, count), "valid_chord_acc_teacher_forced": hits / max(1, count)}
 
     def save_best(self, path: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
+        if self.reader is not None:  # one reader alone; merge_readers puts it into a chord checkpoint
+            save_checkpoint(path, model, kind=READER_KIND, model_config=self.reader.to_dict(), tokenizer_config={},
+                            data={"held_out_songs": self.held_out}, metrics=metrics,
+                            extra={"train_command": self.command}, half=False)
+            return
         data = {"sources": "POP909 (MIDI melody + automatic chord labels, songs whose labels fit their piano part); "
                            "OpenEWLD lead sheets (MusicXML chord symbols)",
                 "train_songs": self.counts, "valid_songs": len(self.valid),
@@ -177,6 +196,27 @@ class ChordTask:
         tok = {"qualities": [q for q, _ in vocab.QUALITIES], "n_chords": vocab.N_CHORDS, "slot": "beat"}
         save_checkpoint(path, model, kind=KIND, model_config=self.config.to_dict(), tokenizer_config=tok, data=data,
                         metrics=metrics, extra={"train_command": self.command}, half=False)
+
+
+def merge_readers(base: Path, readers: list[Path], out: Path, command: str) -> None:
+    """A chord checkpoint holding `base`'s live model and the readers (an ensemble, PREFIX<i>.*), for
+    decode_offline; the readers must hold out what the live model held out."""
+    state, meta = load_checkpoint(base, kind=KIND)
+    state = {k: v for k, v in state.items() if not k.startswith(PREFIX)}
+    metrics, commands = [], []
+    for i, path in enumerate(readers):
+        reader_state, reader_meta = load_checkpoint(path, kind=READER_KIND)
+        if sorted(reader_meta["data"]["held_out_songs"]) != sorted(meta["data"]["held_out_songs"]):
+            raise ValueError(f"{path} held out other songs than {base}")
+        state.update({f"{PREFIX}{i}.{k}": v for k, v in reader_state.items()})
+        metrics.append(reader_meta["metrics"])
+        commands.append(reader_meta["extra"]["train_command"])
+    model_config = {**meta["model_config"], "reader": reader_meta["model_config"], "n_readers": len(readers)}
+    data = {**meta["data"], "reader": f"{len(readers)} bidirectional readers (seeds), every window read offline, "
+                                      "on the live model's training songs"}
+    extra = {**meta.get("extra", {}), "reader_train_command": command, "reader_runs": commands}
+    save_checkpoint(out, state, kind=KIND, model_config=model_config, tokenizer_config=meta["tokenizer_config"],
+                    data=data, metrics={**meta["metrics"], "readers": metrics}, extra=extra, half=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--balance-sources", action="store_true",
                    help="draw POP909 and OpenEWLD windows equally often (else in proportion to their songs)")
+    p.add_argument("--reader", action="store_true",
+                   help="train the offline reader (a bidirectional GRU, `--n-readers` seeds) and write it with "
+                        "the live model of --base into one checkpoint")
+    p.add_argument("--base", default=str(SHIPPED_CHECKPOINT), help="--reader: the checkpoint whose live model is kept")
+    p.add_argument("--n-readers", type=int, default=1, help="--reader: an ensemble of this many seeds")
+    p.add_argument("--n-layer", type=int, default=2, help="--reader: GRU layers")
+    p.add_argument("--dropout", type=float, default=0.2, help="--reader: dropout")
+    p.add_argument("--window", type=int, default=None,
+                   help=f"training window in slots (default {WINDOW_SLOTS}, {READER_WINDOW_SLOTS} for --reader)")
     return p
 
 
@@ -204,8 +253,20 @@ def train_main(argv: list[str]) -> int:
     torch.set_num_threads(1)
     songs = songs_from(Path(args.cache), args.rebuild)
     config = ChordConfig(n_hidden=args.n_hidden, n_embd=args.n_embd)
-    task = ChordTask(songs, config, "companion train harmony " + shlex.join(argv), args.balance_sources)
-    tcfg = TrainConfig(out_dir=args.out, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                       min_lr=args.lr / 20, warmup_steps=100, weight_decay=0.01, eval_every=args.eval_every,
-                       log_every=100, seed=args.seed, device=args.device, amp=False)  # a small GRU: fp32
-    return finish_run(args.out, args.checkpoint, train(task, tcfg))
+    command = "companion train harmony " + shlex.join(argv)
+    reader = ReaderConfig(n_hidden=args.n_hidden, n_layer=args.n_layer, dropout=args.dropout) if args.reader else None
+    window = args.window or (READER_WINDOW_SLOTS if args.reader else WINDOW_SLOTS)
+    task = ChordTask(songs, config, command, args.balance_sources, reader, window)
+
+    def run(out_dir: str, seed: int) -> dict[str, Any]:
+        tcfg = TrainConfig(out_dir=out_dir, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                           min_lr=args.lr / 20, warmup_steps=100, weight_decay=0.01, eval_every=args.eval_every,
+                           log_every=100, seed=seed, device=args.device, amp=False)  # small GRUs: fp32
+        return train(task, tcfg)
+
+    if reader is None:
+        return finish_run(args.out, args.checkpoint, run(args.out, args.seed))
+    runs = [Path(args.out) / f"reader-{i}" for i in range(args.n_readers)]
+    results = [run(str(path), args.seed + i) for i, path in enumerate(runs)]
+    merge_readers(Path(args.base), [path / "best.pt" for path in runs], Path(args.out) / "best.pt", command)
+    return finish_run(args.out, args.checkpoint, {"readers": results})
