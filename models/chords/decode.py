@@ -2,12 +2,12 @@
 rule baseline (per bar, the diatonic triad covering most of the bar's melody). Pure numpy.
 
 Both decoders score each slot's chords by the model's log-probability (it hears the melody, never the chords
-chosen: `hears_chords` below), plus a melody fit (the slot's melody in the chord, less a semitone rub), plus
-a cadence (the tonic chord where a phrase ends on a note that fits it; offline, at the melody's end, in the
-key it ends in). Offline, a Viterbi pass then adds a
-harmonic-rhythm prior (a change costs least on a downbeat, more on the half bar, most on other beats) and
-leans on the rule's chord where the model is unsure; live, the chord at a change line is the best of those
-scores, kept unless another beats it by a margin.
+chosen; offline, the checkpoint's bidirectional reader where it has one: models/chords/reader.py), plus a
+melody fit (the slot's melody in the chord, less a semitone rub), plus a cadence (the tonic chord where a
+phrase ends on a note that fits it; offline, at the melody's end, in the key it ends in). Offline, a Viterbi
+pass then adds a harmonic-rhythm prior (a change costs least on a downbeat, more on the half bar, most on
+other beats) and leans on the rule's chord where the model is unsure; live, the chord at a change line is the
+best of those scores, kept unless another beats it by a margin.
 """
 
 from __future__ import annotations
