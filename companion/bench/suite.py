@@ -179,6 +179,11 @@ def bench_answers_jack_timed(seconds: float) -> Row:
     return _answers(seconds, jack=True, timed=True)
 
 
+def bench_answers_jack_timed_ui(seconds: float) -> Row:
+    """The same with the UI open in its own process, attached to each answer's runtime (as `companion run`)."""
+    return _answers(seconds, jack=True, timed=True, ui=True)
+
+
 def _jack_wiring(timed: bool) -> Any:
     from companion.demo import Wiring
     from companion.live.scheduler import HAND_AHEAD_NS
@@ -238,7 +243,7 @@ def _answers(seconds: float, jack: bool, timed: bool = False, ui: bool = False) 
     from companion.midi.ports import jack_period_ns
 
     period_ms = jack_period_ns() / 1e6
-    how = " (timed, the default)" if timed else ", --no-timed-output"
+    how = (" (timed, the default)" if timed else ", --no-timed-output") + (", UI attached" if ui else "")
     return {"measure": f"answer's first note vs its beat over JACK{how} (|error| "
                        f"at the listener's frame, 240 BPM, period {period_ms:.2f} ms)",
             "target": f"p99 <= {period_ms + 2:.2f} ms (one period + 2 ms)",
@@ -286,6 +291,7 @@ SECTIONS: dict[str, list[str]] = {
                 "companion.bench.suite:bench_jack", "companion.bench.suite:bench_answers",
                 "companion.bench.suite:bench_answers_ui",
                 "companion.bench.suite:bench_answers_jack", "companion.bench.suite:bench_answers_jack_timed",
+                "companion.bench.suite:bench_answers_jack_timed_ui",
                 "companion.bench.suite:bench_cold_start"],
     "harmonizer": ["companion.bench.harmony:bench_harmony"],
     "transformer": ["companion.bench.transformer:bench_transformer"],
