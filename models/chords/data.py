@@ -35,7 +35,7 @@ FOLK_ABC = ("nottingham-dataset/reelsa-c.abc",)  # the music21 corpus's folk tun
 @dataclass
 class Song:
     song_id: str
-    source: str  # "pop909", "openewld", "folk"
+    source: str  # "pop909", "openewld", "folk", "jsb" (jsb_labels.py)
     melody: np.ndarray  # (T,) int16 pitch sounding at each 16th step, -1 rest
     onset: np.ndarray  # (T,) bool: a melody note starts on this step
     chords: np.ndarray  # (T,) int16 chord class, vocab.NO_CHORD where none
@@ -48,6 +48,8 @@ class Song:
         """'folk' (the folk test set), 'test' (held out) or 'train'."""
         if self.source == "folk":
             return "folk"
+        if self.source == "jsb":  # only the JSB benchmark's train chorales are read (jsb_labels.py)
+            return "train"
         h = int.from_bytes(hashlib.sha1(self.song_id.encode()).digest()[:8], "big") % 100
         return "test" if h < HELD_OUT_PERCENT else "train"
 

@@ -27,6 +27,7 @@ from models.chords.data import (
     save_songs,
 )
 from models.chords.features import MODE_COLUMNS, NO_PREV, frame_of, slot_chords, song_arrays
+from models.chords.jsb_labels import build_jsb_songs
 from models.chords.model import KIND, SHIPPED_CHECKPOINT
 from models.chords.net import ChordNet, ReaderNet
 from models.chords.reader import PREFIX, ReaderConfig
@@ -44,16 +45,16 @@ READER_KIND = "chords-reader"  # one trained reader, before merge_readers puts i
 READER_WINDOW_SLOTS = 128  # the reader's training windows: long enough to hear a few phrases both ways
 
 
-def songs_from(cache: Path, rebuild: bool = False) -> list[Song]:
+def songs_from(cache: Path, rebuild: bool = False, with_jsb: bool = False) -> list[Song]:
     """The chord-annotated songs, from the cache folder (each source read from ../shared/data the first time:
-    a few minutes for POP909's MIDI files)."""
+    a few minutes for POP909's MIDI files); `with_jsb`: and the JSB train chorales (jsb_labels.py)."""
     songs: list[Song] = []
-    for source in SOURCES:
+    for source in SOURCES + (("jsb",) if with_jsb else ()):
         path = cache / f"chord-songs-{source}-v{CACHE_VERSION}.npz"
         if path.is_file() and not rebuild:
             songs.extend(load_songs(path))
             continue
-        built, report = build_songs(source, DATA_ROOT)
+        built, report = build_jsb_songs(DATA_ROOT) if source == "jsb" else build_songs(source, DATA_ROOT)
         save_songs(path, built)
         print(json.dumps({"built": str(path), **report}), file=sys.stderr)
         songs.extend(built)
@@ -61,6 +62,9 @@ def songs_from(cache: Path, rebuild: bool = False) -> list[Song]:
 
 
 def is_valid(song_id: str) -> bool:
+    """A training song kept for choosing the step and settings (never a JSB chorale: valid stays as it was)."""
+    if song_id.startswith("jsb/"):
+        return False
     return int.from_bytes(hashlib.sha1(("valid:" + song_id).encode()).digest()[:8], "big") % 100 < VALID_PERCENT
 
 
@@ -242,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-readers", type=int, default=1, help="--reader: an ensemble of this many seeds")
     p.add_argument("--n-layer", type=int, default=2, help="--reader: GRU layers")
     p.add_argument("--dropout", type=float, default=0.2, help="--reader: dropout")
+    p.add_argument("--with-jsb", action="store_true",
+                   help="also train on the JSB train chorales (soprano + a chord per beat from the four voices)")
     p.add_argument("--window", type=int, default=None,
                    help=f"training window in slots (default {WINDOW_SLOTS}, {READER_WINDOW_SLOTS} for --reader)")
     return p
@@ -251,7 +257,7 @@ def train_main(argv: list[str]) -> int:
     """`companion train harmony ...`: returns a process exit code."""
     args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
-    songs = songs_from(Path(args.cache), args.rebuild)
+    songs = songs_from(Path(args.cache), args.rebuild, args.with_jsb)
     config = ChordConfig(n_hidden=args.n_hidden, n_embd=args.n_embd)
     command = "companion train harmony " + shlex.join(argv)
     reader = ReaderConfig(n_hidden=args.n_hidden, n_layer=args.n_layer, dropout=args.dropout) if args.reader else None
