@@ -22,8 +22,7 @@ from typing import Any
 from companion.errors import CheckpointError
 from companion.harmony.pool import PRIMED_POSITIONS
 from companion.harmony.voicing import Voices, chord_voices, rule_chord
-from companion.midi.realtime import normal_priority
-from companion.worker.process import RESTART_DELAYS_S, LogLine, WorkerChild
+from companion.worker.process import LogLine, WorkerChild, restart_later
 from models.chorale.register import fold, register
 
 log = logging.getLogger("companion")
@@ -136,21 +135,15 @@ class HarmonyProcess:
                 return
             self._child = None
             self._faults_in_a_row += 1
-            delay_s = RESTART_DELAYS_S[min(self._faults_in_a_row, len(RESTART_DELAYS_S)) - 1]
         child.kill()
         self.faults.append(why)
         self._log_line("warning", f"the harmony worker process (pid {child.pid}) {why}: harmony is voiced by rule "
                                   "until a new one is ready")
-        if self._closed.is_set():
-            return
+        restart_later(self._closed, self._faults_in_a_row, self._respawn)
 
-        def restart() -> None:
-            normal_priority()
-            if not self._closed.wait(delay_s):
-                self.restarts += 1
-                self._spawn()
-
-        threading.Thread(target=restart, name="companion-harmony-restart", daemon=True).start()
+    def _respawn(self) -> None:
+        self.restarts += 1
+        self._spawn()
 
     def send(self, index: int, seq: int, op: str, args: list[Any]) -> None:
         child = self._child

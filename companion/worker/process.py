@@ -34,6 +34,20 @@ _GONE = object()
 LogLine = Callable[[str, str], None]
 
 
+def restart_later(closed: threading.Event, faults_in_a_row: int, spawn: Callable[[], None]) -> None:
+    """After a worker's fault: `spawn` a new one on a thread of its own, later and later if they keep failing
+    (`RESTART_DELAYS_S`), unless `closed` is set meanwhile."""
+    delay_s = RESTART_DELAYS_S[min(faults_in_a_row, len(RESTART_DELAYS_S)) - 1]
+
+    def restart() -> None:
+        normal_priority()
+        if not closed.wait(delay_s):
+            spawn()
+
+    if not closed.is_set():
+        threading.Thread(target=restart, name="companion-worker-restart", daemon=True).start()
+
+
 class WorkerChild:
     """One worker process, its pipes, and the threads that read what it says (the harmony process uses it too)."""
 
@@ -309,17 +323,12 @@ class ModelProcess:
                 return
             self._worker = None
             self._faults_in_a_row += 1
-            delay_s = RESTART_DELAYS_S[min(self._faults_in_a_row, len(RESTART_DELAYS_S)) - 1]
         worker.kill()
         self.faults.append(why)
         self._log("warning", f"the model worker (pid {worker.pid}) {why}: the Markov responder answers until a "
                              "new worker is ready")
-        if self._closed.is_set():
-            return
+        restart_later(self._closed, self._faults_in_a_row, self._respawn)
 
-        def restart() -> None:
-            if not self._closed.wait(delay_s):
-                self.restarts += 1
-                self._spawn()
-
-        threading.Thread(target=restart, name="companion-model-restart", daemon=True).start()
+    def _respawn(self) -> None:
+        self.restarts += 1
+        self._spawn()
