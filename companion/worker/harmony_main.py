@@ -81,8 +81,9 @@ class Models:
         if not model.prepare(self.waiting):
             return
         chords = model.next_chords()  # type: ignore[attr-defined]
-        if chords is not None:
-            self._out.send("harmony_chords", model=index, seq=self.seq[index], chords=chords)
+        if chords is not None:  # one flat list (row after row): one object to read on the real-time side, not 24
+            self._out.send("harmony_chords", model=index, seq=self.seq[index],
+                           chords=[pitch for row in chords for pitch in row])
         del self.dirty[index]
 
 

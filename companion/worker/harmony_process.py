@@ -178,7 +178,8 @@ class RemoteHarmonizer:
         self.fallbacks = 0  # notes voiced by rule: no chords had come
         self._seq = 0
         self._sent_at = time.monotonic()
-        self._chords: tuple[int, list[list[int]]] | None = None  # (the operation they follow, rows) by the reader
+        # (the operation they follow, soprano/alto/tenor/bass of row 0, then row 1, ...), set by the reader
+        self._chords: tuple[int, list[int]] | None = None
         self._pending: tuple[int | None] | None = None  # the step returned and not yet sent to the process
         self._undo_shift: int | None = None  # the octave shift before the last step, while it can be taken again
         self._last: Voices | None = None
@@ -261,15 +262,15 @@ class RemoteHarmonizer:
 
     # --- the chords --------------------------------------------------------------------------------------------
 
-    def receive(self, seq: int, chords: list[list[int]]) -> None:
+    def receive(self, seq: int, chords: list[int]) -> None:
         """The process's chords after operation `seq` (the reader thread; one assignment, read whole)."""
-        if len(chords) == len(self._row):
+        if len(chords) == 4 * len(self._row):
             self._chords = (seq, chords)
 
     def _looked_up(self, soprano: int | None) -> Voices:
-        row = self._chords[1][self._row[-1 if soprano is None else soprano + self.octave_shift_semitones]]  # type: ignore[index]
+        start = 4 * self._row[-1 if soprano is None else soprano + self.octave_shift_semitones]
         alto, tenor, bass = (register(p if p >= 0 else None, self.octave_shift_semitones, self._max_drop)
-                             for p in row[1:4])
+                             for p in self._chords[1][start + 1 : start + 4])  # type: ignore[index]
         return alto, tenor, bass
 
     def _by_rule(self, soprano: int | None) -> Voices:
