@@ -224,12 +224,7 @@ class RemoteHarmonizer:
             raise ValueError(f"soprano pitch {soprano} is not a MIDI note number (0..127)")
         ready = self.chords_ready()
         self._undo_shift = self.octave_shift_semitones
-        if soprano is None:
-            self.shift_changed = False
-        else:
-            shift = fold(soprano, self.octave_shift_semitones, self.voice_ranges[0])
-            self.shift_changed = shift != self.octave_shift_semitones
-            self.octave_shift_semitones = shift
+        self._fold(soprano)
         voices = self._looked_up(soprano) if ready else self._by_rule(soprano)
         self._pending = (soprano,)
         self._last = voices
@@ -255,10 +250,20 @@ class RemoteHarmonizer:
         if self._pending is not None:  # not sent yet: it is simply another step
             self._pending = None
             return self.step(soprano)
+        self._fold(soprano)  # as the model there folds it when it takes the step again
         voices = self._by_rule(soprano)
         self._last = voices
         self._op("redo", soprano)
         return voices
+
+    def _fold(self, soprano: int | None) -> None:
+        """The octave shift for this melody note, as the model folds it (`register.fold`)."""
+        if soprano is None:
+            self.shift_changed = False
+            return
+        shift = fold(soprano, self.octave_shift_semitones, self.voice_ranges[0])
+        self.shift_changed = shift != self.octave_shift_semitones
+        self.octave_shift_semitones = shift
 
     # --- the chords --------------------------------------------------------------------------------------------
 

@@ -49,8 +49,9 @@ def step_when_ready(model: RemoteHarmonizer, soprano: int | None) -> tuple[int |
 
 def test_the_models_in_their_process_voice_each_note_as_the_same_model_here(
         process: tuple[HarmonyProcess, list], tiny_checkpoint: Path) -> None:
-    """Same seed, same melody, same settings changes (each followed by `prepare`, as the pool does): the remote
-    lookups give the in-process model's chords, octave folds and registers included; no note was voiced by rule."""
+    """Same seed, same melody, same settings changes (each followed by `prepare`, as the pool does) and a step
+    taken again under a new chord: the remote lookups give the in-process model's chords, octave folds and registers
+    included; only the re-taken step was voiced by rule."""
     harmony, _ = process
     here = load_harmonizers(tiny_checkpoint, count=1)[0]
     remote = harmony.models[1]
@@ -67,8 +68,18 @@ def test_the_models_in_their_process_voice_each_note_as_the_same_model_here(
         here.prepare()  # as the pool does after a settings change (a no-op otherwise)
         assert step_when_ready(remote, soprano) == here.step(soprano), f"note {i} ({soprano})"
         here.finish_step()
+        if i == 14:  # a left-hand chord just after this note (it moved the octave fold): the step is taken again
+            assert poll(remote.chords_ready)
+            here.set_key_lock({7, 11, 2})
+            remote.set_key_lock({7, 11, 2})
+            here.prepare()  # both build the chords under the new lock first, as the process may before the redo
+            assert poll(remote.chords_ready)
+            here.redo_step(soprano)
+            here.finish_step()
+            remote.redo_step(soprano)  # voiced here by rule (the chord played); the model there takes it again
+            remote.finish_step()
         assert remote.octave_shift_semitones == here.octave_shift_semitones
-    assert remote.fallbacks == 0
+    assert remote.fallbacks == 1  # the re-taken step
 
 
 def test_a_note_that_comes_before_its_chords_is_voiced_at_once_by_rule(process: tuple[HarmonyProcess, list]) -> None:
