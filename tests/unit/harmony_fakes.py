@@ -124,3 +124,13 @@ def chorale(soprano: int | None, step: int) -> Voices:
 
 def tiny(path: Path) -> Callable[[], list]:
     return lambda: load_harmonizers(path, threads=1)
+
+
+def poll(predicate: Callable[[], object], timeout_s: float = 20.0) -> bool:
+    """Wait until `predicate()` is true (True), or `timeout_s` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True

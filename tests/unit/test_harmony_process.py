@@ -9,10 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harmony_fakes import poll
 
 from companion.errors import CheckpointError
 from companion.harmony.worker import load_harmonizers
@@ -20,15 +21,6 @@ from companion.worker.harmony_process import HarmonyProcess, RemoteHarmonizer
 
 ROOT = Path(__file__).resolve().parents[2]
 MELODY = [72, None, 74, 74, 76, 77, 79, None, 81, 50, 52, 55, 60, None, 96, 95, 72, 71, 69, 67]
-
-
-def poll(predicate: Callable[[], object], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
 
 
 @pytest.fixture()

@@ -4,10 +4,9 @@ thread and the runtime."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from harmony_fakes import MELODY, RANGES, RecordingSend, perform, run, tiny, worker_for
+from harmony_fakes import MELODY, RANGES, RecordingSend, perform, poll, run, tiny, worker_for
 
 from companion.core.engine import EngineSettings
 from companion.core.events import PPQ, HarmonizeNote
@@ -105,14 +104,6 @@ def test_the_runtime_starts_the_worker_and_routes_harmony_through_the_scheduler(
                 elif data[0] & 0xF0 in (0x80, 0x90):
                     keys.discard((data[0] & 0x0F, data[1]))
         return keys
-
-    def poll(predicate: Callable[[], object], timeout_s: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not predicate():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
 
     receiver = from_engine.open_input(on_receive)
     settings = EngineSettings(mode="harmonize", harmony_channels=(1, 2, 3), key_lock=False)
