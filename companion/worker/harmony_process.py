@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 from companion.errors import CheckpointError
 from companion.harmony.pool import PRIMED_POSITIONS
 from companion.harmony.voicing import Voices, chord_voices, rule_chord
-from companion.worker.process import LogLine, WorkerChild, restart_later
+from companion.worker.process import LogLine, Supervised, WorkerChild
 from models.chorale.register import fold, register
 
 log = logging.getLogger("companion")
@@ -31,26 +30,20 @@ READY_TIMEOUT_S = 60.0  # torch and the model load in the child: seconds on a bu
 HANG_S = 3.0  # chords awaited this long after an operation: the process is stuck
 
 
-class HarmonyProcess:
+class HarmonyProcess(Supervised):
     """The harmony worker process, its stand-in models, and a new process whenever one fails."""
+
+    label = "harmony worker process"
 
     def __init__(self, checkpoint: str | Path | None = None, count: int = PRIMED_POSITIONS, *,
                  log_line: LogLine | None = None, argv: list[str] | None = None, hang_s: float = HANG_S) -> None:
-        self._argv = argv or [sys.executable, "-m", "companion.worker.harmony_main", "--models", str(count),
-                              *(["--checkpoint", str(checkpoint)] if checkpoint else [])]
+        super().__init__(argv or [sys.executable, "-m", "companion.worker.harmony_main", "--models", str(count),
+                                  *(["--checkpoint", str(checkpoint)] if checkpoint else [])])
         self._log_line = log_line or (lambda level, text: getattr(log, level, log.info)(text))
         self.hang_s = hang_s
         self.models: list[RemoteHarmonizer] = []
-        self.faults: list[str] = []
-        self.restarts = 0
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._faults_in_a_row = 0
-        self._child: WorkerChild | None = None
         self._info: dict[str, Any] = {}
         self._failed: str | None = None  # the first process could not load its model: why
-
-    # --- start and stop ---------------------------------------------------------------------------------------
 
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> list[RemoteHarmonizer]:
         """Start the process and wait for its models (on the harmony worker's thread, as a model load is);
@@ -64,30 +57,8 @@ class HarmonyProcess:
             raise CheckpointError(self._failed or f"the harmony worker process gave no sign of life in {timeout_s:g} s")
         return self.models
 
-    def close(self) -> None:
-        """Stop the process (idempotent); the stand-ins voice by rule from now on."""
-        self._closed.set()
-        with self._lock:
-            child, self._child = self._child, None
-        if child is not None:
-            child.send("stop")
-            try:
-                child.proc.wait(timeout=2.0)
-            except Exception:  # noqa: BLE001 - it is killed below either way
-                pass
-            child.kill()
-
-    @property
-    def pid(self) -> int | None:
-        child = self._child
-        return child.pid if child is not None and child.gone is None else None
-
-    def _spawn(self) -> None:
-        with self._lock:
-            if self._closed.is_set() or self._child is not None:
-                return
-            self._child = WorkerChild(self._argv, self._on_message, self._on_gone, self._log_line,
-                                      label="harmony worker")
+    def _say(self, level: str, text: str) -> None:
+        self._log_line(level, text)
 
     # --- what it says -----------------------------------------------------------------------------------------
 
@@ -103,6 +74,7 @@ class HarmonyProcess:
             if not self._info:  # the first process could not load: harmony turns off with its reason
                 self._failed = f"the harmony worker process could not load its model: {message['text']}"
                 child.kill()
+                child.replaced.set()
             else:
                 self.fault(child, f"stopped: {message['text']}")
         else:
@@ -129,21 +101,7 @@ class HarmonyProcess:
         self.fault(child, why)
 
     def fault(self, child: WorkerChild, why: str) -> None:
-        """Kill the process, say so, and start a new one (later and later if they keep failing)."""
-        with self._lock:
-            if self._child is not child:
-                return
-            self._child = None
-            self._faults_in_a_row += 1
-        child.kill()
-        self.faults.append(why)
-        self._log_line("warning", f"the harmony worker process (pid {child.pid}) {why}: harmony is voiced by rule "
-                                  "until a new one is ready")
-        restart_later(self._closed, self._faults_in_a_row, self._respawn)
-
-    def _respawn(self) -> None:
-        self.restarts += 1
-        self._spawn()
+        self._replace(child, why, "harmony is voiced by rule until a new one is ready")
 
     def send(self, index: int, seq: int, op: str, args: list[Any]) -> None:
         child = self._child

@@ -58,6 +58,7 @@ class WorkerChild:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.pid = self.proc.pid
         self.ready = threading.Event()
+        self.replaced = threading.Event()  # its end was said (and a new child is on its way, if one is wanted)
         self.info: dict[str, Any] = {}
         self.gone: str | None = None
         self.channels: dict[str, queue.SimpleQueue[Any]] = {}
@@ -141,27 +142,94 @@ class WorkerChild:
                 self._log_line("debug", f"{self.label} {self.pid}: {text}")
 
 
-class ModelProcess:
+class Supervised:
+    """One worker child process at a time (`_child`): started on demand, stopped on close, replaced after a fault
+    (later and later if they keep failing). ModelProcess and the harmony process share this; each says what its
+    child's messages mean (`_on_message`, `_on_gone`) and what plays meanwhile (the text of `_replace`)."""
+
+    label = "worker process"
+
+    def __init__(self, argv: list[str]) -> None:
+        self._argv = argv
+        self.restarts = 0  # children started after a fault
+        self.faults: list[str] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._faults_in_a_row = 0
+        self._child: WorkerChild | None = None
+
+    def _say(self, level: str, text: str) -> None:
+        raise NotImplementedError
+
+    def _on_message(self, child: WorkerChild, message: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _on_gone(self, child: WorkerChild, why: str) -> None:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        child = self._child
+        return child.pid if child is not None and child.gone is None else None
+
+    def _spawn(self) -> None:
+        normal_priority()
+        with self._lock:
+            if self._closed.is_set() or self._child is not None:
+                return
+            self._child = WorkerChild(self._argv, self._on_message, self._on_gone, self._say, label=self.label)
+
+    def close(self) -> None:
+        """Stop the child (idempotent): asked to stop, killed if it has not within 2 s."""
+        self._closed.set()
+        with self._lock:
+            child, self._child = self._child, None
+        if child is not None:
+            child.send("stop")
+            try:
+                child.proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                pass
+            child.kill()
+
+    def _replace(self, child: WorkerChild, why: str, meanwhile: str) -> None:
+        """Kill the child, say why and what plays `meanwhile`, and start a new one (later and later if they keep
+        failing)."""
+        with self._lock:
+            mine = self._child is child
+            if mine:
+                self._child = None
+                self._faults_in_a_row += 1
+        if not mine:  # another thread is replacing it (or did): return once that is said
+            child.replaced.wait(1.0)
+            return
+        child.kill()
+        self.faults.append(why)
+        self._say("warning", f"the {self.label} (pid {child.pid}) {why}: {meanwhile}")
+        child.replaced.set()
+        restart_later(self._closed, self._faults_in_a_row, self._respawn)
+
+    def _respawn(self) -> None:
+        self.restarts += 1
+        self._spawn()
+
+
+class ModelProcess(Supervised):
     """A Generator whose models run in a worker process; the Markov responder here whenever it cannot answer."""
 
     runs_elsewhere = True  # the generator thread only waits on a pipe: it may run at real-time priority
+    label = "model worker"
 
     def __init__(self, model: str = "auto", checkpoint: Path | str | None = None, *, preload_vae: bool = False,
                  hang_s: float = HANG_S, log_line: LogLine | None = None, start: bool = True,
                  worker_argv: list[str] | None = None) -> None:
-        self._argv = worker_argv or [sys.executable, "-m", "companion.worker.main", "--model", model,
-                                     *(["--checkpoint", str(checkpoint)] if checkpoint else []),
-                                     *(["--preload-vae"] if preload_vae else [])]
+        super().__init__(worker_argv or [sys.executable, "-m", "companion.worker.main", "--model", model,
+                                         *(["--checkpoint", str(checkpoint)] if checkpoint else []),
+                                         *(["--preload-vae"] if preload_vae else [])])
         self.hang_s = hang_s
-        self.restarts = 0  # workers started after a fault
-        self.faults: list[str] = []
         self._fallback = MarkovGenerator()
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._faults_in_a_row = 0
         self._log_line: LogLine | None = log_line
         self._pending: list[tuple[str, str]] = []
-        self._worker: WorkerChild | None = None
         if start:
             self.start()
 
@@ -169,7 +237,7 @@ class ModelProcess:
 
     @property
     def name(self) -> str:
-        worker = self._worker
+        worker = self._child
         if worker is not None and worker.ready.is_set() and worker.gone is None:
             return str(worker.info["name"])
         return self._fallback.name
@@ -177,25 +245,20 @@ class ModelProcess:
     @property
     def loading(self) -> bool:
         """True while the worker loads its models (the Markov responder answers meanwhile)."""
-        worker = self._worker
+        worker = self._child
         return not self._closed.is_set() and (worker is None or (not worker.ready.is_set() and worker.gone is None))
 
     @property
     def vae_available(self) -> bool:
         """Variation and morph come from the phrase VAE in the worker (its own fallback decides), not from here."""
-        worker = self._worker
+        worker = self._child
         return worker is not None and worker.ready.is_set() and worker.gone is None
 
     @property
     def checkpoint(self) -> Path | None:
-        worker = self._worker
+        worker = self._child
         path = worker.info.get("checkpoint") if worker is not None and worker.ready.is_set() else None
         return Path(path) if path else None
-
-    @property
-    def pid(self) -> int | None:
-        worker = self._worker
-        return worker.pid if worker is not None and worker.gone is None else None
 
     def set_log(self, log_line: LogLine) -> None:
         """Where the worker's news goes (the runtime's log, so the UI shows it); what came before is replayed."""
@@ -208,25 +271,14 @@ class ModelProcess:
         """True once a worker has loaded its model (for benches and tests; the live app never waits)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not self._closed.is_set():
-            worker = self._worker
+            worker = self._child
             if worker is not None and worker.ready.wait(0.05) and worker.gone is None:
                 return True
         return False
 
-    def close(self) -> None:
-        self._closed.set()
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.send("stop")
-            try:
-                worker.proc.wait(timeout=2.0)
-            except subprocess.TimeoutExpired:
-                pass
-            worker.kill()
-
     def stream(self, request: RequestAnswer) -> Iterator[Note]:
         """The worker's notes as they come; on a fault, the rest of the answer from the Markov responder."""
-        worker = self._worker
+        worker = self._child
         # the Markov responder cannot play drums: a drums bar without the worker is a bar of silence
         fallback = self._fallback.stream if request.settings.get("drums") is None else (lambda r: iter(()))
         if worker is None or not worker.ready.is_set() or worker.gone is not None:
@@ -250,7 +302,7 @@ class ModelProcess:
                     return
                 if item["type"] == "failed":
                     finished = True
-                    self._log("error", f"the {self.name} model failed on {request.tag} ({item['text']}); "
+                    self._say("error", f"the {self.name} model failed on {request.tag} ({item['text']}); "
                                        "the Markov responder plays the rest")
                     break
                 try:
@@ -269,7 +321,7 @@ class ModelProcess:
 
     # --- the worker's life cycle ---------------------------------------------------------------------------
 
-    def _log(self, level: str, text: str) -> None:
+    def _say(self, level: str, text: str) -> None:
         with self._lock:
             log_line = self._log_line
             if log_line is None:
@@ -286,49 +338,29 @@ class ModelProcess:
         else:
             threading.Thread(target=self._spawn, name="companion-model-spawn", daemon=True).start()
 
-    def _spawn(self) -> None:
-        normal_priority()
-        with self._lock:
-            if self._closed.is_set() or self._worker is not None:
-                return
-            self._worker = WorkerChild(self._argv, self._on_message, self._on_gone, self._log)
-
     def _on_message(self, worker: WorkerChild, message: dict[str, Any]) -> None:
         if message["type"] == "ready":
             worker.info = message
             worker.ready.set()
             self._faults_in_a_row = 0
-            self._log("info", f"the {message['name']} model is ready in its worker process "
+            self._say("info", f"the {message['name']} model is ready in its worker process "
                               f"(pid {worker.pid}, {time.monotonic() - worker.started:.1f} s)")
             if message["warning"]:
-                self._log("warning", message["warning"])
+                self._say("warning", message["warning"])
         elif message["type"] == "fatal":
             if worker.ready.is_set():  # it spoke our protocol badly: a new one may not
                 self._fault(worker, f"stopped: {message['text']}")
                 return
-            self._log("error", f"the model worker could not load its model ({message['text']}); "
+            self._say("error", f"the model worker could not load its model ({message['text']}); "
                                "the Markov responder answers")
             with self._lock:
-                if self._worker is worker:
-                    self._worker = None
+                if self._child is worker:
+                    self._child = None
             worker.kill()
+            worker.replaced.set()  # said: its end needs no more words
 
     def _on_gone(self, worker: WorkerChild, why: str) -> None:
         self._fault(worker, why if worker.ready.is_set() else f"{why} before it was ready")
 
     def _fault(self, worker: WorkerChild, why: str) -> None:
-        """Kill the worker, say so, and start a new one (later and later if they keep failing)."""
-        with self._lock:
-            if self._worker is not worker:
-                return
-            self._worker = None
-            self._faults_in_a_row += 1
-        worker.kill()
-        self.faults.append(why)
-        self._log("warning", f"the model worker (pid {worker.pid}) {why}: the Markov responder answers until a "
-                             "new worker is ready")
-        restart_later(self._closed, self._faults_in_a_row, self._respawn)
-
-    def _respawn(self) -> None:
-        self.restarts += 1
-        self._spawn()
+        self._replace(worker, why, "the Markov responder answers until a new worker is ready")
