@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.config import SavedConfig
 from models.transformer import GPT, GPTConfig, KVCache
 
 N_VOICES = 4
@@ -16,7 +16,7 @@ N_BEAT_POS = 4  # 16th position inside the beat
 
 
 @dataclass
-class ChoraleConfig:
+class ChoraleConfig(SavedConfig):
     """Shape of ChoraleNet; stored in the checkpoint."""
 
     vocab_size: int
@@ -28,12 +28,6 @@ class ChoraleConfig:
     head_hidden: int = 512
     head_layers: int = 2
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ChoraleConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def gpt_config(self) -> GPTConfig:
         # the step token: soprano of the previous step as the token, alto/tenor/bass and beat position as extras

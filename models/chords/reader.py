@@ -8,31 +8,26 @@ Its weights sit in the chord checkpoint beside the live model's, under PREFIX; a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from models.chords import vocab
 from models.chords.features import N_FEATURES
+from models.config import SavedConfig
 
 PREFIX = "reader."  # state-dict names of the readers in a chord checkpoint: reader.<i>.<ReaderNet name>
 
 
 @dataclass
-class ReaderConfig:
+class ReaderConfig(SavedConfig):
     n_features: int = N_FEATURES
     n_chords: int = vocab.N_CHORDS
     n_hidden: int = 128  # per direction
     n_layer: int = 2
     dropout: float = 0.2
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ReaderConfig:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 def _gru_pass(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray) -> np.ndarray:

@@ -3,28 +3,23 @@ anywhere (the real-time process never imports it): a slot costs a few small matr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from models.chords import vocab
 from models.chords.features import N_FEATURES
+from models.config import SavedConfig
 
 
 @dataclass
-class ChordConfig:
+class ChordConfig(SavedConfig):
     n_features: int = N_FEATURES
     n_chords: int = vocab.N_CHORDS
     n_embd: int = 32  # previous-chord embedding
     n_hidden: int = 128
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ChordConfig:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 

@@ -9,8 +9,7 @@ training, so the discriminator only ever sees bars of 0/1 hits, as real ones are
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from models.config import SavedConfig
 from models.drums.bars import N_PIECES, STEPS, STYLES
 
 N_CELLS = N_PIECES * STEPS  # 144
@@ -25,7 +25,7 @@ BPM_CENTER, BPM_SCALE = 110.0, 40.0
 
 
 @dataclass
-class DrumGANConfig:
+class DrumGANConfig(SavedConfig):
     """Model shape; stored in the checkpoint (``to_dict``) and rebuilt with ``from_dict``."""
 
     n_styles: int = len(STYLES)
@@ -39,12 +39,6 @@ class DrumGANConfig:
         # style one-hot, bpm, taps (S), taps-given flag, density, mean velocity, fill
         return self.n_styles + 1 + STEPS + 1 + 3
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DrumGANConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)

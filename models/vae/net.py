@@ -8,12 +8,13 @@ position, so one model decodes phrases of any length up to ``max_steps`` (2 and 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.config import SavedConfig
 
 REST = 0
 HOLD = 1
@@ -35,7 +36,7 @@ def token_name(token: int) -> str:
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(SavedConfig):
     """Model shape and sizes; stored in every checkpoint (``to_dict``) and rebuilt with ``from_dict``."""
 
     n_classes: int = N_CLASSES
@@ -49,12 +50,6 @@ class VAEConfig:
     z_dim: int = 256
     dropout: float = 0.1
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> VAEConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 def grammar_mask(prev: torch.Tensor, n_classes: int = N_CLASSES) -> torch.Tensor:
