@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -134,3 +135,19 @@ def poll(predicate: Callable[[], object], timeout_s: float = 20.0) -> bool:
             return False
         time.sleep(0.002)
     return True
+
+
+def harmony_process_pids() -> set[int]:
+    """Our chorale harmony worker processes: children of this process (Linux's /proc)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and b"companion.worker.harmony_main" in cmdline:
+            pids.add(int(entry.name))
+    return pids

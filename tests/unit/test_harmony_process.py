@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harmony_fakes import poll
+from harmony_fakes import harmony_process_pids, poll
 
 from companion.errors import CheckpointError
 from companion.harmony.worker import load_harmonizers
@@ -100,22 +100,6 @@ def test_a_note_that_comes_before_its_chords_is_voiced_at_once_by_rule(process: 
     assert model.fallbacks == 1
 
 
-def child_pids() -> set[int]:
-    """Our harmony worker processes (children of this one)."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat[1]) == os.getpid() and b"companion.worker.harmony_main" in cmdline:
-            pids.add(int(entry.name))
-    return pids
-
-
 def test_a_killed_process_leaves_the_harmony_going_and_a_new_one_takes_over(
         process: tuple[HarmonyProcess, list]) -> None:
     harmony, logs = process
@@ -137,7 +121,7 @@ def test_a_killed_process_leaves_the_harmony_going_and_a_new_one_takes_over(
     for soprano in (79, 77, 76):
         step_when_ready(model, soprano)  # the new process's chords, after the model started afresh there
     assert model.fallbacks == before and harmony.restarts == 1
-    assert first not in child_pids()
+    assert first not in harmony_process_pids()
 
 
 def test_a_hung_process_is_replaced(tiny_checkpoint: Path) -> None:
@@ -161,7 +145,7 @@ def test_a_hung_process_is_replaced(tiny_checkpoint: Path) -> None:
         step_when_ready(model, 77)
     finally:
         harmony.close()
-    assert not child_pids()
+    assert not harmony_process_pids()
 
 
 def test_a_model_that_cannot_load_says_which_file(tmp_path: Path) -> None:
@@ -170,7 +154,7 @@ def test_a_model_that_cannot_load_says_which_file(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as caught:
         HarmonyProcess(bad).start()
     assert str(bad) in str(caught.value) and "could not load" in str(caught.value)
-    assert not child_pids()
+    assert not harmony_process_pids()
 
 
 def test_a_process_that_speaks_another_language_is_refused() -> None:
@@ -180,7 +164,8 @@ def test_a_process_that_speaks_another_language_is_refused() -> None:
 
 RUNTIME_SCRIPT = r"""
 import json, os, signal, sys, threading, time
-from pathlib import Path
+sys.path.insert(0, "tests/unit")
+from harmony_fakes import harmony_process_pids
 from companion.core.engine import EngineSettings
 from companion.live.runtime import Runtime
 from companion.midi.clock import InternalClock
@@ -201,21 +186,12 @@ runtime.start()
 deadline = time.monotonic() + 60
 while (runtime.harmony is None or not runtime.harmony.wait_ready(0.05)) and time.monotonic() < deadline:
     pass
-def harmony_pid():
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid() and \
-                        b"harmony_main" in (entry / "cmdline").read_bytes():
-                    return int(entry.name)
-            except OSError:
-                pass
 killed, at_kill = None, 0
 logs = []
 runtime.add_log_listener(lambda level, text: logs.append(text))
 for i, pitch in enumerate([72, 74, 76, 77, 79, 77, 76, 74, 72, 71, 72, 74]):
     if i == 6:
-        killed = harmony_pid()
+        killed = min(harmony_process_pids())
         os.kill(killed, signal.SIGKILL)
         with lock:
             at_kill = len(received)
