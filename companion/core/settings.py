@@ -11,13 +11,13 @@ from companion.core import modes as modes_package
 from companion.core.capture import CaptureSettings
 from companion.core.events import PPQ
 from companion.core.theory import Key
+from models.chords.decode import CADENCES, CHANGE_EVERY
 
 _NOT_MODES = {"base"}
 HARMONY_STYLES = ("chorale", "block", "bass", "pad", "comping", "arpeggio")
 """chorale: the chorale model's alto, tenor and bass; the others voice the lead-sheet chord model's symbols."""
 CLOCK_STYLES = ("comping", "arpeggio")
 """Styles that strike on the 16th grid as the clock runs, not only when the melody moves."""
-CHANGE_EVERY = ("beat", "half_bar", "bar", "melody")
 SEED_MAX = 2**31 - 1  # answer n uses seed + n: every seed a session reaches stays within what torch and numpy take
 
 
@@ -88,6 +88,12 @@ class EngineSettings:
     """Harmonize: the chord changes at most every "beat", "half_bar" or "bar", or on the beats where the melody
     asks for it ("melody", lead-sheet styles); held notes hold it in between, except that a melody note
     clashing with the held chord re-voices it at once."""
+    cadences: str = "home"
+    """Harmonize a whole melody (`companion generate harmonize`, lead-sheet styles): "home" draws every phrase's
+    last note to the tonic chord (its triad, seventh or sus4, whichever holds the note; the model may still hear a
+    half cadence there), "melody" only the phrases that end on the tonic's root or third, leaving half cadences
+    where the melody stops elsewhere. Live, a cadence is
+    heard as it is played (a long tonic or third, or one on the bar line of a phrase's 4th bar) in both."""
     harmony_channels: tuple[int, int, int] | None = None
     """Harmonize, chorale style: channels of alto, tenor and bass; None plays them all on `output_channel`."""
     pad_low_note: int = 48
@@ -131,6 +137,8 @@ class EngineSettings:
             raise ValueError(f"harmony_style must be one of {', '.join(HARMONY_STYLES)}, got {self.harmony_style!r}")
         if self.change_every not in CHANGE_EVERY:
             raise ValueError(f"change_every must be one of {', '.join(CHANGE_EVERY)}, got {self.change_every!r}")
+        if self.cadences not in CADENCES:
+            raise ValueError(f"cadences must be one of {', '.join(CADENCES)}, got {self.cadences!r}")
         if self.harmony_channels is not None:
             channels = self.harmony_channels
             if not isinstance(channels, list | tuple) or len(channels) != 3:

@@ -50,7 +50,7 @@ def set_mode(settings: EngineSettings) -> str | None:
 
 
 def chord_plan(stepper: Any, melody: Sequence[Note], settings: EngineSettings) -> Plan:
-    """A chord per slot for the whole melody (models.chords.decode.decode_offline, `change_every` kept)."""
+    """A chord per slot for the whole melody (models.chords.decode.decode_offline; `change_every`, `cadences` kept)."""
     from models.chords.decode import decode_offline
 
     grid = melody_grid(melody)
@@ -59,7 +59,8 @@ def chord_plan(stepper: Any, melody: Sequence[Note], settings: EngineSettings) -
     n_slots = -(-len(grid) // per_slot)
     grid = np.concatenate([grid, np.full(n_slots * per_slot - len(grid), -1)])
     slot_pos = (np.arange(n_slots) % per_bar).astype(np.int8)
-    chords = decode_offline(stepper, grid, slot_pos, per_slot, key_pair(settings.key, grid), settings.change_every)
+    chords = decode_offline(stepper, grid, slot_pos, per_slot, key_pair(settings.key, grid), settings.change_every,
+                            settings.cadences)
     return {s: int(c) for s, c in enumerate(chords)}
 
 

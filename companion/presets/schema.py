@@ -12,7 +12,7 @@ from typing import Any
 from companion.core.control import HARMONY_STYLES
 from companion.core.drums import DRUM_STYLES
 from companion.core.events import PPQ
-from companion.core.settings import CHANGE_EVERY, SEED_MAX
+from companion.core.settings import CADENCES, CHANGE_EVERY, SEED_MAX
 from companion.core.theory import Key
 
 # Modes the schema accepts. A mode also has to be built (a module under companion/core/modes) to run;
@@ -131,6 +131,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "change_every": _f("choice", "beat", "engine.change_every",
                            "chords change at most this often, or where the melody asks (\"melody\", lead-sheet "
                            "styles); a melody note that clashes re-voices at once", choices=CHANGE_EVERY),
+        "cadences": _f("choice", "home", "engine.cadences", "home: a whole melody's every phrase end is drawn to the "
+                       "tonic chord; melody: only where it ends on the tonic's root or third (half cadences kept)",
+                       choices=CADENCES),
         "channels": _f("channels", None, "engine.harmony_channels", "channels of the voices (alto, tenor, bass; "
                        "lead-sheet styles: chords, -, bass), or one channel for all", none="output"),
     },

@@ -32,13 +32,14 @@ if TYPE_CHECKING:  # the live path needs numpy only: torch is imported where the
     from models.chords.stepper import ChordStepper
 
 CHANGE_EVERY = ("beat", "half_bar", "bar", "melody")
+CADENCES = ("home", "melody")  # every phrase end drawn to the tonic / only those ending on its root or third
 # log-probability a chord change costs where it falls (offline); "melody" adds MELODY_CHANGE_COST on top
 CHANGE_COST = {"downbeat": 0.3, "half_bar": 1.0, "beat": 1.5}
 MELODY_CHANGE_COST = 1.0  # "where the melody asks": a change must gain this much more over holding
 FIT_WEIGHT = 2.0  # log-probability added per slot for the share of its melody in the chord, less its rubs
 RULE_WEIGHT = 1.0  # offline: for the rule's chord, times (1 - the model's top probability)^2: where it is unsure
 CADENCE_BONUS = 6.0  # the tonic chord under a phrase's last note, unless that note rubs against it
-INNER_CADENCE_BONUS = 5.0  # offline: the tonic under a phrase end inside the song on its root or third (valid songs)
+INNER_CADENCE_BONUS = 5.0  # offline: the tonic under a phrase end inside the song, per slot (chosen on the valid songs)
 PHRASE_BARS = 4  # live: a phrase ends in its 4th (or 8th) bar; a tonic or third there on the bar line cadences
 _MASKS = np.array([[pc in vocab.chord_pcs(c) for pc in range(12)] for c in range(vocab.N_CHORDS)], dtype=np.float32)
 _RUBS = np.clip(np.roll(_MASKS, 1, axis=1) + np.roll(_MASKS, -1, axis=1), 0, 1) * (1 - _MASKS)  # (C, 12)
@@ -71,27 +72,48 @@ def cadence_fits(pitch: int, key: tuple[int, str]) -> bool:
     return not _RUBS[tonic_of(key), pitch % 12]
 
 
+def tonic_family(key: tuple[int, str]) -> tuple[int, ...]:
+    """The chords that close on the key's tonic: its triad, its diatonic seventh (maj7 in major, m7 in minor) and
+    its sus4 (the evaluation counts each as the tonic chord)."""
+    minor = key[1] == "minor"
+    return (tonic_of(key), vocab.chord_index(key[0], "m7" if minor else "maj7"), vocab.chord_index(key[0], "sus4"))
+
+
+def home_chords(pitch: int, key: tuple[int, str]) -> list[int]:
+    """The tonic-family chords a phrase may close on under `pitch`: those it does not rub against."""
+    return [c for c in tonic_family(key) if not _RUBS[c, pitch % 12]]
+
+
 def cadence(melody: np.ndarray, slot_pos: np.ndarray, steps_per_slot: int, key: tuple[int, str],
-            song_key: tuple[int, str] | None = None, inner_bonus: float | None = None) -> np.ndarray:
-    """(S, C): CADENCE_BONUS for the tonic triad of `key` (the key the melody ends in) at the slot of the last
-    melody note (a song ends at home), unless that note is a semitone from one of its tones; INNER_CADENCE_BONUS
-    for the tonic of `song_key` where a phrase ends inside the song (`features.phrase_ends`) on the tonic's root or
-    third (a phrase ending on the fifth or the second is left to the model: a half cadence is as likely)."""
+            song_key: tuple[int, str] | None = None, inner_bonus: float | None = None,
+            cadences: str = "home") -> np.ndarray:
+    """(S, C): the cadence bonus of each phrase end (`features.phrase_ends`), on every slot its last note sounds
+    in: CADENCE_BONUS at the melody's end for the tonic of `key` (the key the melody ends in), INNER_CADENCE_BONUS
+    inside the song for the tonic of `song_key`. `cadences` "home": every phrase end draws to the tonic, on
+    whichever of its chords (`home_chords`) the last note does not rub against; "melody": the triad only, and inside the
+    song only where the phrase ends on the tonic's root or third (a phrase ending on the fifth or the second is
+    left to the model: a half cadence is as likely there)."""
     n_slots = len(slot_pos)
     out = np.zeros((n_slots, vocab.N_CHORDS), dtype=np.float32)
     ends = phrase_ends(melody, slot_pos, steps_per_slot)
     if not ends:
         return out
     inner = INNER_CADENCE_BONUS if inner_bonus is None else inner_bonus
-    if song_key is not None and inner > 0:
-        tonic = tonic_of(song_key)
-        root_or_third = {song_key[0], (song_key[0] + (3 if song_key[1] == "minor" else 4)) % 12}
-        for end in ends[:-1]:
-            if int(melody[end]) % 12 in root_or_third:
-                out[min(n_slots - 1, end // steps_per_slot), tonic] += inner
-    last = int(np.nonzero(melody >= 0)[0][-1])
-    if cadence_fits(int(melody[last]), key):
-        out[min(n_slots - 1, last // steps_per_slot), tonic_of(key)] = CADENCE_BONUS
+    targets = [(end, song_key, inner) for end in ends[:-1]] if song_key is not None and inner > 0 else []
+    targets.append((ends[-1], key, CADENCE_BONUS))
+    for end, k, bonus in targets:
+        pitch = int(melody[end])
+        if cadences == "home":
+            chords = home_chords(pitch, k)
+        elif end == ends[-1] or pitch % 12 in {k[0], (k[0] + (3 if k[1] == "minor" else 4)) % 12}:
+            chords = [tonic_of(k)] if not _RUBS[tonic_of(k), pitch % 12] else []
+        else:
+            chords = []
+        held = end + 1  # the phrase's last note, as long as it sounds: a cadence holds under all of it
+        while held < len(melody) and melody[held] == pitch:
+            held += 1
+        for slot in range(end // steps_per_slot, min(n_slots, -(-held // steps_per_slot))):
+            out[slot, chords] = bonus
     return out
 
 
@@ -154,11 +176,13 @@ def viterbi(scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
 
 
 def decode_offline(stepper: ChordStepper, melody: np.ndarray, slot_pos: np.ndarray, steps_per_slot: int,
-                   key: tuple[int, str], change_every: str = "melody") -> np.ndarray:
+                   key: tuple[int, str], change_every: str = "melody", cadences: str = "home") -> np.ndarray:
     """(S,) absolute chord classes, one per slot, by Viterbi over the whole melody (the model looking ahead).
 
     Where the chord may not change (between lines of `change_every`) the held chord is scored against every
     slot it spans, so a chord chosen for a bar fits the whole bar."""
+    if cadences not in CADENCES:
+        raise ValueError(f"cadences must be one of {', '.join(CADENCES)}, got {cadences!r}")
     n_slots = len(slot_pos)
     if n_slots == 0:
         return np.zeros(0, dtype=np.int64)
@@ -168,7 +192,8 @@ def decode_offline(stepper: ChordStepper, melody: np.ndarray, slot_pos: np.ndarr
     rule[np.arange(n_slots), rule_chords(melody, slot_pos, steps_per_slot, key, "bar")] = 1.0
     scores = (logp + FIT_WEIGHT * melody_fit(melody, n_slots, steps_per_slot)
               + RULE_WEIGHT * unsure[:, None] * rule
-              + cadence(melody, slot_pos, steps_per_slot, ending_key(melody, slot_pos, steps_per_slot), key))
+              + cadence(melody, slot_pos, steps_per_slot, ending_key(melody, slot_pos, steps_per_slot), key,
+                        cadences=cadences))
     return viterbi(scores, change_costs(slot_pos, change_every))
 
 

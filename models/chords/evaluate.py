@@ -19,7 +19,7 @@ import numpy as np
 
 from models.chords import vocab
 from models.chords.data import Song
-from models.chords.decode import CHANGE_EVERY, decode_live, decode_offline, rule_chords
+from models.chords.decode import CADENCES, CHANGE_EVERY, decode_live, decode_offline, rule_chords
 from models.chords.features import ending_key, phrase_ends, slot_chords
 from models.chords.model import SHIPPED_CHECKPOINT
 from models.chords.train import DEFAULT_CACHE, is_valid, songs_from
@@ -140,6 +140,8 @@ def eval_main(argv: list[str]) -> int:
                    help="folk: the folk set; test: held-out POP909 and OpenEWLD songs; all: both, reported apart; "
                         "valid: the training songs kept for choosing settings (never the held-out ones)")
     p.add_argument("--change-every", default="beat", choices=CHANGE_EVERY, help="the model's harmonic rhythm")
+    p.add_argument("--cadences", default="home", choices=CADENCES,
+                   help="offline: home closes every phrase on the tonic; melody only those ending on its root or third")
     p.add_argument("--limit", type=int, default=None, help="at most this many songs per set")
     args = p.parse_args(argv)
     from models.checkpoint import CheckpointFileError
@@ -155,10 +157,11 @@ def eval_main(argv: list[str]) -> int:
     systems: dict[str, Harmonizer] = {
         "annotation": lambda s: np.maximum(slot_chords(s.chords, len(s.slot_pos), s.steps_per_slot), 0),
         "rule": lambda s: rule_chords(s.melody, s.slot_pos, s.steps_per_slot, s.key, "bar"),
-        "model_offline": lambda s: decode_offline(stepper, s.melody, s.slot_pos, s.steps_per_slot, s.key, every),
+        "model_offline": lambda s: decode_offline(stepper, s.melody, s.slot_pos, s.steps_per_slot, s.key, every,
+                                                  args.cadences),
         "model_live": lambda s: decode_live(stepper, s.melody, s.slot_pos, s.steps_per_slot, s.key, every),
     }
-    report: dict[str, Any] = {"checkpoint": args.checkpoint, "change_every": every,
+    report: dict[str, Any] = {"checkpoint": args.checkpoint, "change_every": every, "cadences": args.cadences,
                               "unit": "per 16th step with an annotated chord, mean over songs"}
     sets = {"folk": ["folk"], "test": ["test"], "all": ["folk", "test"], "valid": ["valid"]}[args.split]
     for name in sets:

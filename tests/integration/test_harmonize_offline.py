@@ -107,3 +107,33 @@ def test_the_melody_is_the_top_voice_of_chords_and_inner_voices() -> None:
              Note(67, 80, 480, 240),  # an inner voice under the held 72
              Note(74, 80, 960, 480), Note(50, 80, 960, 480, 9)]  # drums are never melody
     assert [(n.pitch, n.start_ticks, n.duration_ticks) for n in melody_of(notes)] == [(72, 5, 955), (74, 960, 480)]
+
+
+def _phrases_file(tmp_path: Path) -> Path:
+    """C major in 4/4: phrases stop on D (beat 4), B (beat 12) and F (beat 20), each with half a bar of rest after
+    it, and the tune ends on C. (The D and the F keep their V and ii either way: the model hears them strongly.)"""
+    bars = [[60, 64, 67, 64], [62, 62, None, None], [64, 65, 67, 69], [71, 71, None, None],
+            [72, 71, 69, 67], [65, 65, None, None], [64, 62, 64, 62], [60, 60, 60, 60]]
+    notes = [Note(p, 90, (4 * b + i) * PPQ, PPQ, 0) for b, bar in enumerate(bars) for i, p in enumerate(bar)
+             if p is not None]
+    return write_take(tmp_path / "phrases.mid", [("melody", notes)], 100.0)
+
+
+def test_home_cadences_close_phrases_on_the_tonic_where_melody_cadences_leave_half_cadences(tmp_path: Path) -> None:
+    from companion.offline.harmonize import harmonize_with_symbols
+    from models.chords import vocab
+
+    source = read_midi(_phrases_file(tmp_path))
+
+    def chord_at(symbols: list[tuple[int, str]], beat: int) -> str:
+        return [name for ticks, name in symbols if ticks <= beat * PPQ][-1]
+
+    tonic_family = {vocab.chord_name(vocab.chord_index(0, q)) for q in ("", "maj7", "sus4")}
+    _, home = harmonize_with_symbols(source, seed=0, settings={"harmony_style": "pad"})  # "home" by default
+    for beat in (12, 13, 28, 31):  # under all of the B that ends a phrase (Cmaj7 holds it), and the last C
+        assert chord_at(home, beat) in tonic_family, (beat, home)
+    _, melody = harmonize_with_symbols(source, seed=0, settings={"harmony_style": "pad", "cadences": "melody"})
+    assert chord_at(melody, 12) not in tonic_family, f"the phrase ending on B: a half cadence expected, {melody}"
+    assert chord_at(melody, 31) in tonic_family  # the song still ends at home
+    with pytest.raises(InputFileError, match="cadences must be one of home, melody"):
+        harmonize_file(source, seed=0, settings={"cadences": "always"})

@@ -18,6 +18,7 @@ from models.chords.decode import (
     decode_live,
     decode_offline,
     diatonic_triads,
+    home_chords,
     live_phrase_end,
     note_fit,
     rule_chords,
@@ -140,18 +141,43 @@ def test_phrase_ends_and_the_cadences_kept() -> None:
     assert ends_on_g["cadences_kept"] == 0.5 and ends_on_g["phrase_ends_on_tonic"] == pytest.approx(1 / 3)
 
 
-def test_offline_cadences_at_every_phrase_end_on_the_tonics_root_or_third() -> None:
+def test_melody_cadences_close_only_the_phrases_ending_on_the_tonics_root_or_third() -> None:
     c_major = (0, "major")
     tonic = vocab.chord_index(0, "")
     # phrase 1 ends on E (the tonic's third), phrase 2 on G (a fifth: a half cadence is as likely), the song on C
     melody = np.array([60] * 4 + [64] * 4 + [-1] * 8 + [62] * 4 + [67] * 4 + [-1] * 8 + [62] * 4 + [60] * 12)
     pos = (np.arange(12) % 4).astype(np.int8)
-    bonus = cadence(melody, pos, 4, c_major, c_major)
+    bonus = cadence(melody, pos, 4, c_major, c_major, cadences="melody")
     assert bonus[1, tonic] == INNER_CADENCE_BONUS > 0  # the E at step 4: slot 1
     assert bonus[5].sum() == 0  # the G at step 20
-    assert bonus[11, tonic] == CADENCE_BONUS  # where the last C sounds last (slot 11)
-    assert bonus.sum() == INNER_CADENCE_BONUS + CADENCE_BONUS
-    assert cadence(melody, pos, 4, c_major).sum() == CADENCE_BONUS  # without the song's key: the end alone
+    assert all(bonus[slot, tonic] == CADENCE_BONUS for slot in (9, 10, 11))  # under all of the last C
+    assert bonus.sum() == INNER_CADENCE_BONUS + 3 * CADENCE_BONUS
+    assert cadence(melody, pos, 4, c_major, cadences="melody").sum() == 3 * CADENCE_BONUS  # no song key: the end
+
+
+def test_home_cadences_close_every_phrase_on_a_tonic_chord_its_last_note_sits_on() -> None:
+    c_major, a_minor = (0, "major"), (9, "minor")
+    triad, maj7, sus4 = (vocab.chord_index(0, q) for q in ("", "maj7", "sus4"))
+    assert home_chords(64, c_major) == [triad, maj7]  # E: in both; Csus4 (C F G) rubs against it
+    assert home_chords(65, c_major) == [sus4]  # F rubs against the triad's E: only Csus4 holds it
+    assert home_chords(71, c_major) == [maj7]  # B rubs against C: Cmaj7
+    assert home_chords(61, c_major) == []  # C#: against every one of them, no cadence forced
+    minor_family = [vocab.chord_index(9, q) for q in ("m", "m7", "sus4")]
+    assert home_chords(67, a_minor) == minor_family  # G, a tone from A, E and D: it rubs against none
+    assert home_chords(68, a_minor) == []  # the leading tone G# rubs against A: no cadence on it
+    # phrases end on E, G (a fifth), F, and the song on C: every one gets a bonus, on the chords that hold its note
+    melody = np.array([64] * 8 + [-1] * 8 + [67] * 8 + [-1] * 8 + [65] * 8 + [-1] * 8 + [60] * 8)
+    pos = (np.arange(14) % 4).astype(np.int8)
+    bonus = cadence(melody, pos, 4, c_major, c_major)
+    for slot in (0, 1):  # every slot the phrase's last note sounds in
+        assert set(np.nonzero(bonus[slot])[0]) == {triad, maj7} and bonus[slot, triad] == INNER_CADENCE_BONUS
+    assert set(np.nonzero(bonus[4])[0]) == set(np.nonzero(bonus[5])[0]) == {triad, maj7, sus4}  # G: in all three
+    assert set(np.nonzero(bonus[8])[0]) == {sus4}
+    assert not bonus[[2, 3, 6, 7, 10, 11]].any()  # rests
+    for slot in (12, 13):  # the last C
+        assert set(np.nonzero(bonus[slot])[0]) == {triad, maj7, sus4} and bonus[slot, triad] == CADENCE_BONUS
+    with pytest.raises(ValueError, match="cadences must be one of home, melody"):
+        decode_offline(None, melody, pos, 4, c_major, cadences="always")  # type: ignore[arg-type]
 
 
 def test_the_key_of_a_whole_melody_hears_where_it_ends() -> None:
