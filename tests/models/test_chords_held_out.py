@@ -71,3 +71,33 @@ def test_no_held_out_lead_sheet_is_also_a_training_song() -> None:
     for song in held:
         assert _title(song.song_id) not in train_titles, song.song_id
         assert _intervals(song) not in train_tunes, song.song_id
+
+
+@pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="no shipped chord model")
+def test_eval_harmony_reports_each_held_out_set_and_all_of_them_paired_with_the_rule(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from models.chords.data import CACHE_VERSION, SOURCES, save_songs
+    from models.chords.evaluate import eval_main
+
+    def held_out(source: str, n: int) -> list[Song]:
+        ids = (f"{source}/{i:03d}" if source == "pop909" else f"openewld/Someone/tune {i}" for i in range(10_000))
+        found = (s for s in (_song(i, source, shift=len(i) % 5) for i in ids) if s.split == "test")
+        return [next(found) for _ in range(n)]
+
+    folk = [_song(f"openewld/[Traditional]/tune {i}", "folk", i) for i in range(4)]  # read with OpenEWLD's
+    made = {"pop909": held_out("pop909", 3), "openewld": held_out("openewld", 2) + folk}
+    assert set(made) == set(SOURCES)
+    for source, songs in made.items():
+        save_songs(tmp_path / f"chord-songs-{source}-v{CACHE_VERSION}.npz", songs)
+    assert eval_main(["--cache", str(tmp_path), "--cadences", "melody"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cadences"] == "melody"
+    assert [report[k]["songs"] for k in ("folk", "test_pop909", "test_openewld", "held_out_all")] == [4, 3, 2, 9]
+    every = report["held_out_all"]
+    assert set(every["vs_rule"]) == {"annotation", "model_offline", "model_live"}
+    assert every["annotation"]["jaccard"]["mean"] == 1.0  # the songs' own chords, scored against themselves
+    for name in ("jaccard", "bass_root"):
+        paired = every["vs_rule"]["model_offline"][name]
+        assert paired["boot_lo"] <= paired["mean"] <= paired["boot_hi"]
