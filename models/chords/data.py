@@ -35,7 +35,7 @@ FOLK_ABC = ("nottingham-dataset/reelsa-c.abc",)  # the music21 corpus's folk tun
 @dataclass
 class Song:
     song_id: str
-    source: str  # "pop909", "openewld", "folk", "jsb" (jsb_labels.py)
+    source: str  # "pop909", "openewld", "folk", "jsb" (jsb_labels.py), "folkmel" (folk_melodies.py)
     melody: np.ndarray  # (T,) int16 pitch sounding at each 16th step, -1 rest
     onset: np.ndarray  # (T,) bool: a melody note starts on this step
     chords: np.ndarray  # (T,) int16 chord class, vocab.NO_CHORD where none
@@ -48,7 +48,7 @@ class Song:
         """'folk' (the folk test set), 'test' (held out) or 'train'."""
         if self.source == "folk":
             return "folk"
-        if self.source == "jsb":  # only the JSB benchmark's train chorales are read (jsb_labels.py)
+        if self.source in TRAIN_ONLY:  # JSB's train chorales; unlabelled folk tunes our harmonizer labelled
             return "train"
         h = int.from_bytes(hashlib.sha1(self.song_id.encode()).digest()[:8], "big") % 100
         return "test" if h < HELD_OUT_PERCENT else "train"
@@ -158,13 +158,14 @@ def load_pop909_song(folder: Path) -> tuple[Song | None, float]:
 
 
 def _grid_song(song_id: str, source: str, notes: list[tuple[float, float, int]], symbols: list[tuple[float, int]],
-               beats: int, beat_type: int, pickup_quarters: float) -> Song | None:
-    """A song from notes and chord symbols timed in quarter notes (a symbol holds until the next)."""
+               beats: int, beat_type: int, pickup_quarters: float, need_chords: bool = True) -> Song | None:
+    """A song from notes and chord symbols timed in quarter notes (a symbol holds until the next); None if it is
+    under a bar of 16ths long, or has no symbol and `need_chords`."""
     compound = beat_type == 8 and beats % 3 == 0 and beats > 3
     steps_per_slot = 6 if compound else max(1, 16 // beat_type)
     slots_per_bar = max(1, round(beats * 16 / beat_type) // steps_per_slot)
     end_steps = round(max([e for _, e, _ in notes] + [0]) * 4)
-    if end_steps < 16 or not symbols:
+    if end_steps < 16 or (need_chords and not symbols):
         return None
     melody = np.full(end_steps, -1, dtype=np.int16)
     onset = np.zeros(end_steps, dtype=bool)
@@ -175,7 +176,7 @@ def _grid_song(song_id: str, source: str, notes: list[tuple[float, float, int]],
         onset[min(a, end_steps - 1)] = True
     chords = np.full(end_steps, vocab.NO_CHORD, dtype=np.int16)
     marks = sorted((round(t * 4), c) for t, c in symbols)
-    for (step, index), (next_step, _) in zip(marks, marks[1:] + [(end_steps, 0)], strict=True):
+    for (step, index), (next_step, _) in zip(marks, marks[1:] + [(end_steps, 0)][:len(marks)], strict=True):
         chords[step:next_step] = index
     pickup = round(pickup_quarters * 4)
     first_bar_slot = -(-pickup // steps_per_slot) if pickup else 0
@@ -199,13 +200,16 @@ def _score_songs(path: Path, song_id: str, source: str) -> list[Song]:
     scores = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
     songs = []
     for i, score in enumerate(scores):
-        song = _score_song(score, song_id if len(scores) == 1 else f"{song_id}#{i}", source)
+        song = score_song(score, song_id if len(scores) == 1 else f"{song_id}#{i}", source)
         if song is not None:
             songs.append(song)
     return songs
 
 
-def _score_song(score, song_id: str, source: str) -> Song | None:  # noqa: ANN001 - a music21 Score
+def score_song(score, song_id: str, source: str,  # noqa: ANN001 - a music21 Score
+               need_chords: bool = True) -> Song | None:
+    """One score's melody (its first part) on the grid, with its chord symbols; None without any when
+    `need_chords`, else every step "no chord"."""
     import music21
 
     part = score.parts[0] if score.parts else score
@@ -224,7 +228,7 @@ def _score_song(score, song_id: str, source: str) -> Song | None:  # noqa: ANN00
     pickup = 0.0
     if measures and measures[0].paddingLeft:
         pickup = float(ts.barDuration.quarterLength - measures[0].paddingLeft)
-    return _grid_song(song_id, source, notes, symbols, ts.numerator, ts.denominator, pickup)
+    return _grid_song(song_id, source, notes, symbols, ts.numerator, ts.denominator, pickup, need_chords)
 
 
 def _symbol_class(symbol) -> int:  # noqa: ANN001 - a music21 ChordSymbol
@@ -266,6 +270,7 @@ def _unpack(arrays: dict[str, np.ndarray]) -> list[Song]:
     return songs
 
 
+TRAIN_ONLY = ("jsb", "folkmel")  # extra training sources: never held out, never valid
 SOURCES = ("pop909", "openewld")  # the folk set is read with OpenEWLD (its traditional songs) + music21's ABC
 
 

@@ -21,12 +21,15 @@ from models.chords.data import (
     DATA_ROOT,
     HELD_OUT_PERCENT,
     SOURCES,
+    TRAIN_ONLY,
     Song,
     build_songs,
     load_songs,
     save_songs,
 )
 from models.chords.features import MODE_COLUMNS, NO_PREV, frame_of, slot_chords, song_arrays
+from models.chords.folk_melodies import SOURCE as FOLK_SOURCE
+from models.chords.folk_melodies import build_folk_melody_songs
 from models.chords.jsb_labels import build_jsb_songs
 from models.chords.model import KIND, SHIPPED_CHECKPOINT
 from models.chords.net import ChordNet, ReaderNet
@@ -45,16 +48,21 @@ READER_KIND = "chords-reader"  # one trained reader, before merge_readers puts i
 READER_WINDOW_SLOTS = 128  # the reader's training windows: long enough to hear a few phrases both ways
 
 
-def songs_from(cache: Path, rebuild: bool = False, with_jsb: bool = False) -> list[Song]:
+def songs_from(cache: Path, rebuild: bool = False, with_jsb: bool = False, with_folk: bool = False) -> list[Song]:
     """The chord-annotated songs, from the cache folder (each source read from ../shared/data the first time:
-    a few minutes for POP909's MIDI files); `with_jsb`: and the JSB train chorales (jsb_labels.py)."""
+    a few minutes for POP909's MIDI files); `with_jsb`: and the JSB train chorales (jsb_labels.py);
+    `with_folk`: and the corpus's folk tunes labelled by the shipped checkpoint (folk_melodies.py)."""
     songs: list[Song] = []
-    for source in SOURCES + (("jsb",) if with_jsb else ()):
+    for source in SOURCES + (("jsb",) if with_jsb else ()) + ((FOLK_SOURCE,) if with_folk else ()):
         path = cache / f"chord-songs-{source}-v{CACHE_VERSION}.npz"
         if path.is_file() and not rebuild:
             songs.extend(load_songs(path))
             continue
-        built, report = build_jsb_songs(DATA_ROOT) if source == "jsb" else build_songs(source, DATA_ROOT)
+        if source == FOLK_SOURCE:  # never one of the songs that choose or judge (valid, held out)
+            kept_out = [s for s in songs if s.split != "train" or is_valid(s.song_id)]
+            built, report = build_folk_melody_songs(SHIPPED_CHECKPOINT, kept_out)
+        else:
+            built, report = build_jsb_songs(DATA_ROOT) if source == "jsb" else build_songs(source, DATA_ROOT)
         save_songs(path, built)
         print(json.dumps({"built": str(path), **report}), file=sys.stderr)
         songs.extend(built)
@@ -62,8 +70,9 @@ def songs_from(cache: Path, rebuild: bool = False, with_jsb: bool = False) -> li
 
 
 def is_valid(song_id: str) -> bool:
-    """A training song kept for choosing the step and settings (never a JSB chorale: valid stays as it was)."""
-    if song_id.startswith("jsb/"):
+    """A training song kept for choosing the step and settings (never one of the extra training sources: valid
+    stays as it was)."""
+    if song_id.split("/")[0] in TRAIN_ONLY:
         return False
     return int.from_bytes(hashlib.sha1(("valid:" + song_id).encode()).digest()[:8], "big") % 100 < VALID_PERCENT
 
@@ -126,14 +135,20 @@ class ChordTask:
     a `reader` config it trains the offline reader instead: every window read offline, with the key's mode."""
 
     def __init__(self, songs: list[Song], config: ChordConfig, command: str, balance: bool = False,
-                 reader: ReaderConfig | None = None, window: int = WINDOW_SLOTS) -> None:
-        train_songs = [s for s in songs if s.split == "train"]
-        self.train = [_Prepared(s) for s in train_songs if not is_valid(s.song_id)]
-        # `balance`: a window's source is drawn first (each as likely), then a song of it
-        by_source = [[i for i, s in enumerate(x for x in train_songs if not is_valid(x.song_id)) if s.source == src]
-                     for src in SOURCES]
-        self.pools = [pool for pool in by_source if pool] if balance else [list(range(len(self.train)))]
-        self.valid = [_Prepared(s) for s in train_songs if is_valid(s.song_id)]
+                 reader: ReaderConfig | None = None, window: int = WINDOW_SLOTS, folk_share: float = 0.0) -> None:
+        train_songs = [s for s in songs if s.split == "train" and not is_valid(s.song_id)]
+        self.train = [_Prepared(s) for s in train_songs]
+        # `balance`: a window's source is drawn first (each as likely), then a song of it; the labelled folk
+        # tunes (if any) are drawn `folk_share` of the time, whatever else
+        folk = [i for i, s in enumerate(train_songs) if s.source == FOLK_SOURCE]
+        rest = [i for i, s in enumerate(train_songs) if s.source != FOLK_SOURCE]
+        by_source = [[i for i in rest if train_songs[i].source == src] for src in SOURCES]
+        self.pools = [pool for pool in by_source if pool] if balance else [rest]
+        self.pool_weights = [1.0 / len(self.pools)] * len(self.pools)
+        if folk:
+            self.pools.append(folk)
+            self.pool_weights = [w * (1.0 - folk_share) for w in self.pool_weights] + [folk_share]
+        self.valid = [_Prepared(s) for s in songs if s.split == "train" and is_valid(s.song_id)]
         self.config, self.command, self.reader, self.window = config, command, reader, window
         self.counts = {src: sum(s.source == src and s.split == "train" for s in songs) for src in SOURCES}
         self.held_out = sorted(s.song_id for s in songs if s.split != "train")
@@ -145,7 +160,8 @@ class ChordTask:
         rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=generator)))
         rows = []
         for _ in range(batch_size):
-            pool = self.pools[int(rng.integers(len(self.pools)))] if len(self.pools) > 1 else self.pools[0]
+            pool = self.pools[int(rng.choice(len(self.pools), p=self.pool_weights))] if len(self.pools) > 1 \
+                else self.pools[0]
             p = self.train[pool[int(rng.integers(len(pool)))]]
             extra = len(p.target) - self.window
             start = int(rng.integers(extra + 1)) if extra > 0 else 0
@@ -248,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.2, help="--reader: dropout")
     p.add_argument("--with-jsb", action="store_true",
                    help="also train on the JSB train chorales (soprano + a chord per beat from the four voices)")
+    p.add_argument("--with-folk-melodies", action="store_true",
+                   help="also train on the music21 corpus's folk tunes, labelled by the shipped checkpoint")
+    p.add_argument("--folk-share", type=float, default=0.25,
+                   help="--with-folk-melodies: the share of training windows drawn from those tunes")
     p.add_argument("--window", type=int, default=None,
                    help=f"training window in slots (default {WINDOW_SLOTS}, {READER_WINDOW_SLOTS} for --reader)")
     return p
@@ -257,12 +277,12 @@ def train_main(argv: list[str]) -> int:
     """`companion train harmony ...`: returns a process exit code."""
     args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
-    songs = songs_from(Path(args.cache), args.rebuild, args.with_jsb)
+    songs = songs_from(Path(args.cache), args.rebuild, args.with_jsb, args.with_folk_melodies)
     config = ChordConfig(n_hidden=args.n_hidden, n_embd=args.n_embd)
     command = "companion train harmony " + shlex.join(argv)
     reader = ReaderConfig(n_hidden=args.n_hidden, n_layer=args.n_layer, dropout=args.dropout) if args.reader else None
     window = args.window or (READER_WINDOW_SLOTS if args.reader else WINDOW_SLOTS)
-    task = ChordTask(songs, config, command, args.balance_sources, reader, window)
+    task = ChordTask(songs, config, command, args.balance_sources, reader, window, args.folk_share)
 
     def run(out_dir: str, seed: int) -> dict[str, Any]:
         tcfg = TrainConfig(out_dir=out_dir, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
