@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from models.chords import vocab
-from models.chords.data import Song
+from models.chords.data import DATA_ROOT, Song
 from models.chords.decode import CADENCES, CHANGE_EVERY, decode_live, decode_offline, rule_chords
 from models.chords.features import ending_key, phrase_ends, slot_chords
+from models.chords.jsb_labels import build_jsb_songs
 from models.chords.model import SHIPPED_CHECKPOINT
 from models.chords.train import DEFAULT_CACHE, is_valid, songs_from
 
@@ -153,9 +154,10 @@ def eval_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="companion eval harmony", description=__doc__)
     p.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="folder of the songs caches (built on first use)")
-    p.add_argument("--split", default="all", choices=["folk", "test", "all", "valid"],
+    p.add_argument("--split", default="all", choices=["folk", "test", "all", "valid", "jsb-valid"],
                    help="folk: the folk set; test: held-out POP909 and OpenEWLD songs; all: both, reported apart; "
-                        "valid: the training songs kept for choosing settings (never the held-out ones)")
+                        "valid: the training songs kept for choosing settings (never the held-out ones); "
+                        "jsb-valid: the JSB benchmark's valid chorales (a chord per beat from the four voices)")
     p.add_argument("--change-every", default="beat", choices=CHANGE_EVERY, help="the model's harmonic rhythm")
     p.add_argument("--cadences", default="home", choices=CADENCES,
                    help="offline: home closes every phrase on the tonic; melody only those ending on its root or third")
@@ -169,6 +171,11 @@ def eval_main(argv: list[str]) -> int:
     except CheckpointFileError as err:
         print(f"companion eval harmony: {err}; train one with `companion train harmony`", file=sys.stderr)
         return 2
+    jsb = DATA_ROOT / "jsb" / "Jsb16thSeparated.json"
+    if args.split == "jsb-valid" and not jsb.is_file():
+        print(f"companion eval harmony: {jsb} is missing; --split jsb-valid reads the JSB benchmark there",
+              file=sys.stderr)
+        return 2
     songs = songs_from(Path(args.cache))
     every = args.change_every
     systems = _remembered({
@@ -180,11 +187,14 @@ def eval_main(argv: list[str]) -> int:
     })
     report: dict[str, Any] = {"checkpoint": args.checkpoint, "change_every": every, "cadences": args.cadences,
                               "unit": "per 16th step with an annotated chord, mean over songs"}
-    sets = {"folk": ["folk"], "test": ["test"], "all": ["folk", "test"], "valid": ["valid"]}[args.split]
+    sets = {"folk": ["folk"], "test": ["test"], "all": ["folk", "test"], "valid": ["valid"],
+            "jsb-valid": ["jsb_valid"]}[args.split]
     every_song: list[Song] = []
     for name in sets:
         if name == "valid":
             chosen = [s for s in songs if s.split == "train" and is_valid(s.song_id)]
+        elif name == "jsb_valid":
+            chosen = build_jsb_songs(DATA_ROOT, "valid")[0]
         else:
             chosen = [s for s in songs if s.split == name]
         if name in ("test", "valid"):

@@ -60,11 +60,12 @@ def chorale_song(song_id: str, steps: np.ndarray) -> Song:
     return Song(song_id, SOURCE, melody, onset, chords, pos, STEPS_PER_BEAT, melody_key(melody))
 
 
-def build_jsb_songs(root: Path = DATA_ROOT) -> tuple[list[Song], dict[str, object]]:
-    """The JSB benchmark's train chorales as songs, and a report (how many beats had no chord)."""
+def build_jsb_songs(root: Path = DATA_ROOT, part: str = "train") -> tuple[list[Song], dict[str, object]]:
+    """The JSB benchmark's train chorales as songs (training reads only these; `part` "valid": the valid
+    chorales, for `companion eval harmony --split jsb-valid`), and a report (how many beats had no chord)."""
     started = time.monotonic()
-    pieces = json.loads((root / "jsb" / "Jsb16thSeparated.json").read_text())["train"]
-    songs = [chorale_song(f"jsb/train/{i:03d}", np.array(piece)) for i, piece in enumerate(pieces)]
+    pieces = json.loads((root / "jsb" / "Jsb16thSeparated.json").read_text())[part]
+    songs = [chorale_song(f"jsb/{part}/{i:03d}", np.array(piece)) for i, piece in enumerate(pieces)]
     slots = np.concatenate([s.chords[::STEPS_PER_BEAT] for s in songs])
     return songs, {"songs": {SOURCE: len(songs)}, "beats": len(slots),
                    "no_chord_share": round(float(np.mean(slots == vocab.NO_CHORD)), 3),

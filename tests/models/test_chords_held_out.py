@@ -101,3 +101,27 @@ def test_eval_harmony_reports_each_held_out_set_and_all_of_them_paired_with_the_
     for name in ("jaccard", "bass_root"):
         paired = every["vs_rule"]["model_offline"][name]
         assert paired["boot_lo"] <= paired["mean"] <= paired["boot_hi"]
+
+
+@pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="no shipped chord model")
+def test_eval_harmony_reads_the_jsb_valid_chorales_or_says_where_they_are_missing(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import models.chords.evaluate as evaluate
+    from models.chords.data import CACHE_VERSION, SOURCES, save_songs
+
+    for source in SOURCES:  # a song each: the caches exist, the chorales are read apart
+        save_songs(tmp_path / f"chord-songs-{source}-v{CACHE_VERSION}.npz", [_song(f"{source}/1", source)])
+    monkeypatch.setattr(evaluate, "DATA_ROOT", tmp_path / "data")
+    assert evaluate.eval_main(["--cache", str(tmp_path), "--split", "jsb-valid"]) == 2
+    assert "Jsb16thSeparated.json is missing" in capsys.readouterr().err
+    # two chorales in C: C E G / G B D / C E G ..., the soprano on top, four 16ths a beat
+    beats = [[72, 67, 64, 48], [74, 71, 67, 55], [76, 72, 67, 48], [74, 71, 67, 43]] * 6
+    piece = [voices for voices in beats for _ in range(4)]
+    (tmp_path / "data" / "jsb").mkdir(parents=True)
+    (tmp_path / "data" / "jsb" / "Jsb16thSeparated.json").write_text(json.dumps({"train": [], "valid": [piece] * 2}))
+    assert evaluate.eval_main(["--cache", str(tmp_path), "--split", "jsb-valid"]) == 0
+    report = json.loads(capsys.readouterr().out)["jsb_valid"]
+    assert report["songs"] == 2 and report["annotation"]["bass_root"]["mean"] == 1.0
+    assert 0 < report["model_offline"]["jaccard"]["mean"] <= 1
