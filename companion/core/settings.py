@@ -92,8 +92,8 @@ class EngineSettings:
     """Harmonize a whole melody (`companion generate harmonize`, lead-sheet styles): "home" draws every phrase's
     last note to the tonic chord (its triad, seventh or sus4, whichever holds the note; the model may still hear a
     half cadence there), "melody" only the phrases that end on the tonic's root or third, leaving half cadences
-    where the melody stops elsewhere. Live, a cadence is
-    heard as it is played (a long tonic or third, or one on the bar line of a phrase's 4th bar) in both."""
+    where the melody stops elsewhere. Live, a cadence is heard as it is played (a long tonic or third, or one on
+    the bar line of a phrase's 4th bar) in both."""
     harmony_channels: tuple[int, int, int] | None = None
     """Harmonize, chorale style: channels of alto, tenor and bass; None plays them all on `output_channel`."""
     pad_low_note: int = 48

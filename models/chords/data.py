@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 import zipfile
 from dataclasses import dataclass
@@ -192,12 +193,17 @@ def _lead_sheet_song(path: Path, song_id: str, source: str) -> Song | None:
                       [(float(t), c) for t, c in sheet.symbols], sheet.beats, sheet.beat_type, float(sheet.pickup))
 
 
-def _score_songs(path: Path, song_id: str, source: str) -> list[Song]:
-    """Melody + chord symbols of a score (each tune of an ABC file is a song)."""
+def read_scores(path: Path) -> list:  # type: ignore[type-arg] - music21 Scores
+    """The scores of a file (each tune of an ABC file is one)."""
     import music21
 
     parsed = music21.converter.parse(str(path))
-    scores = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
+    return list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
+
+
+def _score_songs(path: Path, song_id: str, source: str) -> list[Song]:
+    """Melody + chord symbols of a score (each tune of an ABC file is a song)."""
+    scores = read_scores(path)
     songs = []
     for i, score in enumerate(scores):
         song = score_song(score, song_id if len(scores) == 1 else f"{song_id}#{i}", source)
@@ -268,6 +274,22 @@ def _unpack(arrays: dict[str, np.ndarray]) -> list[Song]:
                           int(arrays["sps"][i]), (int(tonic), "minor" if minor else "major")))
         a, b = a + n, b + s
     return songs
+
+
+def title_key(title: str) -> str:
+    """A title as compared between collections: its ASCII letters, lower case."""
+    return re.sub(r"[^a-z]", "", title.lower())
+
+
+def interval_key(song: Song, n: int = 24) -> bytes:
+    """The first `n` melody intervals between note onsets: a tune filed twice under two names has the same."""
+    onsets = song.melody[np.nonzero(song.onset & (song.melody >= 0))[0]].astype(np.int64)
+    return np.diff(onsets[:n + 1]).astype(np.int8).tobytes()
+
+
+def song_title(song_id: str) -> str:
+    """The title in a song id ("openewld/Composer/Title"; "music21/file.abc#3" has none: "")."""
+    return "" if "#" in song_id else title_key(song_id.split("/")[-1])
 
 
 TRAIN_ONLY = ("jsb", "folkmel")  # extra training sources: never held out, never valid

@@ -67,11 +67,6 @@ def tonic_of(key: tuple[int, str]) -> int:
     return vocab.chord_index(key[0], "m" if key[1] == "minor" else "")
 
 
-def cadence_fits(pitch: int, key: tuple[int, str]) -> bool:
-    """May the tonic chord sound under this phrase-ending note (it is not a semitone from a tonic-chord tone)?"""
-    return not _RUBS[tonic_of(key), pitch % 12]
-
-
 def tonic_family(key: tuple[int, str]) -> tuple[int, ...]:
     """The chords that close on the key's tonic: its triad, its diatonic seventh (maj7 in major, m7 in minor) and
     its sus4 (the evaluation counts each as the tonic chord)."""
@@ -85,8 +80,7 @@ def home_chords(pitch: int, key: tuple[int, str]) -> list[int]:
 
 
 def cadence(melody: np.ndarray, slot_pos: np.ndarray, steps_per_slot: int, key: tuple[int, str],
-            song_key: tuple[int, str] | None = None, inner_bonus: float | None = None,
-            cadences: str = "home") -> np.ndarray:
+            song_key: tuple[int, str] | None = None, cadences: str = "home") -> np.ndarray:
     """(S, C): the cadence bonus of each phrase end (`features.phrase_ends`), on every slot its last note sounds
     in: CADENCE_BONUS at the melody's end for the tonic of `key` (the key the melody ends in), INNER_CADENCE_BONUS
     inside the song for the tonic of `song_key`. `cadences` "home": every phrase end draws to the tonic, on
@@ -98,17 +92,15 @@ def cadence(melody: np.ndarray, slot_pos: np.ndarray, steps_per_slot: int, key: 
     ends = phrase_ends(melody, slot_pos, steps_per_slot)
     if not ends:
         return out
-    inner = INNER_CADENCE_BONUS if inner_bonus is None else inner_bonus
-    targets = [(end, song_key, inner) for end in ends[:-1]] if song_key is not None and inner > 0 else []
+    targets = [(end, song_key, INNER_CADENCE_BONUS) for end in ends[:-1]] if song_key is not None else []
     targets.append((ends[-1], key, CADENCE_BONUS))
     for end, k, bonus in targets:
         pitch = int(melody[end])
-        if cadences == "home":
-            chords = home_chords(pitch, k)
-        elif end == ends[-1] or pitch % 12 in {k[0], (k[0] + (3 if k[1] == "minor" else 4)) % 12}:
-            chords = [tonic_of(k)] if not _RUBS[tonic_of(k), pitch % 12] else []
-        else:
-            chords = []
+        chords = home_chords(pitch, k)
+        if cadences == "melody":  # the triad alone, inside the song only on the tonic's root or third
+            triad = tonic_of(k)
+            lands = end == ends[-1] or pitch % 12 in vocab.chord_pcs(triad)[:2]
+            chords = [c for c in chords if c == triad] if lands else []
         held = end + 1  # the phrase's last note, as long as it sounds: a cadence holds under all of it
         while held < len(melody) and melody[held] == pitch:
             held += 1

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.chords.data import Song, score_song
+from models.chords.data import Song, interval_key, read_scores, score_song, song_title, title_key
 
 SOURCE = "folkmel"
 CORPUS_FOLDERS = ("essenFolksong", "airdsAirs", "miscFolk")
 SKIP_FILES = ("han1.abc", "han2.abc", "test0.abc", "test1.abc", "testd.abc", "teste.abc", "variant0.abc")
 """Essen's Chinese songs (another scale and phrasing than the folk set's) and its test and variant files."""
-INTERVALS = 24
 
 
 def corpus_files() -> list[Path]:
@@ -37,33 +36,17 @@ def corpus_files() -> list[Path]:
     return sorted(p for folder in CORPUS_FOLDERS for p in (corpus / folder).glob("*.abc") if p.name not in SKIP_FILES)
 
 
-def title_key(title: str) -> str:
-    return "".join(ch for ch in title.lower() if ch.isalpha())
-
-
-def interval_key(song: Song, n: int = INTERVALS) -> bytes:
-    """The first `n` melody intervals between note onsets: a tune filed twice under two names has the same."""
-    onsets = song.melody[np.nonzero(song.onset & (song.melody >= 0))[0]].astype(np.int64)
-    return np.diff(onsets[:n + 1]).astype(np.int8).tobytes()
-
-
 def tune_fingerprints(songs: Iterable[Song]) -> tuple[set[str], set[bytes]]:
-    """The titles and the opening intervals of `songs` (their ids end in the title: "openewld/Composer/Title",
-    a music21 tune "music21/file.abc#3" has none)."""
+    """The titles and the opening intervals of `songs` (`data.song_title`, `data.interval_key`)."""
     songs = list(songs)
-    titles = {title_key(s.song_id.split("/")[-1].split("#")[0]) for s in songs if "#" not in s.song_id}
-    return titles - {""}, {interval_key(s) for s in songs}
+    return {song_title(s.song_id) for s in songs} - {""}, {interval_key(s) for s in songs}
 
 
 def _read_file(path: str) -> list[tuple[Song, str]]:
     """Every tune of one ABC file, unlabelled, with its title."""
-    import music21
-
-    parsed = music21.converter.parse(path)
-    scores = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
     out = []
     name = Path(path).name
-    for i, score in enumerate(scores):
+    for i, score in enumerate(read_scores(Path(path))):
         song = score_song(score, f"{SOURCE}/{name}#{i}", SOURCE, need_chords=False)
         if song is not None:
             out.append((song, (score.metadata.title if score.metadata is not None else "") or ""))
@@ -80,10 +63,9 @@ def label(song: Song, teacher: object) -> Song:
     from models.chords.decode import decode_offline
 
     slots = decode_offline(teacher, song.melody, song.slot_pos, song.steps_per_slot, song.key, "beat")  # type: ignore[arg-type]
-    chords = np.repeat(slots, song.steps_per_slot).astype(np.int16)
-    chords = np.concatenate([chords, np.full(len(song.melody) - len(chords), -1, dtype=np.int16)])
-    return Song(song.song_id, SOURCE, song.melody, song.onset, chords[:len(song.melody)], song.slot_pos,
-                song.steps_per_slot, song.key)
+    chords = np.full(len(song.melody), -1, dtype=np.int16)  # steps past the last whole slot: no chord
+    chords[:len(slots) * song.steps_per_slot] = np.repeat(slots, song.steps_per_slot)
+    return Song(song.song_id, SOURCE, song.melody, song.onset, chords, song.slot_pos, song.steps_per_slot, song.key)
 
 
 def build_folk_melody_songs(teacher_path: Path, kept_out: list[Song], workers: int = 2,

@@ -9,16 +9,8 @@ import numpy as np
 import pytest
 
 from models.chords import vocab
-from models.chords.data import Song
-from models.chords.folk_melodies import (
-    SOURCE,
-    build_folk_melody_songs,
-    corpus_files,
-    interval_key,
-    read_melodies,
-    title_key,
-    tune_fingerprints,
-)
+from models.chords.data import Song, interval_key, title_key
+from models.chords.folk_melodies import SOURCE, build_folk_melody_songs, corpus_files, read_melodies, tune_fingerprints
 from models.chords.model import SHIPPED_CHECKPOINT
 from models.chords.stepper import ChordConfig
 from models.chords.train import ChordTask, is_valid

@@ -3,14 +3,12 @@ list, and the lead sheets themselves (a held-out tune filed a second time under 
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
 from models.checkpoint import load_checkpoint
 from models.chords import vocab
-from models.chords.data import DATA_ROOT, Song, build_songs
+from models.chords.data import DATA_ROOT, Song, build_songs, interval_key, title_key
 from models.chords.model import SHIPPED_CHECKPOINT
 from models.chords.stepper import ChordConfig
 from models.chords.train import ChordTask
@@ -51,26 +49,17 @@ def test_the_shipped_model_lists_what_it_held_out() -> None:
         assert _song(song_id, source).split != "train", song_id
 
 
-def _title(song_id: str) -> str:
-    return re.sub(r"[^a-z]", "", song_id.split("/")[-1].split("#")[0].lower())
-
-
-def _intervals(song: Song, n: int = 24) -> bytes:
-    onsets = song.melody[np.nonzero(song.onset & (song.melody >= 0))[0]].astype(np.int64)
-    return np.diff(onsets[:n + 1]).astype(np.int8).tobytes()
-
-
 @pytest.mark.skipif(not (DATA_ROOT / "openewld").is_dir(), reason="the OpenEWLD lead sheets are not here")
 def test_no_held_out_lead_sheet_is_also_a_training_song() -> None:
     songs, _ = build_songs("openewld", DATA_ROOT)  # OpenEWLD and the folk set (music21's chord-annotated tunes)
     train = [s for s in songs if s.split == "train"]
     held = [s for s in songs if s.split != "train"]
     assert len(held) >= 80 and train
-    train_titles = {_title(s.song_id) for s in train}
-    train_tunes = {_intervals(s) for s in train}
+    train_titles = {title_key(s.song_id.split("/")[-1].split("#")[0]) for s in train}
+    train_tunes = {interval_key(s) for s in train}
     for song in held:
-        assert _title(song.song_id) not in train_titles, song.song_id
-        assert _intervals(song) not in train_tunes, song.song_id
+        assert title_key(song.song_id.split("/")[-1].split("#")[0]) not in train_titles, song.song_id
+        assert interval_key(song) not in train_tunes, song.song_id
 
 
 @pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="no shipped chord model")
