@@ -117,8 +117,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     for attempt in range(STALL_RERUNS + 1):
         before = _xruns()
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
-        xruns = _xruns() - before
-        if not any(report.failed for report in reports) or xruns == 0 or attempt == STALL_RERUNS:
+        xruns = _xruns() - before  # the last test of a session has the monitor closed by now: 0, no replay
+        if not any(report.failed for report in reports) or xruns <= 0 or attempt == STALL_RERUNS:
             break
         _stall_reruns.append(f"{item.nodeid}: failed during {xruns} JACK xrun(s), played again")
         init = getattr(item, "_initrequest", None)
