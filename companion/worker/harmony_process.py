@@ -73,8 +73,7 @@ class HarmonyProcess(Supervised):
         elif kind == "fatal":
             if not self._info:  # the first process could not load: harmony turns off with its reason
                 self._failed = f"the harmony worker process could not load its model: {message['text']}"
-                child.kill()
-                child.replaced.set()
+                self._give_up(child)
             else:
                 self.fault(child, f"stopped: {message['text']}")
         else:

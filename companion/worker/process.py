@@ -192,6 +192,14 @@ class Supervised:
                 pass
             child.kill()
 
+    def _give_up(self, child: WorkerChild) -> None:
+        """The child could not load its model (already said): forget and kill it, no new one."""
+        with self._lock:
+            if self._child is child:
+                self._child = None
+        child.kill()
+        child.replaced.set()  # said: its end needs no more words
+
     def _replace(self, child: WorkerChild, why: str, meanwhile: str) -> None:
         """Kill the child, say why and what plays `meanwhile`, and start a new one (later and later if they keep
         failing)."""
@@ -353,11 +361,7 @@ class ModelProcess(Supervised):
                 return
             self._say("error", f"the model worker could not load its model ({message['text']}); "
                                "the Markov responder answers")
-            with self._lock:
-                if self._child is worker:
-                    self._child = None
-            worker.kill()
-            worker.replaced.set()  # said: its end needs no more words
+            self._give_up(worker)
 
     def _on_gone(self, worker: WorkerChild, why: str) -> None:
         self._fault(worker, why if worker.ready.is_set() else f"{why} before it was ready")

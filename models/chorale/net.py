@@ -28,7 +28,6 @@ class ChoraleConfig(SavedConfig):
     head_hidden: int = 512
     head_layers: int = 2
 
-
     def gpt_config(self) -> GPTConfig:
         # the step token: soprano of the previous step as the token, alto/tenor/bass and beat position as extras
         return GPTConfig(vocab_size=self.vocab_size, block_size=self.block_size, n_layer=self.n_layer,

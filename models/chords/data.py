@@ -177,7 +177,8 @@ def _grid_song(song_id: str, source: str, notes: list[tuple[float, float, int]],
         onset[min(a, end_steps - 1)] = True
     chords = np.full(end_steps, vocab.NO_CHORD, dtype=np.int16)
     marks = sorted((round(t * 4), c) for t, c in symbols)
-    for (step, index), (next_step, _) in zip(marks, marks[1:] + [(end_steps, 0)][:len(marks)], strict=True):
+    ends = [step for step, _ in marks[1:]] + [end_steps] if marks else []  # a symbol holds until the next
+    for (step, index), next_step in zip(marks, ends, strict=True):
         chords[step:next_step] = index
     pickup = round(pickup_quarters * 4)
     first_bar_slot = -(-pickup // steps_per_slot) if pickup else 0

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from models.chords import vocab
-from models.chords.data import DATA_ROOT, Song
+from models.chords.data import DATA_ROOT, SOURCES, Song
 from models.chords.decode import CADENCES, CHANGE_EVERY, decode_live, decode_offline, rule_chords
 from models.chords.features import ending_key, phrase_ends, slot_chords
-from models.chords.jsb_labels import build_jsb_songs
+from models.chords.jsb_labels import JSB_FILE, build_jsb_songs
 from models.chords.model import SHIPPED_CHECKPOINT
 from models.chords.train import DEFAULT_CACHE, is_valid, songs_from
 
@@ -171,7 +171,7 @@ def eval_main(argv: list[str]) -> int:
     except CheckpointFileError as err:
         print(f"companion eval harmony: {err}; train one with `companion train harmony`", file=sys.stderr)
         return 2
-    jsb = DATA_ROOT / "jsb" / "Jsb16thSeparated.json"
+    jsb = DATA_ROOT / JSB_FILE
     if args.split == "jsb-valid" and not jsb.is_file():
         print(f"companion eval harmony: {jsb} is missing; --split jsb-valid reads the JSB benchmark there",
               file=sys.stderr)
@@ -198,7 +198,7 @@ def eval_main(argv: list[str]) -> int:
         else:
             chosen = [s for s in songs if s.split == name]
         if name in ("test", "valid"):
-            for source in ("pop909", "openewld"):
+            for source in SOURCES:
                 part = [s for s in chosen if s.source == source][:args.limit]
                 report[f"{name}_{source}"] = evaluate(part, systems)
                 every_song += part

@@ -26,6 +26,7 @@ MIN_JACCARD = 0.5  # a beat matching no vocabulary chord at least this well is "
 STEPS_PER_BEAT = 4  # the grid is in 16ths; a slot is a quarter
 BEATS_PER_BAR = 4
 SOURCE = "jsb"
+JSB_FILE = Path("jsb") / "Jsb16thSeparated.json"  # under the data root
 _TONES = np.array([[pc in vocab.chord_pcs(i) for pc in range(12)] for i in range(vocab.N_CHORDS)], dtype=np.float64)
 
 
@@ -64,7 +65,7 @@ def build_jsb_songs(root: Path = DATA_ROOT, part: str = "train") -> tuple[list[S
     """The JSB benchmark's train chorales as songs (training reads only these; `part` "valid": the valid
     chorales, for `companion eval harmony --split jsb-valid`), and a report (how many beats had no chord)."""
     started = time.monotonic()
-    pieces = json.loads((root / "jsb" / "Jsb16thSeparated.json").read_text())[part]
+    pieces = json.loads((root / JSB_FILE).read_text())[part]
     songs = [chorale_song(f"jsb/{part}/{i:03d}", np.array(piece)) for i, piece in enumerate(pieces)]
     slots = np.concatenate([s.chords[::STEPS_PER_BEAT] for s in songs])
     return songs, {"songs": {SOURCE: len(songs)}, "beats": len(slots),

@@ -29,7 +29,6 @@ class ReaderConfig(SavedConfig):
     dropout: float = 0.2
 
 
-
 def _gru_pass(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray) -> np.ndarray:
     """(S, I) -> (S, H) hidden states of one GRU direction (torch's gate order r, z, n), from h = 0."""
     n = w_hh.shape[1]

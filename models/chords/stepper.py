@@ -21,8 +21,6 @@ class ChordConfig(SavedConfig):
     n_hidden: int = 128
 
 
-
-
 class ChordStepper:
     """The network one slot at a time in numpy (float32): `step(h, x, prev)` -> (log-probs, new h)."""
 

@@ -30,6 +30,7 @@ from models.chords.data import (
 from models.chords.features import MODE_COLUMNS, NO_PREV, frame_of, slot_chords, song_arrays
 from models.chords.folk_melodies import SOURCE as FOLK_SOURCE
 from models.chords.folk_melodies import build_folk_melody_songs
+from models.chords.jsb_labels import SOURCE as JSB_SOURCE
 from models.chords.jsb_labels import build_jsb_songs
 from models.chords.model import KIND, SHIPPED_CHECKPOINT
 from models.chords.net import ChordNet, ReaderNet
@@ -53,7 +54,7 @@ def songs_from(cache: Path, rebuild: bool = False, with_jsb: bool = False, with_
     a few minutes for POP909's MIDI files); `with_jsb`: and the JSB train chorales (jsb_labels.py);
     `with_folk`: and the corpus's folk tunes labelled by the shipped checkpoint (folk_melodies.py)."""
     songs: list[Song] = []
-    for source in SOURCES + (("jsb",) if with_jsb else ()) + ((FOLK_SOURCE,) if with_folk else ()):
+    for source in SOURCES + ((JSB_SOURCE,) if with_jsb else ()) + ((FOLK_SOURCE,) if with_folk else ()):
         path = cache / f"chord-songs-{source}-v{CACHE_VERSION}.npz"
         if path.is_file() and not rebuild:
             songs.extend(load_songs(path))
@@ -62,7 +63,7 @@ def songs_from(cache: Path, rebuild: bool = False, with_jsb: bool = False, with_
             kept_out = [s for s in songs if s.split != "train" or is_valid(s.song_id)]
             built, report = build_folk_melody_songs(SHIPPED_CHECKPOINT, kept_out)
         else:
-            built, report = build_jsb_songs(DATA_ROOT) if source == "jsb" else build_songs(source, DATA_ROOT)
+            built, report = build_jsb_songs(DATA_ROOT) if source == JSB_SOURCE else build_songs(source, DATA_ROOT)
         save_songs(path, built)
         print(json.dumps({"built": str(path), **report}), file=sys.stderr)
         songs.extend(built)

@@ -40,7 +40,6 @@ class DrumGANConfig(SavedConfig):
         return self.n_styles + 1 + STEPS + 1 + 3
 
 
-
 @dataclass(frozen=True)
 class Conditions:
     """What one or more bars are asked to be; arrays of shape (B,) except ``taps`` (B, S)."""

@@ -51,7 +51,6 @@ class VAEConfig(SavedConfig):
     dropout: float = 0.1
 
 
-
 def grammar_mask(prev: torch.Tensor, n_classes: int = N_CLASSES) -> torch.Tensor:
     """(B,) previous tokens -> (B, C) bool of allowed next tokens: HOLD only continues a sounding note."""
     allowed = torch.ones(prev.shape[0], n_classes, dtype=torch.bool, device=prev.device)
