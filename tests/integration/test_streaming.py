@@ -122,7 +122,13 @@ class Rig:
         self.recorder.close()
 
 
-def test_the_worker_never_decodes_more_than_the_lookahead_ahead() -> None:
+LOAD_TRIES = 3  # a run in which a note came or went out late (the machine held a thread back) is played again
+
+
+def _lookahead_run() -> tuple[RequestAnswer, RequestAnswer, dict, dict, list[int], dict[str, int]]:
+    """Generate mode with one beat of lookahead until the second span has played a beat: its first two requests,
+    the generator's pulls and notes by tag, the ticks of the notes played, and the scheduler's counts with the
+    worker's late notes ("late_notes")."""
     settings = EngineSettings(mode="generate", seed=1)
     with Rig(settings, RecordingGenerator) as rig:
         rig.runtime.generation.lookahead_beats = 1.0
@@ -130,21 +136,36 @@ def test_the_worker_never_decodes_more_than_the_lookahead_ahead() -> None:
         assert poll_until(lambda: len(generator.requests) >= 3), "generate mode asked for no second span"
         first, second = generator.requests[0], generator.requests[1]
         assert poll_until(lambda: rig.playhead() > second.start_ticks + PPQ)
-        horizon = PPQ  # one beat
         with generator._lock:
             pulls = {tag: list(p) for tag, p in generator.pulls.items()}
             yielded = {tag: list(n) for tag, n in generator.yielded.items()}
-        for tag in (first.tag, second.tag):
-            notes = yielded[tag]
-            for playhead, index in pulls[tag][1:]:
-                # Asked for note `index` only once note `index - 1` was within the horizon.
-                assert notes[index - 1].start_ticks - playhead <= horizon, (tag, index, playhead)
-        # The second span was decoded while the first one's end played, not all at once at the start.
-        assert pulls[second.tag][0][0] >= first.end_ticks - 2 * horizon
-        # Every note of the first span was played, on its own tick.
         played = [rig.clock.timebase().ticks_at(t) for t, _ in rig.note_ons()]
-        assert len([t for t in played if first.start_ticks - 20 <= t < first.end_ticks]) == len(yielded[first.tag])
+        # a note the model handed over too late (dropped by the worker) or that the scheduler's thread sent over
+        # 15 ms late (skipped) is the machine's load, counted
+        counts = {**rig.runtime.scheduler.counts, "late_notes": rig.runtime.generation.late_notes}
     assert rig.sounding() == 0
+    return first, second, pulls, yielded, played, counts
+
+
+def test_the_worker_never_decodes_more_than_the_lookahead_ahead() -> None:
+    for _ in range(LOAD_TRIES):  # a run with late notes says nothing of the throttling: played again
+        first, second, pulls, yielded, played, counts = _lookahead_run()
+        late = counts["skipped_late"] + counts["late_notes"]
+        if late == 0:
+            break
+    horizon = PPQ  # one beat
+    for tag in (first.tag, second.tag):
+        notes = yielded[tag]
+        for playhead, index in pulls[tag][1:]:
+            # Asked for note `index` only once note `index - 1` was within the horizon.
+            assert notes[index - 1].start_ticks - playhead <= horizon, (tag, index, playhead)
+    # The second span was decoded while the first one's end played, not all at once at the start.
+    assert pulls[second.tag][0][0] >= first.end_ticks - 2 * horizon
+    # Every note of the first span was played, on its own tick (a throttle that starved playback would skip
+    # notes in every run).
+    assert late == 0, f"notes late in all {LOAD_TRIES} runs; the last: {counts}"
+    assert len([t for t in played if first.start_ticks - 20 <= t < first.end_ticks]) == len(yielded[first.tag]), \
+        (played, counts)
 
 
 def test_an_endless_stream_is_held_at_the_horizon_and_a_panic_stops_it() -> None:
